@@ -1,0 +1,1 @@
+pytest_plugins = ["procure_devstack.pytest_plugin"]

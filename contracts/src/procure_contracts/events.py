@@ -1,0 +1,271 @@
+"""`data` models of every event type, version 1 (spec section 4).
+
+Quantities are changes, never running totals; `*_after` fields are snapshots.
+"""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from procure_contracts.shapes import (
+    Address,
+    ChargeSpec,
+    Id,
+    Location,
+    Money,
+    NonNegative,
+    Organization,
+    Person,
+    Product,
+    Quantity,
+    Shape,
+    Vendor,
+)
+from procure_contracts.status import POStatus
+
+
+class ProcurementSettingsV1(Shape):
+    approval_threshold: Money | None = None
+    purchasing_team: list[str] = Field(default_factory=list)
+
+
+class StockReservationV1(Shape):
+    """`stock.reserved` and `stock.released`."""
+
+    reservation_id: Id
+    opportunity_id: Id
+    quote_item_id: Id
+    product_id: Id
+    location_id: Id
+    quantity: Quantity
+
+
+class OpportunityRef(Shape):
+    id: Id
+    name: str
+    owner: Person
+
+
+class SalesOrderRef(Shape):
+    id: Id
+    owner: Person
+    ship_to: Address
+
+
+class OpportunityWonV1(Shape):
+    opportunity: OpportunityRef
+    organization: Organization
+    sales_order: SalesOrderRef
+    won_at: datetime
+    charges: list[ChargeSpec] = Field(min_length=1)
+
+
+class OpportunityLostV1(Shape):
+    opportunity_id: Id
+
+
+class ChargeCreatedV1(Shape):
+    charge: ChargeSpec
+    organization: Organization
+    ship_to: Address
+    sales_order_id: Id | None = None
+
+
+class ChargeReadyV1(Shape):
+    charge_id: Id
+    sales_order_id: Id | None = None
+    product: Product
+    quantity: Quantity
+    destination: Address
+
+
+class ChargeNeedOrderV1(Shape):
+    charge_id: Id
+    sales_order_id: Id | None = None
+    product: Product
+    quantity: Quantity
+    extended_cost: Money
+    organization: Organization
+    destination: Address
+    reservation_id: Id | None = Field(
+        default=None, description="Set when these units replace a failed pick of a reservation"
+    )
+
+
+class PickRequestedV1(Shape):
+    request_id: Id
+    charge_id: Id
+    product_id: Id
+    location_id: Id
+    quantity: Quantity
+
+
+class UnitsPickedV1(Shape):
+    charge_id: Id
+    product_id: Id | None = None
+    location_id: Id
+    quantity: Quantity
+    serials: list[str] = Field(default_factory=list)
+    reservation_id: Id | None = None
+    pick_request_id: Id | None = None
+
+
+class PickFailedV1(Shape):
+    charge_id: Id
+    quantity: Quantity
+    reason: str
+    reservation_id: Id | None = None
+    pick_request_id: Id | None = None
+
+
+class ApprovalRequestedV1(Shape):
+    approval_id: Id
+    charge_id: Id
+    sales_order_id: Id | None = None
+    product: Product
+    quantity: Quantity
+    extended_cost: Money
+    threshold: Money
+    purchasing_team: list[str] = Field(default_factory=list)
+
+
+class ApprovalDecidedV1(Shape):
+    approval_id: Id
+    charge_id: Id
+    quantity: Quantity
+    approved: bool
+    note: str | None = None
+    decided_by: Person
+
+
+class ChargeForwardedV1(Shape):
+    charge_id: Id
+    sales_order_id: Id | None = None
+    product: Product
+    quantity: Quantity = Field(description="Units added to the queue by this event")
+    purchasing_team: list[str] = Field(default_factory=list)
+
+
+class POShipTo(Shape):
+    kind: Literal["location", "organization"]
+    location_id: Id | None = None
+    address: Address | None = Field(default=None, description="The drop-ship address")
+
+
+class PORef(Shape):
+    id: Id
+    number: str
+    vendor: Vendor
+    ship_to: POShipTo
+
+
+class POLine(Shape):
+    line_id: Id
+    charge_id: Id | None = None
+    product: Product
+    quantity: Quantity
+    unit_cost: Money
+
+
+class POSubmittedV1(Shape):
+    po: PORef
+    lines: list[POLine] = Field(min_length=1)
+    submitted_by: Person
+
+
+class POCanceledV1(Shape):
+    po_id: Id
+    number: str
+
+
+class POLineClosedV1(Shape):
+    po_id: Id
+    number: str
+    line_id: Id
+    charge_id: Id | None = None
+    quantity: NonNegative = Field(description="Units returned to the queue")
+    po_status: POStatus
+    closed_by: Person
+
+
+class ReceivedLine(Shape):
+    line_id: Id
+    charge_id: Id | None = None
+    product_id: Id
+    quantity: Quantity
+    location_id: Id | None = None
+    serials: list[str] = Field(default_factory=list)
+    open_after: NonNegative = Field(description="Snapshot: the line's open quantity after this")
+
+
+class UnitsReceivedV1(Shape):
+    receipt_id: Id
+    po_id: Id
+    number: str
+    drop_ship: bool
+    po_status: POStatus
+    received_by: Person
+    lines: list[ReceivedLine] = Field(min_length=1)
+
+
+class DeliveredItem(Shape):
+    item_id: Id
+    charge_id: Id
+    seq: int = Field(ge=1, description="Per-charge order of deliveries and cancellations")
+    sales_order_id: Id | None = None
+    product_id: Id
+    quantity: Quantity
+    location_id: Id | None = None
+    serials: list[str] = Field(default_factory=list)
+    transfer_id: Id | None = None
+
+
+class ShipmentDeliveredV1(Shape):
+    delivery_id: Id
+    drop_ship: bool
+    po_number: str | None = None
+    destination: Address
+    delivered_by: Person
+    items: list[DeliveredItem] = Field(min_length=1)
+
+
+class CanceledItem(Shape):
+    item_id: Id
+    charge_id: Id
+    seq: int = Field(ge=1)
+    product_id: Id
+    quantity: Quantity
+    location_id: Id | None = None
+    serials: list[str] = Field(default_factory=list)
+    transfer_id: Id | None = Field(default=None, description="The reversing transfer")
+    original_transfer_id: Id | None = None
+
+
+class ShipmentCanceledV1(Shape):
+    delivery_id: Id
+    reason: str | None = None
+    canceled_by: Person
+    items: list[CanceledItem] = Field(min_length=1)
+
+
+class SalesOrderReadyToFulfillV1(Shape):
+    sales_order_id: Id
+    owner: Person
+
+
+class SalesOrderFulfilledV1(Shape):
+    sales_order_id: Id
+    fulfilled_by: Person
+
+
+class ChargePostedV1(Shape):
+    charge_id: Id
+    posted_by: Person
+    amount: Money
+
+
+# Catalog topics carry the shared shapes themselves.
+ProductV1 = Product
+VendorV1 = Vendor
+LocationV1 = Location

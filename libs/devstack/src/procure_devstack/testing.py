@@ -1,0 +1,214 @@
+"""Helpers for tests on the real stack: free ports, a Kafka client that publishes raw
+records and collects what landed on a topic, and an in-process service harness."""
+
+import asyncio
+import json
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from procure_contracts import CloudEvent, new_event
+from procure_contracts.registry import EventSpec
+from procure_contracts.shapes import Shape
+from procure_runtime.auth import make_token
+from procure_runtime.service import ServiceRuntime
+from procure_runtime.settings import ServiceSettings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unique(prefix: str = "") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Landed:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+
+    @property
+    def event(self) -> CloudEvent:
+        return CloudEvent.from_bytes(self.value)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.event.data
+
+
+class KafkaProbe:
+    """Publishes like an outside system and reads topics like an ops engineer."""
+
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+        self._producer: AIOKafkaProducer | None = None
+
+    async def __aenter__(self) -> "KafkaProbe":
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True
+        )
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._producer:
+            await self._producer.stop()
+
+    def topic(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        assert self._producer is not None
+        await self._producer.send_and_wait(self.topic(topic), value, key=key)
+
+    async def publish(
+        self,
+        spec: EventSpec,
+        data: Shape,
+        *,
+        event_id: str | None = None,
+        correlationid: str | None = None,
+    ) -> CloudEvent:
+        key = spec.key_of(data)
+        event = new_event(
+            spec.type,
+            data,
+            source="/tests/outside-system",
+            subject=key,
+            correlationid=correlationid or key,
+            event_id=event_id,
+        )
+        await self.send_raw(spec.topic, event.to_bytes(), key.encode())
+        return event
+
+    async def read(
+        self,
+        topic: str,
+        *,
+        until: Callable[[list[Landed]], bool] = lambda got: False,
+        timeout: float = 30.0,
+        settle: float = 0.0,
+    ) -> list[Landed]:
+        """Everything on `topic` from the beginning, until `until(records)` holds (then
+        `settle` more seconds, to catch anything extra) or `timeout` passes."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        got: list[Landed] = []
+        try:
+            name = self.topic(topic)
+            deadline = time.monotonic() + timeout
+            partitions: set[int] | None = None
+            while not partitions:
+                partitions = consumer.partitions_for_topic(name)
+                if not partitions:
+                    await consumer._client.force_metadata_update()  # topic may not exist yet
+                    if time.monotonic() > deadline:
+                        return got
+                    await asyncio.sleep(0.2)
+            tps = [TopicPartition(name, p) for p in partitions]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            satisfied_at: float | None = None
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    for r in records:
+                        headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
+                        got.append(Landed(topic, r.partition, r.offset, r.key, r.value, headers))
+                if satisfied_at is None and until(got):
+                    satisfied_at = time.monotonic()
+                if satisfied_at is not None and time.monotonic() - satisfied_at >= settle:
+                    break
+            return got
+        finally:
+            await consumer.stop()
+
+    async def read_events(
+        self,
+        topic: str,
+        count: int,
+        *,
+        timeout: float = 30.0,
+        settle: float = 0.0,
+        where: Callable[[CloudEvent], bool] = lambda e: True,
+    ) -> list[CloudEvent]:
+        def matching(records: list[Landed]) -> list[CloudEvent]:
+            return [e for e in (r.event for r in records) if where(e)]
+
+        records = await self.read(
+            topic, until=lambda got: len(matching(got)) >= count, timeout=timeout, settle=settle
+        )
+        return matching(records)
+
+
+async def eventually(
+    check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.2
+) -> Any:
+    """Await `check()` until it returns something truthy without raising."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return result
+        except AssertionError as exc:
+            last = exc
+        await asyncio.sleep(interval)
+    if last:
+        raise last
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def token(settings: ServiceSettings, *roles: str, sub: str = "u-tester") -> str:
+    return make_token(
+        settings.jwt_secret.get_secret_value(),
+        sub=sub,
+        name="Tess Tester",
+        email="tess@example.com",
+        roles=list(roles),
+    )
+
+
+@asynccontextmanager
+async def running(
+    app: Any, runtime: ServiceRuntime, *, ready_timeout: float = 60.0
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Start a service in this process and yield an HTTP client bound to its app."""
+    await runtime.start()
+    try:
+        await eventually(lambda: runtime.broker_ready, timeout=ready_timeout)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            yield client
+    finally:
+        await runtime.stop()
+
+
+def jsonl(records: list[Landed]) -> str:
+    return "\n".join(
+        json.dumps(
+            {
+                "topic": r.topic,
+                "key": r.key and r.key.decode(),
+                "value": r.value.decode(errors="replace"),
+            }
+        )
+        for r in records
+    )

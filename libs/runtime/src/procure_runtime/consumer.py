@@ -1,0 +1,418 @@
+"""The consuming side every service shares: decode, dead-letter, skip, dedupe (inbox),
+apply in one transaction with the outbox, park what arrives too early, retry.
+
+Per record: not JSON / not an envelope / unknown type / invalid data -> the DLQ byte for
+byte; a higher version of a known type -> skipped and counted; an event id already in
+the inbox -> skipped; else the handler runs in a transaction that also records the event
+id and the outgoing events. A handler raising `Park` waits in the parking lot and is
+retried after later events apply, or dead-lettered after `PROCURE_PARK_TIMEOUT_S`.
+Database or broker outages are retried without end (nothing is dead-lettered for them);
+any other handler error is retried with backoff, then dead-lettered.
+"""
+
+import asyncio
+import contextlib
+import enum
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from procure_contracts import CloudEvent
+from procure_contracts.registry import (
+    EventSpec,
+    dlq_topic,
+    known_base,
+    spec_for_type,
+    split_version,
+)
+from procure_contracts.shapes import Shape
+from pydantic import ValidationError
+from sqlalchemy import MetaData, delete, func, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from procure_runtime import metrics
+from procure_runtime.db import Database, insert_ignore, utcnow
+from procure_runtime.logging import bind, get_logger
+from procure_runtime.outbox import write_outbox
+from procure_runtime.settings import ServiceSettings
+from procure_runtime.uow import UnitOfWork
+
+log = get_logger("procure.consumer")
+
+Handler = Callable[[UnitOfWork, Any, CloudEvent], Awaitable[None]]
+
+
+class Park(Exception):
+    """Raised by a handler when the event needs data this service has not seen yet."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Reject(Exception):
+    """Raised by a handler when a well-formed event breaks a rule it cannot ever meet
+    (e.g. reservations over the quantity): dead-lettered at once, not retried."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Outcome(enum.StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    PARKED = "parked"
+    DEAD_LETTERED = "dead-lettered"
+    SKIPPED = "skipped"
+
+
+class _Duplicate(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str  # without the prefix
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+class EventHandlers:
+    """A service's handlers, one per event type: `@handlers.on(spec)`."""
+
+    def __init__(self) -> None:
+        self._by_type: dict[str, tuple[EventSpec, Handler]] = {}
+
+    def on(self, *specs: EventSpec) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            for spec in specs:
+                self._by_type[spec.type] = (spec, fn)
+            return fn
+
+        return register
+
+    def get(self, type_: str) -> tuple[EventSpec, Handler] | None:
+        return self._by_type.get(type_)
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted({spec.topic for spec, _ in self._by_type.values()})
+
+    def versions(self, base_type: str) -> list[int]:
+        return [s.version for s, _ in self._by_type.values() if s.base_type == base_type]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Infrastructure trouble (database or broker away, lock timeouts): retry, never DLQ."""
+    if isinstance(exc, (OperationalError, InterfaceError, OSError, TimeoutError, ConnectionError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return code in {"40001", "40P01", "57P01", "57P03", "08006", "08003", "08001"}
+    name = type(exc).__name__
+    return "Connection" in name or "KafkaTimeout" in name or name == "CannotConnectNowError"
+
+
+@dataclass
+class _Decoded:
+    event: CloudEvent
+    spec: EventSpec
+    handler: Handler
+    data: Shape
+
+
+@dataclass
+class Consumer:
+    settings: ServiceSettings
+    db: Database
+    metadata: MetaData
+    handlers: EventHandlers
+    publish: Callable[..., Awaitable[Any]]  # broker.publish
+    on_commit: Callable[[], None] = lambda: None  # wakes the outbox relay
+    _parking_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _parking_task: asyncio.Task[None] | None = None
+
+    @property
+    def source(self) -> str:
+        return f"/procure/{self.settings.service}"
+
+    # --- one record -------------------------------------------------------------------
+
+    async def process(self, record: Record) -> Outcome:
+        service = self.settings.service
+        metrics.CONSUMED.labels(service, record.topic).inc()
+        decoded = await self._decode(record)
+        if isinstance(decoded, Outcome):
+            return decoded
+        bind(
+            event_id=decoded.event.id,
+            correlation_id=decoded.event.correlationid,
+            type=decoded.event.type,
+        )
+        outcome = await self._apply_with_retries(record, decoded, from_parking=False)
+        if outcome is Outcome.APPLIED:
+            self._parking_wake.set()
+        return outcome
+
+    async def _decode(self, record: Record) -> _Decoded | Outcome:
+        try:
+            event = CloudEvent.from_bytes(record.value)
+        except ValidationError as exc:
+            not_json = any(e["type"] == "json_invalid" for e in exc.errors())
+            kind = "invalid-json" if not_json else "invalid-envelope"
+            return await self.dead_letter(record, kind, _brief(exc))
+        found = self.handlers.get(event.type)
+        if found is None:
+            parts = split_version(event.type)
+            family = known_base(event.type)
+            if parts and family and self.handlers.versions(family.base_type):
+                if parts[1] > max(self.handlers.versions(family.base_type)):
+                    metrics.SKIPPED.labels(
+                        self.settings.service, record.topic, "newer-version"
+                    ).inc()
+                    log.info("skipped newer version of a known type", type=event.type)
+                    return Outcome.SKIPPED
+            why = "unknown type" if spec_for_type(event.type) is None else "type not consumed here"
+            return await self.dead_letter(record, "unknown-type", f"{why}: {event.type!r}")
+        spec, handler = found
+        if spec.topic != record.topic:
+            return await self.dead_letter(
+                record, "unknown-type", f"{event.type!r} does not belong on topic {record.topic!r}"
+            )
+        try:
+            data = spec.model.model_validate(event.data)
+        except ValidationError as exc:
+            return await self.dead_letter(record, "invalid-data", _brief(exc))
+        return _Decoded(event, spec, handler, data)
+
+    async def _apply_with_retries(
+        self, record: Record, d: _Decoded, *, from_parking: bool
+    ) -> Outcome:
+        attempts = 0
+        backoff = self.settings.retry_backoff_s
+        while True:
+            attempts += 1
+            try:
+                return await self._apply(record, d, from_parking=from_parking)
+            except _Duplicate:
+                return self._duplicate(record)
+            except Reject as exc:
+                if from_parking:
+                    await self._unpark(d.event.id)
+                return await self.dead_letter(record, "rejected", exc.reason, attempts=attempts)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                metrics.FAILED.labels(self.settings.service, record.topic).inc()
+                if is_transient(exc):
+                    log.warning("infrastructure error; retrying", error=repr(exc), attempt=attempts)
+                    attempts -= 1  # outages do not count towards dead-lettering
+                elif attempts >= self.settings.handler_max_attempts:
+                    log.error(
+                        "handler keeps failing; dead-lettering", error=repr(exc), attempts=attempts
+                    )
+                    if from_parking:
+                        await self._unpark(d.event.id)
+                    return await self.dead_letter(
+                        record, "handler-error", repr(exc), attempts=attempts
+                    )
+                else:
+                    log.warning("handler failed; retrying", error=repr(exc), attempt=attempts)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _apply(self, record: Record, d: _Decoded, *, from_parking: bool) -> Outcome:
+        inbox = self.metadata.tables["inbox"]
+        started = time.perf_counter()
+        async with self.db.session() as session:
+            if await session.scalar(select(inbox.c.event_id).where(inbox.c.event_id == d.event.id)):
+                raise _Duplicate
+            uow = UnitOfWork(session, self.source, cause=d.event)
+            try:
+                async with session.begin_nested():
+                    await d.handler(uow, d.data, d.event)
+            except Park as park:
+                await self._park(
+                    session, record, d.event.id, park.reason, from_parking=from_parking
+                )
+                outcome = Outcome.PARKED
+            else:
+                inserted = await session.execute(
+                    insert_ignore(inbox, self.db.dialect).values(
+                        event_id=d.event.id, topic=record.topic
+                    )
+                )
+                if inserted.rowcount == 0:  # another instance applied it meanwhile
+                    raise _Duplicate
+                if from_parking:
+                    parked = self.metadata.tables["parked"]
+                    await session.execute(delete(parked).where(parked.c.event_id == d.event.id))
+                await write_outbox(session, self.metadata, uow.outgoing)
+                outcome = Outcome.APPLIED
+        if outcome is Outcome.APPLIED:
+            metrics.HANDLER_SECONDS.labels(self.settings.service, d.event.type).observe(
+                time.perf_counter() - started
+            )
+            if uow.outgoing:
+                self.on_commit()
+        return outcome
+
+    def _duplicate(self, record: Record) -> Outcome:
+        metrics.SKIPPED.labels(self.settings.service, record.topic, "duplicate").inc()
+        return Outcome.DUPLICATE
+
+    # --- dead letters -----------------------------------------------------------------
+
+    async def dead_letter(
+        self, record: Record, error_type: str, message: str, *, attempts: int = 1
+    ) -> Outcome:
+        headers = {
+            "x-original-topic": self.settings.topic(record.topic),
+            "x-original-partition": str(record.partition),
+            "x-original-offset": str(record.offset),
+            "x-error-type": error_type,
+            "x-error-message": message[:2000],
+            "x-failed-at": datetime.now(UTC).isoformat(),
+            "x-attempts": str(attempts),
+        }
+        backoff = self.settings.retry_backoff_s
+        while True:
+            try:
+                await self.publish(
+                    record.value,
+                    self.settings.topic(dlq_topic(self.settings.service)),
+                    key=record.key,
+                    headers=headers,
+                )
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never drop: wait for the broker to come back
+                log.warning("dead-letter publish failed; retrying", error=repr(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        metrics.DEAD_LETTERED.labels(self.settings.service, record.topic, error_type).inc()
+        log.warning(
+            "dead-lettered",
+            topic=record.topic,
+            offset=record.offset,
+            error_type=error_type,
+            error=message,
+        )
+        return Outcome.DEAD_LETTERED
+
+    # --- parking ----------------------------------------------------------------------
+
+    async def _park(
+        self, session: Any, record: Record, event_id: str, reason: str, *, from_parking: bool
+    ) -> None:
+        parked = self.metadata.tables["parked"]
+        if from_parking:
+            await session.execute(
+                update(parked)
+                .where(parked.c.event_id == event_id)
+                .values(attempts=parked.c.attempts + 1, reason=reason)
+            )
+            return
+        await session.execute(
+            insert_ignore(parked, self.db.dialect).values(
+                event_id=event_id,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=record.key.decode(errors="replace") if record.key is not None else None,
+                value=record.value,
+                headers={},
+                reason=reason,
+                attempts=1,
+                parked_at=utcnow(),
+            )
+        )
+        metrics.PARKED.labels(self.settings.service, record.topic).inc()
+        log.info("parked", reason=reason)
+
+    async def _unpark(self, event_id: str) -> None:
+        parked = self.metadata.tables["parked"]
+        async with self.db.session() as session:
+            await session.execute(delete(parked).where(parked.c.event_id == event_id))
+
+    def start_parking(self) -> None:
+        self._parking_task = asyncio.create_task(self._parking_loop(), name="parking-lot")
+
+    async def stop_parking(self) -> None:
+        if self._parking_task:
+            self._parking_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._parking_task
+
+    async def _parking_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._parking_wake.wait(), timeout=1.0)
+            self._parking_wake.clear()
+            try:
+                while await self.sweep_parked():
+                    pass  # something applied: what waited on it may apply now
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("parking sweep failed; will retry", error=repr(exc))
+
+    async def sweep_parked(self) -> bool:
+        """Retry every parked event in arrival order; dead-letter those parked too long.
+        Returns True when at least one event applied."""
+        parked = self.metadata.tables["parked"]
+        async with self.db.session() as session:
+            rows = (await session.execute(select(parked).order_by(parked.c.id).limit(1000))).all()
+        metrics.PARKED_NOW.labels(self.settings.service).set(len(rows))
+        applied = False
+        deadline = utcnow() - timedelta(seconds=self.settings.park_timeout_s)
+        for row in rows:
+            record = Record(
+                row.topic,
+                row.partition,
+                row.offset,
+                row.key.encode() if row.key else None,
+                row.value,
+            )
+            decoded = await self._decode(record)
+            if isinstance(decoded, Outcome):  # cannot happen unless the code changed under it
+                await self._unpark(row.event_id)
+                continue
+            bind(
+                event_id=decoded.event.id,
+                correlation_id=decoded.event.correlationid,
+                type=decoded.event.type,
+            )
+            outcome = await self._apply_with_retries(record, decoded, from_parking=True)
+            if outcome is Outcome.APPLIED:
+                applied = True
+            elif outcome is Outcome.DUPLICATE:
+                await self._unpark(row.event_id)
+            elif outcome is Outcome.PARKED and row.parked_at < deadline:
+                await self.dead_letter(
+                    record,
+                    "parked-timeout",
+                    f"parked since {row.parked_at.isoformat()}: {row.reason}",
+                    attempts=row.attempts + 1,
+                )
+                await self._unpark(row.event_id)
+        return applied
+
+    async def parked_count(self) -> int:
+        parked = self.metadata.tables["parked"]
+        async with self.db.session() as session:
+            return int(await session.scalar(select(func.count()).select_from(parked)) or 0)
+
+
+def _brief(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:10]
+    )

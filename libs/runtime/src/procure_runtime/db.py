@@ -1,0 +1,166 @@
+"""One async SQLAlchemy engine per service, the runtime's own tables (outbox, inbox,
+parking lot), and dialect helpers. SQLite (embedded default) and PostgreSQL."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    event,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.sql import Insert
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on both dialects (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+def new_metadata() -> MetaData:
+    """Each service's metadata: its own tables plus the runtime's."""
+    metadata = MetaData(naming_convention=NAMING)
+    add_runtime_tables(metadata)
+    return metadata
+
+
+def add_runtime_tables(metadata: MetaData) -> None:
+    Table(
+        "outbox",
+        metadata,
+        Column("id", BigId, primary_key=True, autoincrement=True),
+        Column("event_id", String(64), nullable=False, unique=True),
+        Column("topic", String(200), nullable=False),
+        Column("key", String(200), nullable=False),
+        Column("value", LargeBinary, nullable=False),
+        Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+        Column("sent_at", UTCDateTime(), nullable=True),
+        Index("ix_outbox_pending", "sent_at", "id"),
+    )
+    Table(
+        "inbox",
+        metadata,
+        Column("event_id", String(200), primary_key=True),
+        Column("topic", String(200), nullable=False),
+        Column("processed_at", UTCDateTime(), nullable=False, default=utcnow),
+    )
+    Table(
+        "parked",
+        metadata,
+        Column("id", BigId, primary_key=True, autoincrement=True),
+        Column("event_id", String(200), nullable=False, unique=True),
+        Column("topic", String(200), nullable=False),
+        Column("partition", Integer, nullable=False),
+        Column("offset", BigInteger, nullable=False),
+        Column("key", String(200), nullable=True),
+        Column("value", LargeBinary, nullable=False),
+        Column("headers", JSON, nullable=False, default=dict),
+        Column("reason", Text, nullable=False),
+        Column("attempts", Integer, nullable=False, default=1),
+        Column("parked_at", UTCDateTime(), nullable=False, default=utcnow),
+    )
+
+
+def insert_ignore(table: Table, dialect: str) -> Insert:
+    """`INSERT ... ON CONFLICT DO NOTHING` for the engine's dialect (rowcount 0 = existed)."""
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+class Database:
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.engine: AsyncEngine = make_engine(url, echo=echo)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session inside one transaction: committed on success, rolled back on error."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        _sqlite_immediate_transactions(engine)
+        return engine
+    return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def _sqlite_immediate_transactions(engine: AsyncEngine) -> None:
+    # pysqlite's deferred BEGIN lets two writers deadlock on lock upgrade ("database is
+    # locked" at once, busy timeout ignored). Taking the write lock at BEGIN serializes
+    # writers and makes SAVEPOINTs work, at the price of serializing readers in a
+    # transaction too: fine for the embedded default; PostgreSQL is the scale-out choice.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

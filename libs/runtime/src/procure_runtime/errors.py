@@ -1,0 +1,51 @@
+"""Domain exceptions every service raises; the HTTP layer maps each to problem+json once."""
+
+
+class DomainError(Exception):
+    status = 400
+    kind = "bad-request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, **extra: object) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(DomainError):
+    status = 404
+    kind = "not-found"
+    title = "Not found"
+
+
+class Conflict(DomainError):
+    """The request conflicts with current state (not enough available, already decided...)."""
+
+    status = 409
+    kind = "conflict"
+    title = "Conflict"
+
+
+class Invalid(DomainError):
+    status = 422
+    kind = "invalid"
+    title = "Unprocessable request"
+
+
+class UnknownReference(Invalid):
+    """A body names an id this service has not learnt of (yet): clients may retry."""
+
+    kind = "unknown-reference"
+    title = "Unknown reference"
+
+
+class Unauthorized(DomainError):
+    status = 401
+    kind = "unauthorized"
+    title = "Unauthorized"
+
+
+class Forbidden(DomainError):
+    status = 403
+    kind = "forbidden"
+    title = "Forbidden"

@@ -1,0 +1,153 @@
+"""FastAPI basics shared by every service: RFC 9457 problem+json for every error (bad
+input is never a 500), pagination, and the ops endpoints (/healthz, /readyz, /metrics,
+/asyncapi.json)."""
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from procure_runtime.errors import DomainError, Invalid
+from procure_runtime.logging import get_logger
+
+if TYPE_CHECKING:
+    from procure_runtime.service import ServiceRuntime
+
+log = get_logger("procure.http")
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {
+        "type": f"urn:procure:problem:{kind}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_request: Request, exc: DomainError) -> JSONResponse:
+        return problem(exc.status, exc.kind, exc.title, exc.detail, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
+        return problem(
+            422, "invalid", "Unprocessable request", detail or "invalid request", errors=errors
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem(exc.status_code, kind, str(exc.detail), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _crash(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", error=repr(exc), exc_info=exc)
+        return problem(500, "internal", "Internal error", "an unexpected error occurred")
+
+
+# --- pagination --------------------------------------------------------------------------
+
+
+class Page:
+    """`limit` (default 100, at most 1000) and an opaque `cursor` (keyset)."""
+
+    def __init__(
+        self,
+        limit: int = Query(100, ge=1, le=1000),
+        cursor: str | None = Query(None, max_length=500),
+    ) -> None:
+        self.limit = limit
+        self.after = decode_cursor(cursor) if cursor else None
+
+    def answer(self, items: list[Any], key: Any) -> dict[str, Any]:
+        """`items` holds up to limit+1 rows; the extra one says there is a next page."""
+        more = len(items) > self.limit
+        items = items[: self.limit]
+        return {"items": items, "next_cursor": encode_cursor(key(items[-1])) if more else None}
+
+
+def encode_cursor(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> Any:
+    try:
+        return json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except ValueError:
+        raise Invalid("`cursor` is not one this service gave out") from None
+
+
+# --- ops endpoints -------------------------------------------------------------------------
+
+
+def ops_router() -> APIRouter:
+    router = APIRouter(tags=["ops"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz(request: Request) -> Response:
+        runtime: ServiceRuntime = request.app.state.runtime
+        checks = await runtime.readiness()
+        ok = all(v == "ok" for v in checks.values())
+        if ok:
+            return JSONResponse({"status": "ready", "checks": checks})
+        return problem(
+            503,
+            "not-ready",
+            "Not ready",
+            ", ".join(f"{k}: {v}" for k, v in checks.items()),
+            checks=checks,
+        )
+
+    @router.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get("/asyncapi.json")
+    async def asyncapi(request: Request) -> dict[str, Any]:
+        return request.app.state.runtime.asyncapi()
+
+    return router
+
+
+def create_app(runtime: "ServiceRuntime", *routers: APIRouter) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title=f"procure {runtime.settings.service}",
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    app.include_router(ops_router())
+    for router in routers:
+        app.include_router(router)
+    return app

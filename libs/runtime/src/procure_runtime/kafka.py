@@ -1,0 +1,89 @@
+"""The Kafka side of a service: the FastStream broker (idempotent producer, acks=all),
+security from the spec's `KAFKA_*` env, and topic creation."""
+
+import logging
+import ssl
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+from faststream.kafka.security import parse_security
+from faststream.security import (
+    BaseSecurity,
+    SASLPlaintext,
+    SASLScram256,
+    SASLScram512,
+)
+
+from procure_runtime.settings import ServiceSettings
+
+_SASL = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+
+
+def security_from(settings: ServiceSettings) -> BaseSecurity | None:
+    protocol = settings.kafka_security_protocol.upper()
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+    if protocol.startswith("SASL"):
+        mechanism = (settings.kafka_sasl_mechanism or "PLAIN").upper()
+        password = (
+            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+        )
+        return _SASL[mechanism](
+            settings.kafka_sasl_username or "",
+            password,
+            ssl_context=context,
+            use_ssl=context is not None,
+        )
+    return BaseSecurity(ssl_context=context, use_ssl=True)
+
+
+def client_kwargs(settings: ServiceSettings) -> dict[str, Any]:
+    """aiokafka keyword arguments for clients FastStream does not make (admin, tools)."""
+    return {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        **parse_security(security_from(settings)),
+    }
+
+
+def make_broker(settings: ServiceSettings) -> KafkaBroker:
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=f"procure-{settings.service}",
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=1,
+        security=security_from(settings),
+        graceful_timeout=10.0,
+        log_level=logging.DEBUG,  # one INFO line per message is too loud; ours are structured
+        description=f"The {settings.service} service of the procurement platform",
+    )
+
+
+async def ensure_topics(settings: ServiceSettings, topics: dict[str, bool]) -> None:
+    """Create `topics` (name -> compacted) when missing; existing ones are left alone."""
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication,
+                topic_configs={"cleanup.policy": "compact"} if compacted else {},
+            )
+            for name, compacted in topics.items()
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another instance created them first
+    finally:
+        await admin.close()

@@ -1,0 +1,56 @@
+"""Alembic migrations per service, applied at start (serialized across instances on
+PostgreSQL by an advisory lock). A service's `migrations/env.py` calls `run_env`."""
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, create_engine, text
+
+from procure_runtime.db import Database
+
+_LOCK = "SELECT pg_advisory_xact_lock(hashtext('procure-migrations'))"
+
+
+def alembic_config(script_location: Path, connection: Any = None, url: str | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url)
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+async def upgrade(db: Database, script_location: Path) -> None:
+    async with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            await conn.execute(text(_LOCK))
+        await conn.run_sync(
+            lambda sync: command.upgrade(alembic_config(script_location, sync), "head")
+        )
+
+
+def run_env(target_metadata: MetaData) -> None:
+    """Body of every service's `migrations/env.py`."""
+    cfg = context.config
+    connection = cfg.attributes.get("connection")
+    if connection is not None:
+        _run(connection, target_metadata)
+        return
+    # Command-line use (`alembic revision --autogenerate`): a throwaway sync engine.
+    url = cfg.get_main_option("sqlalchemy.url") or "sqlite:///:memory:"
+    engine = create_engine(url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg"))
+    with engine.begin() as conn:
+        _run(conn, target_metadata)
+
+
+def _run(connection: Any, target_metadata: MetaData) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()

@@ -1,0 +1,172 @@
+"""Transactional outbox: events are rows written in the transaction of the state change;
+a relay publishes them in id order (so in order per key) and marks them sent. After a
+crash or a broker outage the relay resumes from the first unsent row; a row published
+but not yet marked is published again, which consumers absorb by event id."""
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+from faststream.kafka import KafkaBroker
+from sqlalchemy import MetaData, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from procure_runtime import metrics
+from procure_runtime.db import Database, utcnow
+from procure_runtime.logging import get_logger
+from procure_runtime.settings import ServiceSettings
+from procure_runtime.uow import Outgoing
+
+log = get_logger("procure.outbox")
+BATCH = 500
+RETENTION = timedelta(hours=1)
+
+
+async def write_outbox(session: AsyncSession, metadata: MetaData, outgoing: list[Outgoing]) -> None:
+    if not outgoing:
+        return
+    table = metadata.tables["outbox"]
+    now = utcnow()
+    await session.execute(
+        table.insert(),
+        [
+            {
+                "event_id": o.event.id,
+                "topic": o.spec.topic,
+                "key": o.key,
+                "value": o.event.to_bytes(),
+                "created_at": now,
+            }
+            for o in outgoing
+        ],
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self, settings: ServiceSettings, db: Database, metadata: MetaData, broker: KafkaBroker
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.table = metadata.tables["outbox"]
+        self.broker = broker
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock_conn: AsyncConnection | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._release()
+
+    async def _run(self) -> None:
+        backoff = self.settings.retry_backoff_s
+        last_cleanup = utcnow()
+        while True:
+            try:
+                sent = await self.publish_pending()
+                backoff = self.settings.retry_backoff_s
+                if sent == BATCH:
+                    continue  # more waiting: no sleep
+                if utcnow() - last_cleanup > timedelta(minutes=5):
+                    await self.cleanup()
+                    last_cleanup = utcnow()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker or database away: keep the rows, try again later
+                log.warning("outbox relay failed; will retry", error=repr(exc), backoff_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=0.5)
+            self._wake.clear()
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of unsent rows; returns how many were sent. No transaction is
+        held while publishing, so a broker outage never blocks the service's writers."""
+        if self.db.dialect == "postgresql" and not await self._lead():
+            return 0
+        t = self.table
+        async with self.db.session() as session:
+            rows = (
+                await session.execute(
+                    select(t.c.id, t.c.topic, t.c.key, t.c.value)
+                    .where(t.c.sent_at.is_(None))
+                    .order_by(t.c.id)
+                    .limit(BATCH)
+                )
+            ).all()
+        metrics.OUTBOX_BACKLOG.labels(self.settings.service).set(len(rows))
+        if not rows:
+            return 0
+        # Sent in id order without waiting for each ack; the idempotent producer keeps
+        # that order per partition, so per key, even across its internal retries.
+        futures = [
+            await self.broker.publish(
+                row.value,
+                self.settings.topic(row.topic),
+                key=row.key.encode(),
+                headers={"content-type": "application/cloudevents+json"},
+                no_confirm=True,
+            )
+            for row in rows
+        ]
+        await asyncio.gather(*futures)
+        async with self.db.session() as session:
+            await session.execute(
+                update(t).where(t.c.id.in_([r.id for r in rows])).values(sent_at=utcnow())
+            )
+        for row in rows:
+            metrics.PRODUCED.labels(self.settings.service, row.topic).inc()
+        metrics.OUTBOX_BACKLOG.labels(self.settings.service).set(0)
+        return len(rows)
+
+    async def _lead(self) -> bool:
+        """On PostgreSQL, one relay per service publishes at a time (a session advisory
+        lock held on its own connection), which keeps the per-key order across instances."""
+        if self._lock_conn is not None:
+            try:
+                await self._lock_conn.execute(select(1))
+                return True
+            except Exception:
+                await self._release()
+        conn = await self.db.engine.connect()
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        key = func.hashtext(f"procure-outbox-{self.settings.service}")
+        if await conn.scalar(select(func.pg_try_advisory_lock(key))):
+            self._lock_conn = conn
+            return True
+        await conn.close()
+        return False
+
+    async def _release(self) -> None:
+        if self._lock_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._lock_conn.close()
+            self._lock_conn = None
+
+    async def cleanup(self) -> None:
+        async with self.db.session() as session:
+            await session.execute(
+                delete(self.table).where(self.table.c.sent_at < utcnow() - RETENTION)
+            )
+
+    async def backlog(self) -> int:
+        async with self.db.session() as session:
+            return int(
+                await session.scalar(
+                    select(func.count())
+                    .select_from(self.table)
+                    .where(self.table.c.sent_at.is_(None))
+                )
+                or 0
+            )

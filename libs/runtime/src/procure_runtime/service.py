@@ -1,0 +1,201 @@
+"""`ServiceRuntime`: wires a service's tables, handlers and routes to the database, the
+broker, the outbox relay and the parking lot. A service's `app.py` builds one and runs it."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from faststream import AckPolicy
+from faststream.kafka import KafkaMessage
+from faststream.specification import AsyncAPI
+from procure_contracts import CloudEvent
+from procure_contracts.registry import EventSpec, dlq_topic
+from sqlalchemy import MetaData
+
+from procure_runtime import migrate
+from procure_runtime.consumer import Consumer, EventHandlers, Record, is_transient
+from procure_runtime.db import Database
+from procure_runtime.kafka import ensure_topics, make_broker
+from procure_runtime.logging import clear, configure_logging, get_logger
+from procure_runtime.outbox import OutboxRelay, write_outbox
+from procure_runtime.settings import ServiceSettings, load_settings
+from procure_runtime.uow import UnitOfWork
+
+log = get_logger("procure.service")
+
+
+async def _raw_body(msg: KafkaMessage) -> bytes:
+    # Never let FastStream parse the payload: the runtime decodes it itself so that bad
+    # records can be dead-lettered byte for byte.
+    return msg.body
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        name: str,
+        metadata: MetaData,
+        migrations: Path | None,
+        handlers: EventHandlers | None = None,
+        *,
+        publishes: Sequence[EventSpec] = (),
+        settings: ServiceSettings | None = None,
+    ) -> None:
+        self.settings = settings or load_settings(name)
+        self.metadata = metadata
+        self.migrations = migrations
+        self.handlers = handlers or EventHandlers()
+        self.publishes = tuple(publishes)
+        self.db = Database(self.settings.database_url)
+        self.broker = make_broker(self.settings)
+        self.relay = OutboxRelay(self.settings, self.db, metadata, self.broker)
+        self.consumer = Consumer(
+            self.settings, self.db, metadata, self.handlers, self.broker.publish, self.relay.wake
+        )
+        self.broker_ready = False
+        self._connect_task: asyncio.Task[None] | None = None
+        self._declare_channels()
+
+    @property
+    def source(self) -> str:
+        return f"/procure/{self.settings.service}"
+
+    def _declare_channels(self) -> None:
+        s = self.settings
+        for spec in self.publishes:  # publishers are declared so AsyncAPI documents them
+            self.broker.publisher(
+                s.topic(spec.topic),
+                schema=spec.model,
+                title=f"{spec.topic}:publish",
+                description=spec.summary,
+            )
+        self.broker.publisher(
+            s.topic(dlq_topic(s.service)),
+            title=f"{dlq_topic(s.service)}:publish",
+            description="Records this service could not process, byte for byte",
+        )
+        topics = self.handlers.topics
+        if not topics:
+            return
+
+        @self.broker.subscriber(
+            *[s.topic(t) for t in topics],
+            group_id=s.group_id,
+            ack_policy=AckPolicy.MANUAL,
+            auto_offset_reset="earliest",
+            decoder=_raw_body,
+            title=f"{s.service}:consume",
+            description="Consumes: " + ", ".join(topics),
+        )
+        async def on_record(body: bytes, msg: KafkaMessage) -> None:
+            raw = msg.raw_message
+            record = Record(
+                topic=raw.topic[len(s.topic_prefix) :],
+                partition=raw.partition,
+                offset=raw.offset,
+                key=raw.key,
+                value=body,
+            )
+            try:
+                await self.consumer.process(record)
+            finally:
+                clear()
+            await msg.ack()  # only now: the database commit (or the dead letter) is durable
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        configure_logging(self.settings.service, self.settings.log_level)
+        await self._retry("database", self._migrate)
+        self._connect_task = asyncio.create_task(self._connect(), name="broker-connect")
+        self.relay.start()
+        self.consumer.start_parking()
+
+    async def _migrate(self) -> None:
+        if self.migrations is None:  # tools and tests without migrations of their own
+            async with self.db.engine.begin() as conn:
+                await conn.run_sync(self.metadata.create_all)
+            return
+        await migrate.upgrade(self.db, self.migrations)
+
+    async def _connect(self) -> None:
+        s = self.settings
+        topics = {t: spec.compacted for spec in self.publishes for t in [spec.topic]}
+        topics.update({t: False for t in self.handlers.topics if t not in topics})
+        topics[dlq_topic(s.service)] = False
+        await self._retry(
+            "kafka", lambda: ensure_topics(s, {s.topic(t): c for t, c in topics.items()})
+        )
+        await self._retry("kafka", self.broker.start)
+        self.broker_ready = True
+        log.info("service started", port=s.port, topics=sorted(topics))
+
+    async def _retry(self, what: str, step: Any) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await step()
+                return
+            except Exception as exc:
+                if not is_transient(exc) and "Kafka" not in type(exc).__name__:
+                    raise
+                log.warning(f"{what} not reachable yet; retrying", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def stop(self) -> None:
+        if self._connect_task:
+            self._connect_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connect_task
+        await self.consumer.stop_parking()
+        await self.relay.stop()
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        await self.db.dispose()
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(self.db.ping(), timeout=3)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable ({type(exc).__name__})"
+        if not self.broker_ready:
+            checks["kafka"] = "connecting"
+        else:
+            try:
+                checks["kafka"] = "ok" if await self.broker.ping(timeout=3) else "unreachable"
+            except Exception as exc:
+                checks["kafka"] = f"unreachable ({type(exc).__name__})"
+        return checks
+
+    # --- units of work (HTTP routes) ---------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, cause: CloudEvent | None = None) -> AsyncIterator[UnitOfWork]:
+        """One transaction whose emitted events go through the outbox."""
+        async with self.db.session() as session:
+            uow = UnitOfWork(session, self.source, cause=cause)
+            yield uow
+            await write_outbox(session, self.metadata, uow.outgoing)
+        if uow.outgoing:
+            self.relay.wake()
+
+    def asyncapi(self) -> dict[str, Any]:
+        spec = AsyncAPI(self.broker, title=f"procure {self.settings.service}", version="1.0.0")
+        return spec.to_specification().to_jsonable()
+
+
+def run(app: Any, runtime: ServiceRuntime) -> None:
+    """Serve a service's FastAPI app (its lifespan starts the runtime)."""
+    uvicorn.run(
+        app,
+        host=runtime.settings.host,
+        port=runtime.settings.port,
+        log_config=None,
+        access_log=False,
+    )

@@ -1,0 +1,79 @@
+"""Settings from the environment, with the spec's exact variable names (sections 1, 4, 7)."""
+
+import os
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PORTS = {
+    "quotes": 8101,
+    "inventory": 8102,
+    "purchasing": 8103,
+    "receiving": 8104,
+    "shipping": 8105,
+    "notifier": 8106,
+}
+DEV_JWT_SECRET = "procure-dev-secret-change-me"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class ServiceSettings(BaseSettings):
+    """Everything a service process reads from its environment."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    service: str = "service"
+    port: int = 0
+    database_url: str = ""
+    host: str = Field("127.0.0.1", validation_alias=_env("PROCURE_HOST"))
+    data_dir: Path = Field(Path("./var"), validation_alias=_env("PROCURE_DATA_DIR"))
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS")
+    )
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT", validation_alias=_env("KAFKA_SECURITY_PROTOCOL")
+    )
+    kafka_sasl_mechanism: str | None = Field(None, validation_alias=_env("KAFKA_SASL_MECHANISM"))
+    kafka_sasl_username: str | None = Field(None, validation_alias=_env("KAFKA_SASL_USERNAME"))
+    kafka_sasl_password: SecretStr | None = Field(
+        None, validation_alias=_env("KAFKA_SASL_PASSWORD")
+    )
+    kafka_ssl_cafile: str | None = Field(None, validation_alias=_env("KAFKA_SSL_CAFILE"))
+    topic_prefix: str = Field("", validation_alias=_env("PROCURE_TOPIC_PREFIX"))
+    topic_partitions: int = Field(3, validation_alias=_env("PROCURE_TOPIC_PARTITIONS"))
+    topic_replication: int = Field(1, validation_alias=_env("PROCURE_TOPIC_REPLICATION"))
+    park_timeout_s: float = Field(600.0, validation_alias=_env("PROCURE_PARK_TIMEOUT_S"))
+    handler_max_attempts: int = Field(5, validation_alias=_env("PROCURE_HANDLER_MAX_ATTEMPTS"))
+    retry_backoff_s: float = Field(0.2, validation_alias=_env("PROCURE_RETRY_BACKOFF_S"))
+    jwt_secret: SecretStr = Field(
+        SecretStr(DEV_JWT_SECRET), validation_alias=_env("PROCURE_JWT_SECRET")
+    )
+    log_level: str = Field("INFO", validation_alias=_env("PROCURE_LOG_LEVEL"))
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.topic_prefix}{self.service}"
+
+
+def load_settings(service: str, **overrides: object) -> ServiceSettings:
+    """Settings of one service: `<NAME>_PORT` and `<NAME>_DATABASE_URL` plus the shared
+    variables; the database defaults to an SQLite file under `PROCURE_DATA_DIR`."""
+    upper = service.upper()
+    values: dict[str, object] = {"service": service}
+    values["port"] = int(os.environ.get(f"{upper}_PORT", DEFAULT_PORTS.get(service, 8100)))
+    if url := os.environ.get(f"{upper}_DATABASE_URL"):
+        values["database_url"] = url
+    values.update(overrides)
+    settings = ServiceSettings(**values)  # type: ignore[arg-type]
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path = (settings.data_dir / f"{service}.db").resolve()
+        settings.database_url = f"sqlite+aiosqlite:///{path}"
+    return settings

@@ -1,0 +1,74 @@
+"""A tiny service used to test the runtime on the real broker: it stores charges from
+`charge.created` and emits `charge.ready`; `charge.ready` for a charge it has not seen
+parks; `units.picked` always fails."""
+
+from typing import Any
+
+from procure_contracts import CloudEvent
+from procure_contracts import events as ev
+from procure_contracts.registry import spec_for_topic
+from procure_runtime import EventHandlers, Park, ServiceRuntime, UnitOfWork
+from procure_runtime.db import new_metadata
+from procure_runtime.http import create_app
+from procure_runtime.settings import ServiceSettings
+from sqlalchemy import Column, Integer, String, Table, func, select
+
+CREATED = spec_for_topic("charge.created")
+READY = spec_for_topic("charge.ready")
+PICKED = spec_for_topic("units.picked")
+
+metadata = new_metadata()
+charges = Table(
+    "charges", metadata, Column("id", String(200), primary_key=True), Column("quantity", Integer)
+)
+readies = Table(
+    "readies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("charge_id", String(200)),
+    Column("event_id", String(200)),
+)
+handlers = EventHandlers()
+
+
+@handlers.on(CREATED)
+async def on_created(uow: UnitOfWork, data: ev.ChargeCreatedV1, event: CloudEvent) -> None:
+    await uow.session.execute(
+        charges.insert().values(id=data.charge.id, quantity=data.charge.quantity)
+    )
+    uow.emit(
+        READY,
+        ev.ChargeReadyV1(
+            charge_id=data.charge.id,
+            product=data.charge.product,
+            quantity=data.charge.quantity,
+            destination=data.ship_to,
+        ),
+    )
+
+
+@handlers.on(READY)
+async def on_ready(uow: UnitOfWork, data: ev.ChargeReadyV1, event: CloudEvent) -> None:
+    await uow.session.execute(readies.insert().values(charge_id=data.charge_id, event_id=event.id))
+    if not await uow.session.scalar(select(charges.c.id).where(charges.c.id == data.charge_id)):
+        raise Park(f"charge {data.charge_id} not seen yet")  # the insert above is rolled back
+
+
+@handlers.on(PICKED)
+async def on_picked(uow: UnitOfWork, data: Any, event: CloudEvent) -> None:
+    raise RuntimeError("this handler always fails")
+
+
+def build(settings: ServiceSettings) -> tuple[Any, ServiceRuntime]:
+    runtime = ServiceRuntime(
+        "probe", metadata, None, handlers, publishes=[READY], settings=settings
+    )
+    return create_app(runtime), runtime
+
+
+async def count(runtime: ServiceRuntime, table: Table, **where: str) -> int:
+    async with runtime.db.session() as session:
+        query = select(func.count()).select_from(table)
+        for column, value in where.items():
+            query = query.where(table.c[column] == value)
+        return int(await session.scalar(query) or 0)

@@ -1,0 +1,213 @@
+"""The runtime's promises on the real broker: outbox, inbox, dead letters, version skips,
+parking, retries, readiness and metrics."""
+
+import json
+from pathlib import Path
+
+import pytest
+from probe_service import CREATED, PICKED, READY, build, charges, count, readies
+from procure_contracts import events as ev
+from procure_contracts import new_event
+from procure_devstack import factories as f
+from procure_devstack.kafka import LocalKafka
+from procure_devstack.testing import KafkaProbe, eventually, free_port, running
+
+pytestmark = pytest.mark.kafka
+
+
+def _probe(settings):
+    return KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix)
+
+
+def _ready(charge_id: str) -> ev.ChargeReadyV1:
+    return ev.ChargeReadyV1(
+        charge_id=charge_id, product=f.product(), quantity=1, destination=f.address()
+    )
+
+
+async def test_failed_transaction_publishes_nothing(service_settings) -> None:
+    settings = service_settings("probe")
+    app, runtime = build(settings)
+    async with running(app, runtime), _probe(settings) as kafka:
+        with pytest.raises(RuntimeError):
+            async with runtime.transaction() as uow:
+                uow.emit(READY, _ready("ch-rolled-back"))
+                raise RuntimeError("the state change fails")
+        async with runtime.transaction() as uow:
+            uow.emit(READY, _ready("ch-committed"))
+        events = await kafka.read_events("charge.ready", 1, settle=1.5)
+        assert [e.data["charge_id"] for e in events] == ["ch-committed"]
+        assert await runtime.relay.backlog() == 0
+
+
+async def test_publish_during_broker_outage_is_delivered_once_it_is_back(
+    service_settings, tmp_path: Path
+) -> None:
+    broker = LocalKafka(tmp_path / "own-kafka", port=free_port(), controller_port=free_port())
+    broker.start()
+    broker.wait_ready(timeout=90)
+    try:
+        settings = service_settings("probe", kafka_bootstrap_servers=broker.bootstrap)
+        app, runtime = build(settings)
+        async with running(app, runtime) as http:
+            assert (await http.get("/readyz")).status_code == 200
+            broker.stop()
+            async with runtime.transaction() as uow:
+                uow.emit(READY, _ready("ch-during-outage"))
+            await eventually(lambda: _not_ready(http), timeout=30)
+            assert await runtime.relay.backlog() == 1  # kept, not lost
+            broker.start()
+            broker.wait_ready(timeout=90)
+            await eventually(lambda: _backlog_empty(runtime), timeout=60)
+            async with _probe(settings) as kafka:
+                events = await kafka.read_events("charge.ready", 1, settle=1.5)
+            assert [e.data["charge_id"] for e in events] == ["ch-during-outage"]
+            assert (await http.get("/readyz")).status_code == 200
+    finally:
+        broker.kill()
+
+
+async def _not_ready(http) -> bool:
+    response = await http.get("/readyz")
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert response.headers["content-type"].startswith("application/problem+json")
+    return body["checks"]["kafka"] != "ok"
+
+
+async def _backlog_empty(runtime) -> bool:
+    return await runtime.relay.backlog() == 0
+
+
+async def test_an_event_delivered_twice_has_one_effect(service_settings) -> None:
+    settings = service_settings("probe")
+    app, runtime = build(settings)
+    created = f.charge_created()
+    event = new_event(CREATED.type, created, source="/tests", subject=created.charge.id)
+    async with running(app, runtime), _probe(settings) as kafka:
+        await kafka.send_raw("charge.created", event.to_bytes(), created.charge.id.encode())
+        await kafka.send_raw("charge.created", event.to_bytes(), created.charge.id.encode())
+        emitted = await kafka.read_events("charge.ready", 1, settle=2.0)
+        assert len(emitted) == 1
+        await eventually(lambda: _count_is(runtime, readies, 1))
+        assert await count(runtime, charges) == 1
+
+
+async def _count_is(runtime, table, n, **where) -> bool:
+    got = await count(runtime, table, **where)
+    assert got == n, f"{table.name}: {got} != {n}"
+    return True
+
+
+async def test_bad_records_go_to_the_dead_letter_topic_byte_for_byte(service_settings) -> None:
+    settings = service_settings("probe")
+    app, runtime = build(settings)
+    garbage = b"\x00\xffnot json at all{"
+    unknown = new_event(
+        "procurement.nonsense.happened.v1", f.charge_created(), source="/x", subject="s"
+    ).to_bytes()
+    invalid = json.dumps(
+        {
+            "specversion": "1.0",
+            "id": "bad-data-1",
+            "source": "/x",
+            "type": CREATED.type,
+            "data": {"charge": {"id": "c"}},
+        }
+    ).encode()
+    valid = f.charge_created()
+    async with running(app, runtime), _probe(settings) as kafka:
+        for value in (garbage, unknown, invalid):
+            await kafka.send_raw("charge.created", value, b"same-key")
+        await kafka.publish(CREATED, valid)
+        dead = await kafka.read("dlq.probe", until=lambda got: len(got) >= 3, settle=1.0)
+        assert [d.value for d in dead] == [garbage, unknown, invalid]
+        assert [d.headers["x-error-type"] for d in dead] == [
+            "invalid-json",
+            "unknown-type",
+            "invalid-data",
+        ]
+        for d in dead:
+            assert d.key == b"same-key"
+            assert d.headers["x-original-topic"] == f"{settings.topic_prefix}charge.created"
+            assert int(d.headers["x-original-partition"]) >= 0
+            assert int(d.headers["x-original-offset"]) >= 0
+            assert d.headers["x-error-message"]
+            assert d.headers["x-failed-at"]
+            assert d.headers["x-attempts"] == "1"
+        await eventually(lambda: _count_is(runtime, charges, 1, id=valid.charge.id))
+
+
+async def test_a_newer_version_of_a_known_type_is_skipped_and_counted(service_settings) -> None:
+    settings = service_settings("probe")
+    app, runtime = build(settings)
+    newer = new_event("procurement.charge.created.v2", f.charge_created(), source="/x", subject="s")
+    after = f.charge_created()
+    async with running(app, runtime) as http, _probe(settings) as kafka:
+        await kafka.send_raw("charge.created", newer.to_bytes())
+        await kafka.publish(CREATED, after)
+        await eventually(lambda: _count_is(runtime, charges, 1, id=after.charge.id))
+        assert await count(runtime, charges) == 1
+        metrics = (await http.get("/metrics")).text
+        assert (
+            'procure_events_skipped_total{reason="newer-version",service="probe",topic="charge.created"}'
+            in metrics
+        )
+        assert await kafka.read("dlq.probe", timeout=1.0) == []
+
+
+async def test_an_event_that_arrives_too_early_is_parked_then_applied(service_settings) -> None:
+    settings = service_settings("probe")
+    app, runtime = build(settings)
+    created = f.charge_created()
+    async with running(app, runtime), _probe(settings) as kafka:
+        early = await kafka.publish(READY, _ready(created.charge.id))
+        await eventually(lambda: runtime.consumer.parked_count())
+        assert await count(runtime, readies) == 0  # nothing of it applied while parked
+        await kafka.publish(CREATED, created)
+        # the early event and the one the service emitted itself both apply
+        await eventually(lambda: _count_is(runtime, readies, 2, charge_id=created.charge.id))
+        assert await count(runtime, readies, event_id=early.id) == 1
+        assert await runtime.consumer.parked_count() == 0
+
+
+async def test_an_event_parked_too_long_is_dead_lettered_with_the_reason(service_settings) -> None:
+    settings = service_settings("probe", park_timeout_s=1.0)
+    app, runtime = build(settings)
+    async with running(app, runtime), _probe(settings) as kafka:
+        event = await kafka.publish(READY, _ready("ch-never-created"))
+        [dead] = await kafka.read("dlq.probe", until=lambda got: len(got) >= 1, settle=0.5)
+        assert dead.event.id == event.id
+        assert dead.headers["x-error-type"] == "parked-timeout"
+        assert "ch-never-created not seen yet" in dead.headers["x-error-message"]
+        assert await runtime.consumer.parked_count() == 0
+
+
+async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(service_settings) -> None:
+    settings = service_settings("probe", handler_max_attempts=3)
+    app, runtime = build(settings)
+    picked = ev.UnitsPickedV1(charge_id="ch-1", location_id="loc-1", quantity=1)
+    after = f.charge_created()
+    async with running(app, runtime), _probe(settings) as kafka:
+        await kafka.publish(PICKED, picked)
+        await kafka.publish(CREATED, after)
+        [dead] = await kafka.read("dlq.probe", until=lambda got: len(got) >= 1, settle=0.5)
+        assert dead.headers["x-error-type"] == "handler-error"
+        assert dead.headers["x-attempts"] == "3"
+        assert "always fails" in dead.headers["x-error-message"]
+        await eventually(lambda: _count_is(runtime, charges, 1, id=after.charge.id))
+
+
+async def test_ops_endpoints_answer_without_auth(service_settings) -> None:
+    settings = service_settings("probe")
+    app, runtime = build(settings)
+    async with running(app, runtime) as http:
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+        ready = (await http.get("/readyz")).json()
+        assert ready["checks"] == {"database": "ok", "kafka": "ok"}
+        asyncapi = (await http.get("/asyncapi.json")).json()
+        assert asyncapi["asyncapi"].startswith("3.")
+        assert any("charge.ready" in name for name in asyncapi["channels"])
+        assert (await http.get("/openapi.json")).status_code == 200
+        metrics = (await http.get("/metrics")).text
+        assert "procure_outbox_backlog" in metrics

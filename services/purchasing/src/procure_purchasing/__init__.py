@@ -1,0 +1,1 @@
+"""The purchasing service of the procurement platform."""

@@ -1,0 +1,1 @@
+"""The quotes service of the procurement platform."""

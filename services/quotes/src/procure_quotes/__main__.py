@@ -1,0 +1,3 @@
+from procure_quotes.app import main
+
+main()

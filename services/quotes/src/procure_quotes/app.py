@@ -1,0 +1,32 @@
+"""The quotes service process: runtime + handlers + routes."""
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from procure_runtime import ServiceRuntime
+from procure_runtime.http import create_app
+from procure_runtime.service import run
+from procure_runtime.settings import ServiceSettings
+
+from procure_quotes.api import router
+from procure_quotes.handlers import CHARGE_NEED_ORDER, CHARGE_READY, handlers
+from procure_quotes.models import metadata
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def build(settings: ServiceSettings | None = None) -> tuple[FastAPI, ServiceRuntime]:
+    runtime = ServiceRuntime(
+        "quotes",
+        metadata,
+        MIGRATIONS,
+        handlers,
+        publishes=[CHARGE_READY, CHARGE_NEED_ORDER],
+        settings=settings,
+    )
+    return create_app(runtime, router), runtime
+
+
+def main() -> None:
+    app, runtime = build()
+    run(app, runtime)

@@ -1,0 +1,1 @@
+"""The receiving service of the procurement platform."""

@@ -14,7 +14,7 @@ DEFAULT_PORTS = {
     "shipping": 8105,
     "notifier": 8106,
 }
-DEV_JWT_SECRET = "procure-dev-secret-change-me"
+DEV_JWT_SECRET = "procure-dev-secret-change-me-before-production"
 
 
 def _env(name: str) -> AliasChoices:

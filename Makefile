@@ -1,0 +1,43 @@
+# The two commands: `make run` (the whole stack on this machine) and `make test`
+# (the whole suite on a real Kafka broker and PostgreSQL). Each installs what it needs.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PYTEST_ARGS ?=
+
+.PHONY: run test setup system-deps kafka-jars postgres lint format schemas docs faults bench down
+
+run: setup kafka-jars
+	$(UV) run procure up
+
+down:
+	$(UV) run procure down
+
+test: setup kafka-jars postgres lint
+	$(UV) run pytest $(PYTEST_ARGS)
+
+setup: system-deps
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+
+# Java, Maven and PostgreSQL come with our machines; install them where they do not.
+system-deps:
+	@bash deploy/system-deps.sh
+
+kafka-jars:
+	$(UV) run python -m procure_devstack.kafka fetch
+
+postgres:
+	$(UV) run python -m procure_devstack.postgres setup
+
+lint:
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+format:
+	$(UV) run ruff check --fix .
+	$(UV) run ruff format .
+
+# Regenerate what is generated from contracts/ (tests fail when these are stale).
+schemas:
+	$(UV) run python -m procure_contracts.schemas export
+	$(UV) run python -m procure_contracts.docs > docs/events.md

@@ -41,3 +41,7 @@ format:
 schemas:
 	$(UV) run python -m procure_contracts.schemas export
 	$(UV) run python -m procure_contracts.docs > docs/events.md
+
+# New Alembic migration from a service's models: make migration SERVICE=quotes MSG="add ledger"
+migration:
+	$(UV) run python -m procure_runtime.migrate revision $(SERVICE) "$(MSG)"

@@ -54,3 +54,30 @@ def _run(connection: Any, target_metadata: MetaData) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m procure_runtime.migrate revision SERVICE MESSAGE`: autogenerate the
+    next migration of a service from its models (against a scratch SQLite database
+    upgraded to the current head)."""
+    import importlib
+    import sys
+    import tempfile
+
+    args = argv if argv is not None else sys.argv[1:]
+    if len(args) != 3 or args[0] != "revision":
+        print(main.__doc__)
+        return 2
+    _, service, message = args
+    package = importlib.import_module(f"procure_{service}")
+    location = Path(package.__file__).parent / "migrations"  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = alembic_config(location, url=f"sqlite:///{tmp}/scratch.db")
+        command.upgrade(cfg, "head")
+        heads = len(list((location / "versions").glob("*.py")))
+        command.revision(cfg, message=message, autogenerate=True, rev_id=f"{heads + 1:04d}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

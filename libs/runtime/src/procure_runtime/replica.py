@@ -27,10 +27,10 @@ def _table_name(kind: str) -> str:
     return f"replica_{kind}"
 
 
-def add_replicas(metadata: MetaData, handlers: EventHandlers, *kinds: str) -> None:
-    """Declare a replica table per kind and the handlers that keep it current."""
+def replica_tables(metadata: MetaData, *kinds: str) -> None:
+    """Declare a replica table per kind (in `models.py`, so migrations see it)."""
     for kind in kinds:
-        table = Table(
+        Table(
             _table_name(kind),
             metadata,
             Column("id", String(200), primary_key=True),
@@ -38,7 +38,19 @@ def add_replicas(metadata: MetaData, handlers: EventHandlers, *kinds: str) -> No
             Column("event_id", String(200), nullable=False),
             Column("updated_at", UTCDateTime(), nullable=False, default=utcnow),
         )
-        handlers.on(spec_for_topic(KINDS[kind]))(_upsert_into(table, spec_for_topic(KINDS[kind])))
+
+
+def replicate(handlers: EventHandlers, metadata: MetaData, *kinds: str) -> None:
+    """Register the handlers that keep the replica tables current (in `handlers.py`)."""
+    for kind in kinds:
+        spec = spec_for_topic(KINDS[kind])
+        handlers.on(spec)(_upsert_into(metadata.tables[_table_name(kind)], spec))
+
+
+def add_replicas(metadata: MetaData, handlers: EventHandlers, *kinds: str) -> None:
+    """Both at once, for services that declare tables and handlers in one place."""
+    replica_tables(metadata, *kinds)
+    replicate(handlers, metadata, *kinds)
 
 
 def _upsert_into(table: Table, spec: EventSpec) -> Any:

@@ -1,97 +1,480 @@
-"""Quotes' HTTP routes (thin): sales orders and charges as stored so far."""
+"""Quotes' HTTP routes (thin): opportunities and the Won Opportunity Wizard, direct
+charges, sales orders, Approve & Post."""
 
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
+from procure_contracts import events as ev
+from procure_contracts.registry import spec_for_topic
+from procure_contracts.shapes import (
+    Address,
+    ChargeSpec,
+    Organization,
+    Parent,
+    Person,
+    Product,
+    ReservationRef,
+)
 from procure_contracts.status import SalesOrderStatus
-from procure_runtime import NotFound
+from procure_runtime import Conflict, Invalid, NotFound, UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
-from pydantic import BaseModel
+from procure_runtime.http import Page
+from procure_runtime.replica import get as replica_get
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 
-from procure_quotes.models import charges, sales_orders
+from procure_quotes import views
+from procure_quotes.models import (
+    charges,
+    metadata,
+    opportunities,
+    quote_items,
+    reservations,
+    sales_orders,
+)
 
 router = APIRouter()
 Reader = Annotated[Principal, Depends(authenticated)]
 Sales = Annotated[Principal, Depends(require("sales"))]
+Billing = Annotated[Principal, Depends(require("billing"))]
 
 
-def _charge_view(row: Any) -> dict[str, Any]:
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _runtime(request: Request) -> Any:
+    return request.app.state.runtime
+
+
+async def _product(session: Any, product_id: str) -> Product:
+    doc = await replica_get(session, metadata, "products", product_id)
+    if doc is None:
+        raise UnknownReference(
+            f"product {product_id!r} is not known (yet): inventory publishes products"
+        )
+    return Product.model_validate(doc)
+
+
+# --- opportunities --------------------------------------------------------------------
+
+
+class OpportunityIn(Body):
+    id: str | None = Field(None, min_length=1, max_length=200)
+    name: str = Field(min_length=1)
+    owner: Person
+    organization: Organization
+
+
+class QuoteItemIn(Body):
+    product_id: str = Field(min_length=1)
+    quantity: int = Field(gt=0)
+    unit_price: Decimal | None = Field(None, ge=0)
+
+
+class WinSalesOrder(Body):
+    id: str | None = Field(None, min_length=1, max_length=200)
+    owner: Person | None = None
+    ship_to: Address
+
+
+class WinItem(Body):
+    quote_item_id: str
+    parent: Parent
+
+
+class WinIn(Body):
+    sales_order: WinSalesOrder
+    items: list[WinItem] = Field(min_length=1)
+
+
+async def _opportunity(session: Any, opp_id: str, *, lock: bool = False) -> Any:
+    query = select(opportunities).where(opportunities.c.id == opp_id)
+    row = (await session.execute(query.with_for_update() if lock else query)).first()
+    if row is None:
+        raise NotFound(f"opportunity {opp_id!r} does not exist")
+    return row
+
+
+async def _items(session: Any, opp_id: str) -> list[dict[str, Any]]:
+    rows = (
+        await session.execute(
+            select(quote_items)
+            .where(quote_items.c.opportunity_id == opp_id)
+            .order_by(quote_items.c.created_at, quote_items.c.id)
+        )
+    ).all()
+    held = (
+        await session.execute(
+            select(reservations).where(
+                reservations.c.opportunity_id == opp_id, reservations.c.released.is_(False)
+            )
+        )
+    ).all()
+    return [
+        {
+            "id": r.id,
+            "product": r.product,
+            "quantity": r.quantity,
+            "unit_price": str(r.unit_price),
+            "reservations": [
+                {"id": h.id, "location_id": h.location_id, "quantity": h.quantity}
+                for h in held
+                if h.quote_item_id == r.id
+            ],
+        }
+        for r in rows
+    ]
+
+
+async def _opportunity_view(session: Any, row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
-        "sales_order_id": row.sales_order_id,
-        "parent": row.parent,
+        "name": row.name,
         "owner": row.owner,
-        "product": row.product,
-        "quantity": row.quantity,
-        "unit_price": str(row.unit_price),
-        "routed": {
-            "ready": row.routed_ready,
-            "awaiting_pick": row.routed_awaiting_pick,
-            "to_procurement": row.routed_to_procurement,
-        },
+        "organization": row.organization,
+        "status": row.status,
+        "items": await _items(session, row.id),
     }
 
 
-async def _sales_order(request: Request, so_id: str) -> dict[str, Any]:
-    runtime = request.app.state.runtime
-    async with runtime.db.session() as session:
-        so = (await session.execute(select(sales_orders).where(sales_orders.c.id == so_id))).first()
-        if so is None:
-            raise NotFound(f"sales order {so_id!r} does not exist")
-        rows = (
-            await session.execute(
-                select(charges)
-                .where(charges.c.sales_order_id == so_id)
-                .order_by(charges.c.created_at, charges.c.id)
+@router.post("/opportunities", status_code=201)
+async def create_opportunity(body: OpportunityIn, request: Request, _user: Sales) -> dict[str, Any]:
+    async with _runtime(request).transaction() as uow:
+        opp_id = body.id or _new_id()
+        if await uow.session.scalar(select(opportunities.c.id).where(opportunities.c.id == opp_id)):
+            raise Conflict(f"opportunity {opp_id!r} exists already")
+        await uow.session.execute(
+            opportunities.insert().values(
+                id=opp_id,
+                name=body.name,
+                owner=body.owner.model_dump(mode="json"),
+                organization=body.organization.model_dump(mode="json"),
+                status="Open",
             )
-        ).all()
+        )
+        return await _opportunity_view(uow.session, await _opportunity(uow.session, opp_id))
+
+
+@router.get("/opportunities/{opp_id}")
+async def get_opportunity(opp_id: str, request: Request, _user: Reader) -> dict[str, Any]:
+    async with _runtime(request).db.session() as session:
+        return await _opportunity_view(session, await _opportunity(session, opp_id))
+
+
+def _must_be_open(opp: Any) -> None:
+    if opp.status != "Open":
+        raise Conflict(f"opportunity {opp.id!r} is {opp.status} already")
+
+
+@router.post("/opportunities/{opp_id}/items", status_code=201)
+async def add_quote_item(
+    opp_id: str, body: QuoteItemIn, request: Request, _user: Sales
+) -> dict[str, Any]:
+    async with _runtime(request).transaction() as uow:
+        opp = await _opportunity(uow.session, opp_id, lock=True)
+        _must_be_open(opp)
+        product = await _product(uow.session, body.product_id)
+        item_id = _new_id()
+        await uow.session.execute(
+            quote_items.insert().values(
+                id=item_id,
+                opportunity_id=opp_id,
+                product=product.model_dump(mode="json"),
+                quantity=body.quantity,
+                unit_price=body.unit_price if body.unit_price is not None else product.unit_price,
+            )
+        )
+        return next(i for i in await _items(uow.session, opp_id) if i["id"] == item_id)
+
+
+@router.delete("/opportunities/{opp_id}/items/{item_id}", status_code=204)
+async def delete_quote_item(opp_id: str, item_id: str, request: Request, _user: Sales) -> Response:
+    async with _runtime(request).transaction() as uow:
+        _must_be_open(await _opportunity(uow.session, opp_id, lock=True))
+        gone = await uow.session.execute(
+            quote_items.delete().where(
+                quote_items.c.id == item_id, quote_items.c.opportunity_id == opp_id
+            )
+        )
+        if gone.rowcount == 0:
+            raise NotFound(f"quote item {item_id!r} is not on opportunity {opp_id!r}")
+    return Response(status_code=204)
+
+
+@router.post("/opportunities/{opp_id}/win", status_code=202)
+async def win(opp_id: str, body: WinIn, request: Request, user: Sales) -> dict[str, Any]:
+    """The Won Opportunity Wizard: a charge per quote item under its parent, one sales
+    order; `opportunity.won` carries each charge's active reservations (R2, R3)."""
+    async with _runtime(request).transaction() as uow:
+        opp = await _opportunity(uow.session, opp_id, lock=True)
+        _must_be_open(opp)
+        items = {i["id"]: i for i in await _items(uow.session, opp_id)}
+        listed = [i.quote_item_id for i in body.items]
+        unknown = sorted(set(listed) - set(items))
+        if unknown:
+            raise UnknownReference(f"quote items not on this opportunity: {', '.join(unknown)}")
+        if len(set(listed)) != len(listed) or set(listed) != set(items):
+            raise Invalid(
+                "list every quote item of the opportunity exactly once, each with its parent"
+            )
+        owner = Person.model_validate(opp.owner)
+        so_id = body.sales_order.id or _new_id()
+        if await uow.session.scalar(select(sales_orders.c.id).where(sales_orders.c.id == so_id)):
+            raise Conflict(f"sales order {so_id!r} exists already")
+        charge_specs = []
+        for choice in body.items:
+            item = items[choice.quote_item_id]
+            held = sum(r["quantity"] for r in item["reservations"])
+            if held > item["quantity"]:
+                raise Conflict(
+                    f"quote item {item['id']}: {held} units reserved but only {item['quantity']} quoted"
+                )
+            charge_specs.append(
+                ChargeSpec(
+                    id=_new_id(),
+                    owner=user.person,
+                    parent=choice.parent,
+                    product=Product.model_validate(item["product"]),
+                    quantity=item["quantity"],
+                    unit_price=Decimal(item["unit_price"]),
+                    quote_item_id=item["id"],
+                    reservations=[ReservationRef.model_validate(r) for r in item["reservations"]],
+                )
+            )
+        won = ev.OpportunityWonV1(
+            opportunity=ev.OpportunityRef(id=opp.id, name=opp.name, owner=owner),
+            organization=Organization.model_validate(opp.organization),
+            sales_order=ev.SalesOrderRef(
+                id=so_id, owner=body.sales_order.owner or owner, ship_to=body.sales_order.ship_to
+            ),
+            won_at=datetime.now(UTC),
+            charges=charge_specs,
+        )
+        await uow.session.execute(
+            update(opportunities).where(opportunities.c.id == opp_id).values(status="Won")
+        )
+        uow.emit(spec_for_topic("opportunity.won"), won, correlationid=so_id)
     return {
-        "id": so.id,
-        "status": so.status,
-        "owner": so.owner,
-        "organization": so.organization,
-        "ship_to": so.ship_to,
-        "charges": [_charge_view(r) for r in rows],
+        "opportunity_id": opp_id,
+        "sales_order_id": so_id,
+        "charge_ids": [c.id for c in charge_specs],
     }
 
 
-@router.get("/sales-orders/{so_id}")
-async def get_sales_order(so_id: str, request: Request, _user: Reader) -> dict[str, Any]:
-    return await _sales_order(request, so_id)
+@router.post("/opportunities/{opp_id}/lose", status_code=202)
+async def lose(opp_id: str, request: Request, _user: Sales) -> dict[str, Any]:
+    async with _runtime(request).transaction() as uow:
+        _must_be_open(await _opportunity(uow.session, opp_id, lock=True))
+        await uow.session.execute(
+            update(opportunities).where(opportunities.c.id == opp_id).values(status="Lost")
+        )
+        uow.emit(
+            spec_for_topic("opportunity.lost"),
+            ev.OpportunityLostV1(opportunity_id=opp_id),
+            correlationid=opp_id,
+        )
+    return {"opportunity_id": opp_id}
+
+
+# --- direct charges -------------------------------------------------------------------
+
+
+class ChargeIn(Body):
+    id: str | None = Field(None, min_length=1, max_length=200)
+    parent: Parent
+    owner: Person | None = None
+    product_id: str = Field(min_length=1)
+    quantity: int = Field(gt=0)
+    unit_price: Decimal | None = Field(None, ge=0)
+    organization: Organization
+    ship_to: Address
+    sales_order_id: str | None = None
+
+
+@router.post("/charges", status_code=202)
+async def create_charge(body: ChargeIn, request: Request, user: Sales) -> dict[str, Any]:
+    async with _runtime(request).transaction() as uow:
+        product = await _product(uow.session, body.product_id)
+        charge_id = body.id or _new_id()
+        if await uow.session.scalar(select(charges.c.id).where(charges.c.id == charge_id)):
+            raise Conflict(f"charge {charge_id!r} exists already")
+        so_id = body.sales_order_id
+        if so_id and not await uow.session.scalar(
+            select(sales_orders.c.id).where(sales_orders.c.id == so_id)
+        ):
+            raise UnknownReference(f"sales order {so_id!r} does not exist")
+        created = ev.ChargeCreatedV1(
+            charge=ChargeSpec(
+                id=charge_id,
+                owner=body.owner or user.person,
+                parent=body.parent,
+                product=product,
+                quantity=body.quantity,
+                unit_price=body.unit_price if body.unit_price is not None else product.unit_price,
+                ship_to=body.ship_to,
+            ),
+            organization=body.organization,
+            ship_to=body.ship_to,
+            sales_order_id=so_id,
+        )
+        uow.emit(spec_for_topic("charge.created"), created, correlationid=so_id or charge_id)
+    return {"charge_id": charge_id}
 
 
 @router.get("/charges/{charge_id}")
 async def get_charge(charge_id: str, request: Request, _user: Reader) -> dict[str, Any]:
-    async with request.app.state.runtime.db.session() as session:
-        row = (await session.execute(select(charges).where(charges.c.id == charge_id))).first()
-    if row is None:
+    async with _runtime(request).db.session() as session:
+        view = await views.one_charge(session, charge_id)
+    if view is None:
         raise NotFound(f"charge {charge_id!r} does not exist")
-    return _charge_view(row)
+    return view
 
 
-class SalesOrderPatch(BaseModel):
+# --- sales orders -----------------------------------------------------------------------
+
+
+@router.get("/sales-orders")
+async def list_sales_orders(
+    request: Request,
+    _user: Reader,
+    page: Annotated[Page, Depends()],
+    status: Annotated[SalesOrderStatus | None, Query()] = None,
+) -> dict[str, Any]:
+    query = select(sales_orders).order_by(sales_orders.c.id).limit(page.limit + 1)
+    if status:
+        query = query.where(sales_orders.c.status == status)
+    if page.after:
+        query = query.where(sales_orders.c.id > page.after)
+    async with _runtime(request).db.session() as session:
+        rows = (await session.execute(query)).all()
+        items = [
+            await views.sales_order_view(session, so, timeline=False)
+            for so in rows[: page.limit + 1]
+        ]
+    return page.answer(items, key=lambda so: so["id"])
+
+
+@router.get("/sales-orders/{so_id}")
+async def get_sales_order(so_id: str, request: Request, _user: Reader) -> dict[str, Any]:
+    async with _runtime(request).db.session() as session:
+        view = await views.one_sales_order(session, so_id)
+    if view is None:
+        raise NotFound(f"sales order {so_id!r} does not exist")
+    return view
+
+
+class SalesOrderPatch(Body):
     status: Literal["Fulfilled", "Canceled"]
 
 
-async def _set_status(request: Request, so_id: str, status: SalesOrderStatus) -> dict[str, Any]:
-    async with request.app.state.runtime.transaction() as uow:
-        done = await uow.session.execute(
+async def _set_status(
+    request: Request, so_id: str, status: SalesOrderStatus, user: Principal
+) -> dict[str, Any]:
+    """Fulfilled and Canceled are set only by a person, at any time (R16); the system
+    never sets Fulfilled."""
+    async with _runtime(request).transaction() as uow:
+        so = (
+            await uow.session.execute(
+                select(sales_orders).where(sales_orders.c.id == so_id).with_for_update()
+            )
+        ).first()
+        if so is None:
+            raise NotFound(f"sales order {so_id!r} does not exist")
+        if so.status == status:
+            raise Conflict(f"sales order {so_id!r} is {status} already")
+        await uow.session.execute(
             update(sales_orders).where(sales_orders.c.id == so_id).values(status=status)
         )
-        if done.rowcount == 0:
-            raise NotFound(f"sales order {so_id!r} does not exist")
-    return await _sales_order(request, so_id)
+        if status == SalesOrderStatus.FULFILLED:
+            uow.emit(
+                spec_for_topic("salesorder.fulfilled"),
+                ev.SalesOrderFulfilledV1(sales_order_id=so_id, fulfilled_by=user.person),
+                correlationid=so_id,
+            )
+    async with _runtime(request).db.session() as session:
+        return await views.one_sales_order(session, so_id)  # type: ignore[return-value]
 
 
 @router.post("/sales-orders/{so_id}/fulfill")
-async def fulfill(so_id: str, request: Request, _user: Sales) -> dict[str, Any]:
-    """A person sets Fulfilled; the system never does (R16)."""
-    return await _set_status(request, so_id, SalesOrderStatus.FULFILLED)
+async def fulfill(so_id: str, request: Request, user: Sales) -> dict[str, Any]:
+    return await _set_status(request, so_id, SalesOrderStatus.FULFILLED, user)
 
 
 @router.patch("/sales-orders/{so_id}")
 async def patch_sales_order(
-    so_id: str, body: SalesOrderPatch, request: Request, _user: Sales
+    so_id: str, body: SalesOrderPatch, request: Request, user: Sales
 ) -> dict[str, Any]:
-    return await _set_status(request, so_id, SalesOrderStatus(body.status))
+    return await _set_status(request, so_id, SalesOrderStatus(body.status), user)
+
+
+# --- Approve & Post (R17) ------------------------------------------------------------------
+
+
+async def _charge_list(request: Request, page: Page, *conditions: Any) -> dict[str, Any]:
+    query = select(charges).where(*conditions).order_by(charges.c.id).limit(page.limit + 1)
+    if page.after:
+        query = query.where(charges.c.id > page.after)
+    async with _runtime(request).db.session() as session:
+        rows = (await session.execute(query)).all()
+        items = await views.charges_view(session, list(rows))
+    return page.answer(items, key=lambda c: c["id"])
+
+
+@router.get("/billing/approve-post")
+async def approve_post(
+    request: Request, _user: Billing, page: Annotated[Page, Depends()]
+) -> dict[str, Any]:
+    return await _charge_list(request, page, charges.c.posted.is_(False))
+
+
+@router.get("/billing/posted")
+async def posted(
+    request: Request,
+    _user: Billing,
+    page: Annotated[Page, Depends()],
+    delivery_canceled_after_post: bool | None = None,
+) -> dict[str, Any]:
+    conditions = [charges.c.posted.is_(True)]
+    if delivery_canceled_after_post is not None:
+        conditions.append(charges.c.delivery_canceled_after_post.is_(delivery_canceled_after_post))
+    return await _charge_list(request, page, *conditions)
+
+
+@router.post("/charges/{charge_id}/post")
+async def post_charge(charge_id: str, request: Request, user: Billing) -> dict[str, Any]:
+    """Posting is allowed whatever the unit statuses; twice is a conflict."""
+    async with _runtime(request).transaction() as uow:
+        row = (
+            await uow.session.execute(
+                select(charges).where(charges.c.id == charge_id).with_for_update()
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"charge {charge_id!r} does not exist")
+        if row.posted:
+            raise Conflict(f"charge {charge_id!r} is posted already")
+        await uow.session.execute(
+            update(charges)
+            .where(charges.c.id == charge_id)
+            .values(
+                posted=True,
+                posted_at=datetime.now(UTC),
+                posted_by=user.person.model_dump(mode="json"),
+            )
+        )
+        amount = (row.unit_price * row.quantity).quantize(Decimal("0.01"))
+        uow.emit(
+            spec_for_topic("charge.posted"),
+            ev.ChargePostedV1(charge_id=charge_id, posted_by=user.person, amount=amount),
+            correlationid=row.sales_order_id or charge_id,
+        )
+    async with _runtime(request).db.session() as session:
+        return await views.one_charge(session, charge_id)  # type: ignore[return-value]

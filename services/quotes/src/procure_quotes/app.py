@@ -3,16 +3,27 @@
 from pathlib import Path
 
 from fastapi import FastAPI
+from procure_contracts.registry import spec_for_topic
 from procure_runtime import ServiceRuntime
 from procure_runtime.http import create_app
 from procure_runtime.service import run
 from procure_runtime.settings import ServiceSettings
 
 from procure_quotes.api import router
-from procure_quotes.handlers import CHARGE_NEED_ORDER, CHARGE_READY, handlers
+from procure_quotes.handlers import handlers
 from procure_quotes.models import metadata
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+PUBLISHES = (
+    "opportunity.won",
+    "opportunity.lost",
+    "charge.created",
+    "charge.ready",
+    "charge.need_order",
+    "salesorder.ready_to_fulfill",
+    "salesorder.fulfilled",
+    "charge.posted",
+)
 
 
 def build(settings: ServiceSettings | None = None) -> tuple[FastAPI, ServiceRuntime]:
@@ -21,7 +32,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[FastAPI, ServiceRunt
         metadata,
         MIGRATIONS,
         handlers,
-        publishes=[CHARGE_READY, CHARGE_NEED_ORDER],
+        publishes=[spec_for_topic(t) for t in PUBLISHES],
         settings=settings,
     )
     return create_app(runtime, router), runtime

@@ -1,11 +1,25 @@
-"""Quotes' pure rules: how a won or directly created charge routes its units (R3, R4)."""
+"""Quotes' pure rules: routing of won and direct charges (R3, R4) and the charge status
+ledger (spec section 2 and the ledger table of section 4).
 
-from dataclasses import dataclass
+The ledger keeps only monotonic counters per charge and per PO line; the six unit
+statuses are derived from them, so any arrival order of the same events gives the same
+statuses. `Need to Order/Fulfill` is the remainder, which makes the counts always sum to
+the quantity; an event that would make any count negative has arrived too early and
+must wait (`TooEarly`) until what it depends on has been applied.
+"""
+
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
+
+from procure_contracts.status import UnitStatus
 
 
 class ReservationsExceedQuantity(ValueError):
     pass
+
+
+class TooEarly(Exception):
+    """The event depends on something not applied yet (park it)."""
 
 
 @dataclass(frozen=True)
@@ -29,3 +43,138 @@ def route_charge(quantity: int, subject_to_procurement: bool, reserved: list[int
 
 def extended_cost(units: int, unit_cost: Decimal) -> Decimal:
     return (unit_cost * units).quantize(Decimal("0.01"))
+
+
+@dataclass(frozen=True)
+class POLineUnits:
+    """One PO line of a charge: ordered, received so far, and whether it was closed."""
+
+    ordered: int = 0
+    received: int = 0
+    closed: bool = False
+
+    @property
+    def on_order(self) -> int:
+        return self.ordered if self.received == 0 and not self.closed else 0
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One purchase approval of a charge. Requested and decided may arrive in either
+    order (different topics): units wait only while requested and not yet decided."""
+
+    quantity: int
+    requested: bool = False
+    decided: bool = False
+    approved: bool = False
+
+    @property
+    def waiting(self) -> int:
+        return self.quantity if self.requested and not self.decided else 0
+
+    @property
+    def canceled(self) -> int:
+        return self.quantity if self.decided and not self.approved else 0
+
+
+@dataclass(frozen=True)
+class Ledger:
+    quantity: int
+    ready_direct: int = 0
+    picked: int = 0
+    delivered: int = 0
+    delivery_canceled: int = 0
+    last_seq: int = 0
+    lines: dict[str, POLineUnits] = field(default_factory=dict)
+    approvals: dict[str, Approval] = field(default_factory=dict)
+
+    def units(self) -> dict[UnitStatus, int]:
+        waiting = sum(a.waiting for a in self.approvals.values())
+        canceled = sum(a.canceled for a in self.approvals.values())
+        delivered = self.delivered - self.delivery_canceled
+        on_order = sum(line.on_order for line in self.lines.values())
+        received = sum(line.received for line in self.lines.values())
+        ready = self.ready_direct + self.picked + received - delivered
+        counts = {
+            UnitStatus.WAITING_APPROVAL: waiting,
+            UnitStatus.ON_ORDER: on_order,
+            UnitStatus.READY: ready,
+            UnitStatus.DELIVERED: delivered,
+            UnitStatus.CANCELED: canceled,
+        }
+        counts[UnitStatus.NEED_TO_ORDER] = self.quantity - sum(counts.values())
+        return {status: counts[status] for status in UnitStatus}
+
+    def checked(self) -> "Ledger":
+        negative = {s: n for s, n in self.units().items() if n < 0}
+        if negative:
+            raise TooEarly(
+                "would make counts negative: " + ", ".join(f"{s} {n}" for s, n in negative.items())
+            )
+        return self
+
+    # Each transition returns the new ledger or raises TooEarly.
+
+    def request_approval(self, approval_id: str, units: int) -> "Ledger":
+        approval = self.approvals.get(approval_id, Approval(units))
+        return self._approval(approval_id, replace(approval, requested=True))
+
+    def decide(self, approval_id: str, units: int, approved: bool) -> "Ledger":
+        approval = self.approvals.get(approval_id, Approval(units))
+        if approval.decided:
+            return self
+        return self._approval(approval_id, replace(approval, decided=True, approved=approved))
+
+    def _approval(self, approval_id: str, approval: Approval) -> "Ledger":
+        return replace(self, approvals={**self.approvals, approval_id: approval}).checked()
+
+    def pick(self, units: int) -> "Ledger":
+        return replace(self, picked=self.picked + units).checked()
+
+    def order(self, line_id: str, units: int) -> "Ledger":
+        line = self.lines.get(line_id, POLineUnits())
+        return self._line(line_id, replace(line, ordered=units))
+
+    def receive(self, line_id: str, units: int) -> "Ledger":
+        line = self._known_line(line_id)
+        return self._line(line_id, replace(line, received=line.received + units))
+
+    def close_line(self, line_id: str) -> "Ledger":
+        return self._line(line_id, replace(self._known_line(line_id), closed=True))
+
+    def deliver(self, seq: int, units: int) -> "Ledger":
+        self._in_order(seq)
+        return replace(self, delivered=self.delivered + units, last_seq=seq).checked()
+
+    def cancel_delivery(self, seq: int, units: int) -> "Ledger":
+        self._in_order(seq)
+        return replace(
+            self, delivery_canceled=self.delivery_canceled + units, last_seq=seq
+        ).checked()
+
+    def already_applied(self, seq: int) -> bool:
+        return seq <= self.last_seq
+
+    def _in_order(self, seq: int) -> None:
+        if seq != self.last_seq + 1:
+            raise TooEarly(f"delivery seq {seq} waits for seq {self.last_seq + 1}")
+
+    def _known_line(self, line_id: str) -> POLineUnits:
+        if line_id not in self.lines:
+            raise TooEarly(f"PO line {line_id} not submitted yet")
+        return self.lines[line_id]
+
+    def _line(self, line_id: str, line: POLineUnits) -> "Ledger":
+        if line.received > line.ordered:
+            raise TooEarly(f"PO line {line_id}: more received than ordered")
+        return replace(self, lines={**self.lines, line_id: line}).checked()
+
+    @property
+    def can_fulfill(self) -> bool:
+        units = self.units()
+        return units[UnitStatus.DELIVERED] + units[UnitStatus.CANCELED] == self.quantity
+
+
+def can_fulfill(ledgers: list[Ledger]) -> bool:
+    """R16: every unit of every charge is Delivered/Shipped or Canceled."""
+    return bool(ledgers) and all(ledger.can_fulfill for ledger in ledgers)

@@ -1,27 +1,77 @@
-"""Quotes' Kafka handlers: one thin function per event type."""
+"""Quotes' Kafka handlers: one thin function per event type. Routing of new charges
+(R3/R4) and the charge status ledger; rules live in `domain`, persistence in `ledger`."""
+
+from collections.abc import Callable
 
 from procure_contracts import CloudEvent
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
-from procure_contracts.shapes import Address, ChargeSpec, Organization
+from procure_contracts.shapes import Address, ChargeSpec, Organization, Product
 from procure_contracts.status import SalesOrderStatus
-from procure_runtime import EventHandlers, Reject, UnitOfWork
+from procure_runtime import EventHandlers, Park, Reject, UnitOfWork
+from procure_runtime.db import insert_ignore
 from procure_runtime.logging import get_logger
-from sqlalchemy import select
+from procure_runtime.replica import replicate
+from sqlalchemy import select, update
 
-from procure_quotes.domain import ReservationsExceedQuantity, extended_cost, route_charge
-from procure_quotes.models import charges, sales_orders
+from procure_quotes import ledger
+from procure_quotes.domain import (
+    Ledger,
+    ReservationsExceedQuantity,
+    TooEarly,
+    extended_cost,
+    route_charge,
+)
+from procure_quotes.models import (
+    charge_po_lines,
+    charges,
+    metadata,
+    opportunities,
+    reservations,
+    sales_orders,
+)
 
 log = get_logger("procure.quotes")
 handlers = EventHandlers()
-
-OPPORTUNITY_WON = spec_for_topic("opportunity.won")
-CHARGE_CREATED = spec_for_topic("charge.created")
-CHARGE_READY = spec_for_topic("charge.ready")
-CHARGE_NEED_ORDER = spec_for_topic("charge.need_order")
+replicate(handlers, metadata, "products")
 
 
-@handlers.on(OPPORTUNITY_WON)
+def topic(name: str):
+    return spec_for_topic(name)
+
+
+CHARGE_READY = topic("charge.ready")
+CHARGE_NEED_ORDER = topic("charge.need_order")
+
+
+# --- reservations inventory reports for quote items ----------------------------------
+
+
+@handlers.on(topic("stock.reserved"), topic("stock.released"))
+async def on_reservation(uow: UnitOfWork, data: ev.StockReservationV1, event: CloudEvent) -> None:
+    released = event.type == topic("stock.released").type
+    await uow.session.execute(
+        insert_ignore(reservations, uow.dialect).values(
+            id=data.reservation_id,
+            quote_item_id=data.quote_item_id,
+            opportunity_id=data.opportunity_id,
+            location_id=data.location_id,
+            quantity=data.quantity,
+            released=released,
+        )
+    )
+    if released:  # also when the release overtook its reservation
+        await uow.session.execute(
+            update(reservations)
+            .where(reservations.c.id == data.reservation_id)
+            .values(released=True)
+        )
+
+
+# --- new charges ------------------------------------------------------------------------
+
+
+@handlers.on(topic("opportunity.won"))
 async def on_opportunity_won(uow: UnitOfWork, data: ev.OpportunityWonV1, event: CloudEvent) -> None:
     so = data.sales_order
     if await uow.session.scalar(select(sales_orders.c.id).where(sales_orders.c.id == so.id)):
@@ -37,24 +87,27 @@ async def on_opportunity_won(uow: UnitOfWork, data: ev.OpportunityWonV1, event: 
             ship_to=so.ship_to.model_dump(mode="json"),
         )
     )
-    for charge in data.charges:
-        await create_charge(
-            uow,
-            charge,
-            data.organization,
-            charge.ship_to or so.ship_to,
-            so.id,
-            data.opportunity.id,
-            event,
-        )
-
-
-@handlers.on(CHARGE_CREATED)
-async def on_charge_created(uow: UnitOfWork, data: ev.ChargeCreatedV1, event: CloudEvent) -> None:
-    destination = data.charge.ship_to or data.ship_to
-    await create_charge(
-        uow, data.charge, data.organization, destination, data.sales_order_id, None, event
+    await uow.session.execute(
+        update(opportunities).where(opportunities.c.id == data.opportunity.id).values(status="Won")
     )
+    for charge in data.charges:
+        destination = charge.ship_to or so.ship_to
+        await create_charge(
+            uow, charge, data.organization, destination, so.id, data.opportunity.id, event
+        )
+    await ledger.refresh_sales_order(uow, so.id)
+
+
+@handlers.on(topic("charge.created"))
+async def on_charge_created(uow: UnitOfWork, data: ev.ChargeCreatedV1, event: CloudEvent) -> None:
+    so_id = data.sales_order_id
+    if so_id and not await uow.session.scalar(
+        select(sales_orders.c.id).where(sales_orders.c.id == so_id)
+    ):
+        raise Park(f"sales order {so_id} not seen yet")
+    destination = data.charge.ship_to or data.ship_to
+    await create_charge(uow, data.charge, data.organization, destination, so_id, None, event)
+    await ledger.refresh_sales_order(uow, so_id)
 
 
 async def create_charge(
@@ -91,12 +144,17 @@ async def create_charge(
             destination=destination.model_dump(mode="json"),
             quantity=charge.quantity,
             unit_price=charge.unit_price,
-            routed_ready=routing.ready,
-            routed_awaiting_pick=routing.awaiting_pick,
-            routed_to_procurement=routing.to_procurement,
-            created_by_event=event.id,
+            ready_direct=routing.ready,
+            reserved_at_routing=routing.awaiting_pick,
+            sent_to_procurement=routing.to_procurement,
         )
     )
+    row = (await uow.session.execute(select(charges).where(charges.c.id == charge.id))).one()
+    summary = (
+        f"created: {routing.ready} ready, {routing.awaiting_pick} awaiting pick, "
+        f"{routing.to_procurement} to procurement"
+    )
+    await ledger.record(uow, row, event, summary)
     correlation = sales_order_id or charge.id
     if routing.ready:
         uow.emit(
@@ -113,14 +171,213 @@ async def create_charge(
     if routing.to_procurement:
         uow.emit(
             CHARGE_NEED_ORDER,
-            ev.ChargeNeedOrderV1(
-                charge_id=charge.id,
-                sales_order_id=sales_order_id,
-                product=charge.product,
-                quantity=routing.to_procurement,
-                extended_cost=extended_cost(routing.to_procurement, charge.product.unit_cost),
-                organization=organization,
-                destination=destination,
-            ),
+            _need_order(row, routing.to_procurement, None),
             correlationid=correlation,
         )
+
+
+def _need_order(row, units: int, reservation_id: str | None) -> ev.ChargeNeedOrderV1:
+    product = Product.model_validate(row.product)
+    return ev.ChargeNeedOrderV1(
+        charge_id=row.id,
+        sales_order_id=row.sales_order_id,
+        product=product,
+        quantity=units,
+        extended_cost=extended_cost(units, product.unit_cost),
+        organization=Organization.model_validate(row.organization),
+        destination=Address.model_validate(row.destination),
+        reservation_id=reservation_id,
+    )
+
+
+# --- the ledger ---------------------------------------------------------------------------
+
+Step = Callable[[Ledger], Ledger]
+
+
+async def apply(
+    uow: UnitOfWork,
+    event: CloudEvent,
+    steps: dict[str, list[tuple[Step, str]]],
+    extra: dict[str, dict[str, object]] | None = None,
+) -> None:
+    """Apply ledger steps to several charges at once; park the whole event when a charge
+    is unknown or a step arrives too early (the savepoint undoes any partial work)."""
+    loaded = await ledger.load(uow.session, list(steps))
+    missing = sorted(set(steps) - set(loaded))
+    if missing:
+        raise Park(f"charges not seen yet: {', '.join(missing)}")
+    touched_orders = set()
+    for charge_id, charge_steps in steps.items():
+        row, before = loaded[charge_id]
+        after = before
+        try:
+            for step, _ in charge_steps:
+                after = step(after)
+        except TooEarly as exc:
+            raise Park(f"charge {charge_id}: {exc}") from None
+        await ledger.save(
+            uow.session, uow.dialect, charge_id, before, after, **(extra or {}).get(charge_id, {})
+        )
+        await ledger.record(uow, row, event, "; ".join(summary for _, summary in charge_steps))
+        touched_orders.add(row.sales_order_id)
+    for so_id in sorted(filter(None, touched_orders)):
+        await ledger.refresh_sales_order(uow, so_id)
+
+
+@handlers.on(topic("units.picked"))
+async def on_units_picked(uow: UnitOfWork, data: ev.UnitsPickedV1, event: CloudEvent) -> None:
+    step = (lambda led: led.pick(data.quantity), f"{data.quantity} picked at {data.location_id}")
+    await apply(uow, event, {data.charge_id: [step]})
+
+
+@handlers.on(topic("pick.failed"))
+async def on_pick_failed(uow: UnitOfWork, data: ev.PickFailedV1, event: CloudEvent) -> None:
+    loaded = await ledger.load(uow.session, [data.charge_id])
+    if data.charge_id not in loaded:
+        raise Park(f"charge {data.charge_id} not seen yet")
+    row, _ = loaded[data.charge_id]
+    if data.reservation_id:  # R2: the units the reservation could not cover go to procurement
+        correlation = row.sales_order_id or row.id
+        uow.emit(
+            CHARGE_NEED_ORDER,
+            _need_order(row, data.quantity, data.reservation_id),
+            correlationid=correlation,
+        )
+        await ledger.record(
+            uow, row, event, f"pick of {data.quantity} failed ({data.reason}); sent to procurement"
+        )
+    else:
+        await ledger.record(
+            uow, row, event, f"pick of {data.quantity} failed ({data.reason}); back on the queue"
+        )
+
+
+@handlers.on(topic("approval.requested"))
+async def on_approval_requested(
+    uow: UnitOfWork, data: ev.ApprovalRequestedV1, event: CloudEvent
+) -> None:
+    step = (
+        lambda led: led.request_approval(data.approval_id, data.quantity),
+        f"{data.quantity} wait for approval ({data.extended_cost} >= {data.threshold})",
+    )
+    await apply(uow, event, {data.charge_id: [step]})
+
+
+@handlers.on(topic("approval.decided"))
+async def on_approval_decided(
+    uow: UnitOfWork, data: ev.ApprovalDecidedV1, event: CloudEvent
+) -> None:
+    verdict = "approved" if data.approved else f"rejected ({data.note or 'no note'})"
+    step = (
+        lambda led: led.decide(data.approval_id, data.quantity, data.approved),
+        f"{data.quantity} {verdict} by {data.decided_by.name}",
+    )
+    await apply(uow, event, {data.charge_id: [step]})
+
+
+@handlers.on(topic("charge.forwarded"), topic("pick.requested"))
+async def on_queue_change(
+    uow: UnitOfWork, data: ev.ChargeForwardedV1 | ev.PickRequestedV1, event: CloudEvent
+) -> None:
+    """Queue membership only: history, no ledger change."""
+    if isinstance(data, ev.PickRequestedV1):
+        summary = f"pick of {data.quantity} requested at {data.location_id}"
+    else:
+        summary = f"{data.quantity} forwarded to Purchasing & Fulfillment"
+    await apply(uow, event, {data.charge_id: [(lambda led: led, summary)]})
+
+
+@handlers.on(topic("po.submitted"))
+async def on_po_submitted(uow: UnitOfWork, data: ev.POSubmittedV1, event: CloudEvent) -> None:
+    steps: dict[str, list[tuple[Step, str]]] = {}
+    for line in data.lines:
+        if line.charge_id is None:
+            continue
+        await uow.session.execute(
+            insert_ignore(charge_po_lines, uow.dialect).values(
+                line_id=line.line_id,
+                charge_id=line.charge_id,
+                po_id=data.po.id,
+                po_number=data.po.number,
+                ordered=0,
+            )
+        )
+        steps.setdefault(line.charge_id, []).append(
+            (_order(line.line_id, line.quantity), f"{line.quantity} on order ({data.po.number})")
+        )
+    if steps:
+        await apply(uow, event, steps)
+
+
+def _order(line_id: str, units: int) -> Step:
+    return lambda led: led.order(line_id, units)
+
+
+@handlers.on(topic("units.received"))
+async def on_units_received(uow: UnitOfWork, data: ev.UnitsReceivedV1, event: CloudEvent) -> None:
+    steps: dict[str, list[tuple[Step, str]]] = {}
+    for line in data.lines:
+        if line.charge_id is not None:
+            steps.setdefault(line.charge_id, []).append(
+                (_receive(line.line_id, line.quantity), f"{line.quantity} received ({data.number})")
+            )
+    if steps:
+        await apply(uow, event, steps)
+
+
+def _receive(line_id: str, units: int) -> Step:
+    return lambda led: led.receive(line_id, units)
+
+
+@handlers.on(topic("po.line_closed"))
+async def on_po_line_closed(uow: UnitOfWork, data: ev.POLineClosedV1, event: CloudEvent) -> None:
+    if data.charge_id is None:
+        return
+    line_id = data.line_id
+    step = (
+        lambda led: led.close_line(line_id),
+        f"line closed on {data.number}: {data.quantity} back to the queue",
+    )
+    await apply(uow, event, {data.charge_id: [step]})
+
+
+@handlers.on(topic("shipment.delivered"))
+async def on_shipment_delivered(
+    uow: UnitOfWork, data: ev.ShipmentDeliveredV1, event: CloudEvent
+) -> None:
+    steps: dict[str, list[tuple[Step, str]]] = {}
+    how = "drop-shipped" if data.drop_ship else "delivered"
+    for item in data.items:
+        steps.setdefault(item.charge_id, []).append(
+            (_seq(item.seq, item.quantity, True), f"{item.quantity} {how}")
+        )
+    await apply(uow, event, steps)
+
+
+@handlers.on(topic("shipment.canceled"))
+async def on_shipment_canceled(
+    uow: UnitOfWork, data: ev.ShipmentCanceledV1, event: CloudEvent
+) -> None:
+    steps: dict[str, list[tuple[Step, str]]] = {}
+    for item in data.items:
+        steps.setdefault(item.charge_id, []).append(
+            (_seq(item.seq, item.quantity, False), f"delivery of {item.quantity} canceled")
+        )
+    posted = (
+        await uow.session.execute(
+            select(charges.c.id).where(charges.c.id.in_(list(steps)), charges.c.posted)
+        )
+    ).scalars()
+    await apply(
+        uow, event, steps, extra={cid: {"delivery_canceled_after_post": True} for cid in posted}
+    )
+
+
+def _seq(seq: int, units: int, delivered: bool) -> Step:
+    def step(led: Ledger) -> Ledger:
+        if led.already_applied(seq):
+            return led
+        return led.deliver(seq, units) if delivered else led.cancel_delivery(seq, units)
+
+    return step

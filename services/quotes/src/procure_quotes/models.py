@@ -1,9 +1,59 @@
-"""Quotes' tables: sales orders and charges (plus the runtime's outbox, inbox, parking)."""
+"""Quotes' tables: opportunities and quote items, sales orders, charges with their
+ledger counters, PO lines per charge, history (plus the runtime's own tables)."""
 
-from procure_runtime.db import UTCDateTime, new_metadata, utcnow
-from sqlalchemy import JSON, Column, Integer, Numeric, String, Table
+from procure_runtime.db import BigId, UTCDateTime, new_metadata, utcnow
+from procure_runtime.replica import replica_tables
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = new_metadata()
+replica_tables(metadata, "products")
+
+opportunities = Table(
+    "opportunities",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("name", String(500), nullable=False),
+    Column("owner", JSON, nullable=False),
+    Column("organization", JSON, nullable=False),
+    Column("status", String(16), nullable=False, default="Open"),  # Open, Won, Lost
+    Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+)
+
+quote_items = Table(
+    "quote_items",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column(
+        "opportunity_id", String(200), ForeignKey("opportunities.id"), nullable=False, index=True
+    ),
+    Column("product", JSON, nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price", Numeric(18, 2), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+)
+
+# What inventory says is reserved for quote items (`stock.reserved` / `stock.released`).
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("quote_item_id", String(200), nullable=False, index=True),
+    Column("opportunity_id", String(200), nullable=False),
+    Column("location_id", String(200), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("released", Boolean, nullable=False, default=False),
+)
 
 sales_orders = Table(
     "sales_orders",
@@ -14,6 +64,7 @@ sales_orders = Table(
     Column("owner", JSON, nullable=False),
     Column("organization", JSON, nullable=False),
     Column("ship_to", JSON, nullable=False),
+    Column("can_fulfill", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
 )
 
@@ -31,10 +82,54 @@ charges = Table(
     Column("destination", JSON, nullable=False),
     Column("quantity", Integer, nullable=False),
     Column("unit_price", Numeric(18, 2), nullable=False),
-    # Units routed at creation (R3/R4); the ledger of later moves comes with the quotes issue.
-    Column("routed_ready", Integer, nullable=False, default=0),
-    Column("routed_awaiting_pick", Integer, nullable=False, default=0),
-    Column("routed_to_procurement", Integer, nullable=False, default=0),
-    Column("created_by_event", String(200), nullable=True),
+    # Ledger counters (monotonic; statuses are derived in domain.Ledger).
+    Column("ready_direct", Integer, nullable=False, default=0),
+    Column("reserved_at_routing", Integer, nullable=False, default=0),
+    Column("sent_to_procurement", Integer, nullable=False, default=0),
+    Column("picked", Integer, nullable=False, default=0),
+    Column("delivered", Integer, nullable=False, default=0),
+    Column("delivery_canceled", Integer, nullable=False, default=0),
+    Column("last_seq", Integer, nullable=False, default=0),
+    # Billing (R17).
+    Column("posted", Boolean, nullable=False, default=False),
+    Column("posted_at", UTCDateTime(), nullable=True),
+    Column("posted_by", JSON, nullable=True),
+    Column("delivery_canceled_after_post", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+)
+
+charge_po_lines = Table(
+    "charge_po_lines",
+    metadata,
+    Column("line_id", String(200), primary_key=True),
+    Column("charge_id", String(200), nullable=False, index=True),
+    Column("po_id", String(200), nullable=False),
+    Column("po_number", String(32), nullable=False),
+    Column("ordered", Integer, nullable=False),
+    Column("received", Integer, nullable=False, default=0),
+    Column("closed", Boolean, nullable=False, default=False),
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("charge_id", String(200), nullable=False, index=True),
+    Column("quantity", Integer, nullable=False),
+    Column("requested", Boolean, nullable=False, default=False),
+    Column("decided", Boolean, nullable=False, default=False),
+    Column("approved", Boolean, nullable=False, default=False),
+)
+
+history = Table(
+    "charge_history",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("charge_id", String(200), nullable=False, index=True),
+    Column("sales_order_id", String(200), nullable=True, index=True),
+    Column("time", UTCDateTime(), nullable=False),
+    Column("type", String(200), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("summary", Text, nullable=False),
+    UniqueConstraint("charge_id", "event_id"),
 )

@@ -1,0 +1,149 @@
+"""Loading and saving charge ledgers, the history of every event that touched a charge,
+and the sales order consequences of a ledger change (In Progress, can_fulfill, R16)."""
+
+from typing import Any
+
+from procure_contracts import CloudEvent
+from procure_contracts import events as ev
+from procure_contracts.registry import spec_for_topic
+from procure_contracts.shapes import Person
+from procure_contracts.status import SalesOrderStatus, UnitStatus
+from procure_runtime import UnitOfWork
+from procure_runtime.db import insert_ignore, utcnow
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from procure_quotes.domain import Approval, Ledger, POLineUnits, can_fulfill
+from procure_quotes.models import approvals, charge_po_lines, charges, history, sales_orders
+
+READY_TO_FULFILL = spec_for_topic("salesorder.ready_to_fulfill")
+COUNTERS = (
+    "ready_direct",
+    "picked",
+    "delivered",
+    "delivery_canceled",
+    "last_seq",
+)
+
+
+Parts = tuple[list[Any], list[Any]]  # a charge's PO line rows and approval rows
+
+
+def ledger_of(row: Any, parts: Parts) -> Ledger:
+    lines, approval_rows = parts
+    return Ledger(
+        quantity=row.quantity,
+        **{name: getattr(row, name) for name in COUNTERS},
+        lines={
+            line.line_id: POLineUnits(line.ordered, line.received, line.closed) for line in lines
+        },
+        approvals={
+            a.id: Approval(a.quantity, a.requested, a.decided, a.approved) for a in approval_rows
+        },
+    )
+
+
+async def lines_of(session: AsyncSession, charge_ids: list[str]) -> dict[str, Parts]:
+    """The PO lines and approvals of each charge: its ledger besides the counters."""
+    out: dict[str, Parts] = {cid: ([], []) for cid in charge_ids}
+    for table, index in ((charge_po_lines, 0), (approvals, 1)):
+        rows = (await session.execute(select(table).where(table.c.charge_id.in_(charge_ids)))).all()
+        for r in rows:
+            out[r.charge_id][index].append(r)
+    return out
+
+
+async def load(session: AsyncSession, charge_ids: list[str]) -> dict[str, tuple[Any, Ledger]]:
+    """Charges locked for update (in id order, so concurrent events never deadlock)."""
+    ids = sorted(set(charge_ids))
+    rows = (
+        await session.execute(
+            select(charges).where(charges.c.id.in_(ids)).order_by(charges.c.id).with_for_update()
+        )
+    ).all()
+    lines = await lines_of(session, [r.id for r in rows])
+    return {r.id: (r, ledger_of(r, lines[r.id])) for r in rows}
+
+
+async def save(
+    session: AsyncSession, dialect: str, charge_id: str, before: Ledger, after: Ledger, **extra: Any
+) -> None:
+    values = {
+        name: getattr(after, name)
+        for name in COUNTERS
+        if getattr(after, name) != getattr(before, name)
+    }
+    values.update(extra)
+    if values:
+        await session.execute(update(charges).where(charges.c.id == charge_id).values(**values))
+    for line_id, line in after.lines.items():
+        if before.lines.get(line_id) != line:
+            await session.execute(
+                update(charge_po_lines)
+                .where(charge_po_lines.c.line_id == line_id)
+                .values(ordered=line.ordered, received=line.received, closed=line.closed)
+            )
+    for approval_id, a in after.approvals.items():
+        if before.approvals.get(approval_id) == a:
+            continue
+        values = {"requested": a.requested, "decided": a.decided, "approved": a.approved}
+        await session.execute(
+            insert_ignore(approvals, dialect).values(
+                id=approval_id, charge_id=charge_id, quantity=a.quantity, **values
+            )
+        )
+        await session.execute(
+            update(approvals).where(approvals.c.id == approval_id).values(**values)
+        )
+
+
+async def record(uow: UnitOfWork, row: Any, event: CloudEvent, summary: str) -> None:
+    await uow.session.execute(
+        insert_ignore(history, uow.dialect).values(
+            charge_id=row.id,
+            sales_order_id=row.sales_order_id,
+            time=event.time or utcnow(),
+            type=event.type,
+            event_id=event.id,
+            summary=summary,
+        )
+    )
+
+
+async def refresh_sales_order(uow: UnitOfWork, sales_order_id: str | None) -> None:
+    """In Progress once any unit is delivered (never back by itself); `can_fulfill` and
+    `salesorder.ready_to_fulfill` each time it becomes true (R16)."""
+    if sales_order_id is None:
+        return
+    session = uow.session
+    so = (
+        await session.execute(
+            select(sales_orders).where(sales_orders.c.id == sales_order_id).with_for_update()
+        )
+    ).first()
+    if so is None:
+        return
+    rows = (
+        await session.execute(select(charges).where(charges.c.sales_order_id == sales_order_id))
+    ).all()
+    lines = await lines_of(session, [r.id for r in rows])
+    ledgers = [ledger_of(r, lines[r.id]) for r in rows]
+    now_can = can_fulfill(ledgers)
+    any_delivered = any(led.units()[UnitStatus.DELIVERED] > 0 for led in ledgers)
+    values: dict[str, Any] = {}
+    if any_delivered and so.status == SalesOrderStatus.NEW:
+        values["status"] = SalesOrderStatus.IN_PROGRESS
+    if now_can != so.can_fulfill:
+        values["can_fulfill"] = now_can
+        if now_can:
+            uow.emit(
+                READY_TO_FULFILL,
+                ev.SalesOrderReadyToFulfillV1(
+                    sales_order_id=so.id, owner=Person.model_validate(so.owner)
+                ),
+                correlationid=so.id,
+            )
+    if values:
+        await session.execute(
+            update(sales_orders).where(sales_orders.c.id == so.id).values(**values)
+        )

@@ -40,7 +40,7 @@ format:
 # Regenerate what is generated from contracts/ (tests fail when these are stale).
 schemas:
 	$(UV) run python -m procure_contracts.schemas export
-	$(UV) run python -m procure_contracts.docs > docs/events.md
+	$(UV) run python -m procure_contracts.docs write
 
 # New Alembic migration from a service's models: make migration SERVICE=quotes MSG="add ledger"
 migration:

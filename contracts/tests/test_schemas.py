@@ -6,14 +6,23 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+
 from procure_contracts import REGISTRY, CloudEvent, new_event
 from procure_contracts.docs import render
 from procure_contracts.registry import known_base, spec_for_type, split_version
-from procure_contracts.schemas import SCHEMA_DIR, incompatibilities, schema_file, schema_for, stale_files
+from procure_contracts.schemas import (
+    SCHEMA_DIR,
+    incompatibilities,
+    schema_file,
+    schema_for,
+    stale_files,
+)
 from procure_devstack import factories as f
 
 ROOT = Path(__file__).resolve().parents[2]
-CLOUDEVENTS = json.loads((ROOT / "contracts" / "vendor" / "cloudevents-1.0.schema.json").read_text())
+CLOUDEVENTS = json.loads(
+    (ROOT / "contracts" / "vendor" / "cloudevents-1.0.schema.json").read_text()
+)
 
 
 def test_committed_schemas_match_the_models() -> None:
@@ -22,7 +31,9 @@ def test_committed_schemas_match_the_models() -> None:
 
 def test_a_changed_model_makes_the_committed_schema_stale(tmp_path: Path) -> None:
     for spec in REGISTRY:
-        (tmp_path / schema_file(spec)).write_text(json.dumps(schema_for(spec), indent=2, sort_keys=True) + "\n")
+        (tmp_path / schema_file(spec)).write_text(
+            json.dumps(schema_for(spec), indent=2, sort_keys=True) + "\n"
+        )
     assert stale_files(tmp_path) == []
     target = tmp_path / "opportunity.won.v1.json"
     target.write_text(target.read_text().replace('"won_at"', '"won_on"'))
@@ -41,12 +52,19 @@ def _first_published(path: Path) -> dict | None:
     try:
         commits = subprocess.run(
             ["git", "log", "--diff-filter=A", "--format=%H", "--", str(rel)],
-            cwd=ROOT, capture_output=True, text=True, check=True,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split()
         if not commits:
             return None
         shown = subprocess.run(
-            ["git", "show", f"{commits[-1]}:{rel}"], cwd=ROOT, capture_output=True, text=True, check=True
+            ["git", "show", f"{commits[-1]}:{rel}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         )
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -107,7 +125,9 @@ def test_changing_a_type_breaks_even_when_nested() -> None:
 
 
 def test_making_an_optional_field_required_breaks() -> None:
-    assert incompatibilities(OLD, _changed(required=["a", "b"])) == [".b: optional field made required"]
+    assert incompatibilities(OLD, _changed(required=["a", "b"])) == [
+        ".b: optional field made required"
+    ]
 
 
 def test_adding_a_required_field_breaks() -> None:
@@ -119,7 +139,9 @@ def test_adding_a_required_field_breaks() -> None:
 def test_envelopes_validate_against_cloudevents_and_data_against_the_published_schema() -> None:
     won = f.opportunity_won(f.charge())
     spec = spec_for_type("procurement.opportunity.won.v1")
-    event = new_event(spec.type, won, source="/procure/quotes", subject=won.opportunity.id, correlationid="so-1")
+    event = new_event(
+        spec.type, won, source="/procure/quotes", subject=won.opportunity.id, correlationid="so-1"
+    )
     wire = json.loads(event.to_bytes())
     jsonschema.validate(wire, CLOUDEVENTS)
     jsonschema.validate(wire["data"], json.loads((SCHEMA_DIR / schema_file(spec)).read_text()))
@@ -134,7 +156,9 @@ def test_consumers_are_tolerant_readers() -> None:
     raw["charges"][0]["product"]["colour"] = "red"
     parsed = type(won).model_validate(raw)
     assert parsed.charges[0].product.id == won.charges[0].product.id
-    envelope = CloudEvent.model_validate({"specversion": "1.0", "id": "1", "source": "/x", "type": "t", "ext": 1})
+    envelope = CloudEvent.model_validate(
+        {"specversion": "1.0", "id": "1", "source": "/x", "type": "t", "ext": 1}
+    )
     assert envelope.id == "1"
 
 
@@ -143,3 +167,11 @@ def test_type_versions_are_recognised() -> None:
     assert known_base("procurement.opportunity.won.v2").topic == "opportunity.won"
     assert known_base("procurement.nothing.v1") is None
     assert {s.type for s in REGISTRY} == {f"procurement.{s.topic}.v1" for s in REGISTRY}
+
+
+def test_architecture_diagram_matches_the_registry() -> None:
+    from procure_contracts.docs import render_flow
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = text.split("<!-- flow:begin -->\n", 1)[1].split("<!-- flow:end -->", 1)[0]
+    assert block == render_flow(), "run `uv run python -m procure_contracts.docs flow` and paste it"

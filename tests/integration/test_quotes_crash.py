@@ -11,11 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from procure_contracts.registry import spec_for_topic
 from procure_devstack import factories as f
 from procure_devstack.testing import KafkaProbe, eventually, free_port
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 WON = spec_for_topic("opportunity.won")

@@ -3,6 +3,7 @@
 python -m procure_contracts.docs > docs/events.md
 """
 
+from pathlib import Path
 from typing import Any
 
 from procure_contracts.registry import REGISTRY, EventSpec
@@ -71,5 +72,41 @@ def render() -> str:
     return "\n".join(out)
 
 
+def render_flow() -> str:
+    """The Mermaid diagram of who produces and consumes each topic (architecture.md)."""
+    out = ["```mermaid", "flowchart LR"]
+    services = sorted({n for s in REGISTRY for n in (*s.producers, *s.consumers)})
+    for name in services:
+        out.append(f"    {name}([{name}])")
+    out.append("    outside[[other systems]]")
+    for s in REGISTRY:
+        node = "t_" + s.topic.replace(".", "_")
+        out.append(f"    {node}{{{{{s.topic}}}}}")
+        for producer in s.producers:
+            out.append(f"    {producer} --> {node}")
+        if s.external:
+            out.append(f"    outside -.-> {node}")
+        for consumer in s.consumers:
+            out.append(f"    {node} --> {consumer}")
+    out.append("```")
+    return "\n".join(out) + "\n"
+
+
+def write(docs_dir: Path = Path(__file__).resolve().parents[3] / "docs") -> None:
+    """Regenerate docs/events.md and the diagram block of docs/architecture.md."""
+    (docs_dir / "events.md").write_text(render())
+    arch = docs_dir / "architecture.md"
+    head, rest = arch.read_text().split(FLOW_BEGIN, 1)
+    tail = rest.split(FLOW_END, 1)[1]
+    arch.write_text(head + FLOW_BEGIN + render_flow() + FLOW_END + tail)
+
+
+FLOW_BEGIN, FLOW_END = "<!-- flow:begin -->\n", "<!-- flow:end -->"
+
 if __name__ == "__main__":
-    print(render(), end="")
+    import sys
+
+    if sys.argv[1:] == ["write"]:
+        write()
+    else:
+        print(render_flow() if sys.argv[1:] == ["flow"] else render(), end="")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+
 from procure_contracts import CloudEvent
 from procure_devstack.cli import main, parse_roles, summarize_data, tail
 from procure_devstack.kafka import LocalKafka

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from procure_devstack.kafka import (
     KafkaAlreadyRunningError,
     LocalKafka,

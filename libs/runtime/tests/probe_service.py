@@ -4,6 +4,8 @@ parks; `units.picked` always fails."""
 
 from typing import Any
 
+from sqlalchemy import Column, Integer, String, Table, func, select
+
 from procure_contracts import CloudEvent
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
@@ -11,7 +13,6 @@ from procure_runtime import EventHandlers, Park, ServiceRuntime, UnitOfWork
 from procure_runtime.db import new_metadata
 from procure_runtime.http import create_app
 from procure_runtime.settings import ServiceSettings
-from sqlalchemy import Column, Integer, String, Table, func, select
 
 CREATED = spec_for_topic("charge.created")
 READY = spec_for_topic("charge.ready")

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from probe_service import CREATED, PICKED, READY, build, charges, count, readies
 from procure_contracts import events as ev
 from procure_contracts import new_event

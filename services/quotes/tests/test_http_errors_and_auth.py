@@ -1,6 +1,7 @@
 """Auth (401 without a valid token, 403 without the role) and problem+json errors."""
 
 import pytest
+
 from procure_contracts.registry import spec_for_topic
 from procure_devstack import factories as f
 from procure_devstack.testing import KafkaProbe, eventually, running, token

@@ -4,6 +4,7 @@ order of the same events gives the same statuses, always summing to the quantity
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from procure_contracts.status import UnitStatus as U
 from procure_quotes.domain import Ledger, TooEarly, can_fulfill
 

@@ -4,6 +4,7 @@ Won Opportunity Wizard, the ledger across topics, can_fulfill, Approve & Post.""
 from decimal import Decimal
 
 import pytest
+
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
 from procure_devstack import factories as f

@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 import pytest
+
 from procure_quotes.domain import ReservationsExceedQuantity, Routing, extended_cost, route_charge
 
 

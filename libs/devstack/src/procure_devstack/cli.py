@@ -44,6 +44,7 @@ from procure_devstack.kafka import KafkaError, LocalKafka, stop_from_pidfile
 
 if TYPE_CHECKING:
     from aiokafka import ConsumerRecord, TopicPartition
+
     from procure_runtime.settings import ServiceSettings
 
 __all__ = [
@@ -777,6 +778,7 @@ async def tail(
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
+
     from procure_runtime.kafka import client_kwargs
     from procure_runtime.settings import load_settings
 

@@ -15,7 +15,6 @@ from procure_contracts.shapes import (
     ReservationRef,
     Vendor,
 )
-
 from procure_devstack.testing import unique
 
 

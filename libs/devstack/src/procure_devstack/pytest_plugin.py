@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procure_runtime.settings import ServiceSettings, load_settings
 
 from procure_devstack.kafka import LocalKafka
 from procure_devstack.testing import free_port, unique
+from procure_runtime.settings import ServiceSettings, load_settings
 
 
 def _docker_engine_answers() -> bool:

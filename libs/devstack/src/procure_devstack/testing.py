@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
 from procure_contracts import CloudEvent, new_event
 from procure_contracts.registry import EventSpec
 from procure_contracts.shapes import Shape

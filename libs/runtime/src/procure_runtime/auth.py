@@ -7,8 +7,8 @@ from typing import Any
 
 import jwt
 from fastapi import Request
-from procure_contracts.shapes import Person
 
+from procure_contracts.shapes import Person
 from procure_runtime.errors import Forbidden, Unauthorized
 
 ROLES = (

@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+from sqlalchemy import MetaData, delete, func, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
 from procure_contracts import CloudEvent
 from procure_contracts.registry import (
     EventSpec,
@@ -28,10 +32,6 @@ from procure_contracts.registry import (
     split_version,
 )
 from procure_contracts.shapes import Shape
-from pydantic import ValidationError
-from sqlalchemy import MetaData, delete, func, select, update
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
 from procure_runtime import metrics
 from procure_runtime.db import Database, insert_ignore, utcnow
 from procure_runtime.logging import bind, get_logger

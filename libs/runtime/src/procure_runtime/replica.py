@@ -4,13 +4,13 @@ service can validate references without calling anyone."""
 
 from typing import Any
 
-from procure_contracts import CloudEvent
-from procure_contracts.registry import EventSpec, spec_for_topic
-from procure_contracts.shapes import Shape
 from sqlalchemy import JSON, Column, MetaData, String, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from procure_contracts import CloudEvent
+from procure_contracts.registry import EventSpec, spec_for_topic
+from procure_contracts.shapes import Shape
 from procure_runtime.consumer import EventHandlers
 from procure_runtime.db import UTCDateTime, utcnow
 from procure_runtime.uow import UnitOfWork

@@ -11,10 +11,10 @@ import uvicorn
 from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
 from faststream.specification import AsyncAPI
-from procure_contracts import CloudEvent
-from procure_contracts.registry import EventSpec, dlq_topic
 from sqlalchemy import MetaData
 
+from procure_contracts import CloudEvent
+from procure_contracts.registry import EventSpec, dlq_topic
 from procure_runtime import migrate
 from procure_runtime.consumer import Consumer, EventHandlers, Record, is_transient
 from procure_runtime.db import Database

@@ -3,10 +3,11 @@ emits, which land in the outbox inside that same transaction."""
 
 from dataclasses import dataclass, field
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from procure_contracts import CloudEvent, new_event
 from procure_contracts.registry import EventSpec
 from procure_contracts.shapes import Shape
-from sqlalchemy.ext.asyncio import AsyncSession
 
 
 @dataclass

@@ -7,6 +7,9 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select, update
+
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
 from procure_contracts.shapes import (
@@ -19,13 +22,6 @@ from procure_contracts.shapes import (
     ReservationRef,
 )
 from procure_contracts.status import SalesOrderStatus
-from procure_runtime import Conflict, Invalid, NotFound, UnknownReference
-from procure_runtime.auth import Principal, authenticated, require
-from procure_runtime.http import Page
-from procure_runtime.replica import get as replica_get
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, update
-
 from procure_quotes import views
 from procure_quotes.models import (
     charges,
@@ -35,6 +31,10 @@ from procure_quotes.models import (
     reservations,
     sales_orders,
 )
+from procure_runtime import Conflict, Invalid, NotFound, UnknownReference
+from procure_runtime.auth import Principal, authenticated, require
+from procure_runtime.http import Page
+from procure_runtime.replica import get as replica_get
 
 router = APIRouter()
 Reader = Annotated[Principal, Depends(authenticated)]

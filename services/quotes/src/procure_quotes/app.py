@@ -3,15 +3,15 @@
 from pathlib import Path
 
 from fastapi import FastAPI
+
 from procure_contracts.registry import spec_for_topic
+from procure_quotes.api import router
+from procure_quotes.handlers import handlers
+from procure_quotes.models import metadata
 from procure_runtime import ServiceRuntime
 from procure_runtime.http import create_app
 from procure_runtime.service import run
 from procure_runtime.settings import ServiceSettings
-
-from procure_quotes.api import router
-from procure_quotes.handlers import handlers
-from procure_quotes.models import metadata
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 PUBLISHES = (

@@ -3,17 +3,13 @@
 
 from collections.abc import Callable
 
+from sqlalchemy import select, update
+
 from procure_contracts import CloudEvent
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
 from procure_contracts.shapes import Address, ChargeSpec, Organization, Product
 from procure_contracts.status import SalesOrderStatus
-from procure_runtime import EventHandlers, Park, Reject, UnitOfWork
-from procure_runtime.db import insert_ignore
-from procure_runtime.logging import get_logger
-from procure_runtime.replica import replicate
-from sqlalchemy import select, update
-
 from procure_quotes import ledger
 from procure_quotes.domain import (
     Ledger,
@@ -30,6 +26,10 @@ from procure_quotes.models import (
     reservations,
     sales_orders,
 )
+from procure_runtime import EventHandlers, Park, Reject, UnitOfWork
+from procure_runtime.db import insert_ignore
+from procure_runtime.logging import get_logger
+from procure_runtime.replica import replicate
 
 log = get_logger("procure.quotes")
 handlers = EventHandlers()

@@ -3,18 +3,18 @@ and the sales order consequences of a ledger change (In Progress, can_fulfill, R
 
 from typing import Any
 
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from procure_contracts import CloudEvent
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
 from procure_contracts.shapes import Person
 from procure_contracts.status import SalesOrderStatus, UnitStatus
-from procure_runtime import UnitOfWork
-from procure_runtime.db import insert_ignore, utcnow
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from procure_quotes.domain import Approval, Ledger, POLineUnits, can_fulfill
 from procure_quotes.models import approvals, charge_po_lines, charges, history, sales_orders
+from procure_runtime import UnitOfWork
+from procure_runtime.db import insert_ignore, utcnow
 
 READY_TO_FULFILL = spec_for_topic("salesorder.ready_to_fulfill")
 COUNTERS = (

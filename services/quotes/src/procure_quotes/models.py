@@ -1,8 +1,6 @@
 """Quotes' tables: opportunities and quote items, sales orders, charges with their
 ledger counters, PO lines per charge, history (plus the runtime's own tables)."""
 
-from procure_runtime.db import BigId, UTCDateTime, new_metadata, utcnow
-from procure_runtime.replica import replica_tables
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -15,6 +13,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+
+from procure_runtime.db import BigId, UTCDateTime, new_metadata, utcnow
+from procure_runtime.replica import replica_tables
 
 metadata = new_metadata()
 replica_tables(metadata, "products")

@@ -1,0 +1,3 @@
+from procure_receiving.app import main
+
+main()

@@ -1,0 +1,3 @@
+from procure_shipping.app import main
+
+main()

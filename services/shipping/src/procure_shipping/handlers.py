@@ -1,0 +1,160 @@
+"""Shipping's Kafka handlers: the charge replica, units joining the Ready tab, and
+drop-shipped units delivered at once (R12)."""
+
+from typing import Any
+
+from sqlalchemy import update
+
+from procure_contracts import CloudEvent
+from procure_contracts import events as ev
+from procure_contracts.registry import spec_for_topic
+from procure_contracts.shapes import Address, ChargeSpec
+from procure_runtime import EventHandlers, Park, UnitOfWork
+from procure_runtime.db import insert_ignore
+from procure_runtime.replica import replicate
+from procure_shipping.models import charges, delivered_items, deliveries, metadata
+from procure_shipping.store import add_ready, lock_charges, new_id, next_seq
+
+handlers = EventHandlers()
+replicate(handlers, metadata, "locations")
+
+SHIPMENT_DELIVERED = spec_for_topic("shipment.delivered")
+SHIPMENT_CANCELED = spec_for_topic("shipment.canceled")
+
+
+@handlers.on(spec_for_topic("opportunity.won"))
+async def on_opportunity_won(uow: UnitOfWork, data: ev.OpportunityWonV1, event: CloudEvent) -> None:
+    for charge in data.charges:
+        destination = charge.ship_to or data.sales_order.ship_to
+        await remember_charge(uow, charge, destination, data.sales_order.id)
+
+
+@handlers.on(spec_for_topic("charge.created"))
+async def on_charge_created(uow: UnitOfWork, data: ev.ChargeCreatedV1, event: CloudEvent) -> None:
+    destination = data.charge.ship_to or data.ship_to
+    await remember_charge(uow, data.charge, destination, data.sales_order_id)
+
+
+async def remember_charge(
+    uow: UnitOfWork, charge: ChargeSpec, destination: Address, sales_order_id: str | None
+) -> None:
+    values: dict[str, Any] = {
+        "sales_order_id": sales_order_id,
+        "product": charge.product.model_dump(mode="json"),
+        "destination": destination.model_dump(mode="json"),
+        "parent": charge.parent.model_dump(mode="json"),
+    }
+    stored = await uow.session.execute(
+        insert_ignore(charges, uow.dialect).values(id=charge.id, next_seq=1, **values)
+    )
+    if stored.rowcount == 0:  # known from `charge.ready` already: complete it
+        await uow.session.execute(update(charges).where(charges.c.id == charge.id).values(values))
+
+
+@handlers.on(spec_for_topic("charge.ready"))
+async def on_charge_ready(uow: UnitOfWork, data: ev.ChargeReadyV1, event: CloudEvent) -> None:
+    # The event carries all the Ready tab shows, so it never waits for the charge's origin.
+    await uow.session.execute(
+        insert_ignore(charges, uow.dialect).values(
+            id=data.charge_id,
+            sales_order_id=data.sales_order_id,
+            product=data.product.model_dump(mode="json"),
+            destination=data.destination.model_dump(mode="json"),
+            next_seq=1,
+        )
+    )
+    await lock_charges(uow.session, {data.charge_id})
+    await add_ready(uow.session, uow.dialect, data.charge_id, None, data.quantity, [])
+
+
+@handlers.on(spec_for_topic("units.picked"))
+async def on_units_picked(uow: UnitOfWork, data: ev.UnitsPickedV1, event: CloudEvent) -> None:
+    if not await lock_charges(uow.session, {data.charge_id}):
+        raise Park(f"charge {data.charge_id} not seen yet")
+    await add_ready(
+        uow.session, uow.dialect, data.charge_id, data.location_id, data.quantity, data.serials
+    )
+
+
+@handlers.on(spec_for_topic("units.received"))
+async def on_units_received(uow: UnitOfWork, data: ev.UnitsReceivedV1, event: CloudEvent) -> None:
+    lines = [line for line in data.lines if line.charge_id]  # stock lines never ship
+    if not lines:
+        return
+    wanted = {line.charge_id for line in lines if line.charge_id}
+    known = await lock_charges(uow.session, wanted)
+    if missing := sorted(wanted - known.keys()):
+        raise Park(f"charges {', '.join(missing)} not seen yet")
+    if data.drop_ship:
+        await deliver_drop_ship(uow, data, lines, known)
+        return
+    for line in lines:
+        await add_ready(
+            uow.session,
+            uow.dialect,
+            str(line.charge_id),
+            line.location_id,
+            line.quantity,
+            line.serials,
+        )
+
+
+async def deliver_drop_ship(
+    uow: UnitOfWork, data: ev.UnitsReceivedV1, lines: list[ev.ReceivedLine], known: dict[str, Any]
+) -> None:
+    """R12: the vendor shipped to the customer: delivered at once, one item per charge."""
+    per_charge: dict[str, list[ev.ReceivedLine]] = {}
+    for line in lines:
+        per_charge.setdefault(str(line.charge_id), []).append(line)
+    delivery_id = new_id("dl")
+    destination = known[lines[0].charge_id].destination
+    await uow.session.execute(
+        deliveries.insert().values(
+            id=delivery_id,
+            drop_ship=True,
+            po_number=data.number,
+            destination=destination,
+            delivered_by=data.received_by.model_dump(mode="json"),
+        )
+    )
+    items = []
+    for charge_id, received in per_charge.items():
+        quantity = sum(line.quantity for line in received)
+        serials = [s for line in received for s in line.serials]
+        item_id = new_id("di")
+        await uow.session.execute(
+            delivered_items.insert().values(
+                item_id=item_id,
+                delivery_id=delivery_id,
+                charge_id=charge_id,
+                location_id=None,
+                ready_item_id=None,
+                delivered=quantity,
+                quantity=quantity,
+                serials=serials,
+                transfer_id=None,
+            )
+        )
+        items.append(
+            ev.DeliveredItem(
+                item_id=item_id,
+                charge_id=charge_id,
+                seq=await next_seq(uow.session, charge_id),
+                sales_order_id=known[charge_id].sales_order_id,
+                product_id=received[0].product_id,
+                quantity=quantity,
+                serials=serials,
+            )
+        )
+    uow.emit(
+        SHIPMENT_DELIVERED,
+        ev.ShipmentDeliveredV1(
+            delivery_id=delivery_id,
+            drop_ship=True,
+            po_number=data.number,
+            destination=destination,
+            delivered_by=data.received_by,
+            items=items,
+        ),
+        correlationid=known[items[0].charge_id].sales_order_id or items[0].charge_id,
+    )

@@ -1,0 +1,134 @@
+"""Shipping's table access shared by handlers and routes: charge locks, the Ready tab's
+items, per-charge `seq`, and the JSON views of both tabs."""
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Row, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from procure_runtime.db import insert_ignore
+from procure_shipping.domain import Units
+from procure_shipping.models import charges, delivered_items, deliveries, ready_items
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4()}"
+
+
+async def lock_charges(session: AsyncSession, ids: set[str]) -> dict[str, Row[Any]]:
+    """Lock the charges (FOR UPDATE, in id order so two requests never deadlock): every
+    change to a charge's items and its `seq` happens under that lock."""
+    rows = (
+        await session.execute(
+            select(charges).where(charges.c.id.in_(ids)).order_by(charges.c.id).with_for_update()
+        )
+    ).all()
+    return {row.id: row for row in rows}
+
+
+async def next_seq(session: AsyncSession, charge_id: str) -> int:
+    """The charge's next `seq` (R13); the caller holds the charge's lock."""
+    seq = await session.scalar(select(charges.c.next_seq).where(charges.c.id == charge_id))
+    await session.execute(
+        update(charges).where(charges.c.id == charge_id).values(next_seq=charges.c.next_seq + 1)
+    )
+    return int(seq)
+
+
+async def add_ready(
+    session: AsyncSession,
+    dialect: str,
+    charge_id: str,
+    location_id: str | None,
+    quantity: int,
+    serials: list[str],
+) -> str:
+    """Units join the charge's Ready item at that location (made once: a stable id)."""
+    await session.execute(
+        insert_ignore(ready_items, dialect).values(
+            item_id=new_id("ri"),
+            charge_id=charge_id,
+            location_key=location_id or "",
+            location_id=location_id,
+            quantity=0,
+            serials=[],
+        )
+    )
+    row = (
+        await session.execute(
+            select(ready_items).where(
+                ready_items.c.charge_id == charge_id,
+                ready_items.c.location_key == (location_id or ""),
+            )
+        )
+    ).one()
+    await session.execute(
+        update(ready_items)
+        .where(ready_items.c.item_id == row.item_id)
+        .values(quantity=ready_items.c.quantity + quantity, serials=[*row.serials, *serials])
+    )
+    return str(row.item_id)
+
+
+def units(row: Row[Any]) -> Units:
+    return Units(row.item_id, row.charge_id, row.location_id, row.quantity, list(row.serials))
+
+
+def item_view(row: Row[Any], charge: Row[Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "item_id": row.item_id,
+        "charge_id": row.charge_id,
+        "sales_order_id": charge.sales_order_id,
+        "product": charge.product,
+        "quantity": row.quantity,
+        "location_id": row.location_id,
+        "destination": charge.destination,
+        "serials": row.serials,
+        **extra,
+    }
+
+
+async def ready_tab(session: AsyncSession, after: int | None, limit: int) -> list[Any]:
+    query = (
+        select(ready_items, charges)
+        .join(charges, charges.c.id == ready_items.c.charge_id)
+        .where(ready_items.c.quantity > 0)
+        .order_by(ready_items.c.n)
+        .limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(ready_items.c.n > after)
+    return [(row.n, item_view(row, row)) for row in (await session.execute(query)).all()]
+
+
+async def delivered_tab(session: AsyncSession, after: int | None, limit: int) -> list[Any]:
+    query = (
+        select(
+            delivered_items,
+            charges.c.sales_order_id,
+            charges.c.product,
+            charges.c.destination,
+            deliveries.c.drop_ship,
+            deliveries.c.delivered_at,
+        )
+        .join(charges, charges.c.id == delivered_items.c.charge_id)
+        .join(deliveries, deliveries.c.id == delivered_items.c.delivery_id)
+        .where(delivered_items.c.quantity > 0)
+        .order_by(delivered_items.c.n)
+        .limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(delivered_items.c.n > after)
+    return [(row.n, delivered_view(row)) for row in (await session.execute(query)).all()]
+
+
+def delivered_view(row: Row[Any]) -> dict[str, Any]:
+    return item_view(
+        row,
+        row,
+        delivery_id=row.delivery_id,
+        transfer_id=row.transfer_id,
+        drop_ship=row.drop_ship,
+        delivered_at=row.delivered_at.isoformat(),
+    )

@@ -44,7 +44,7 @@ async def _ready(port: int) -> bool:
 async def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(
     service_settings, tmp_path: Path
 ) -> None:
-    settings = service_settings("quotes")
+    settings = service_settings("quotes", topic_partitions=3)  # several partitions in flight
     port = free_port()
     env = {
         **os.environ,
@@ -53,6 +53,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "PROCURE_TOPIC_PREFIX": settings.topic_prefix,
         "PROCURE_DATA_DIR": str(tmp_path),
+        "PROCURE_TOPIC_PARTITIONS": "3",
     }
     log = tmp_path / "quotes.log"
     engine = create_async_engine(settings.database_url)

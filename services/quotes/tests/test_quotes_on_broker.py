@@ -124,13 +124,15 @@ async def test_the_won_opportunity_wizard_publishes_reservations_and_creates_the
             )
         )
         assert item["unit_price"] == "20.00"
-        other = (
-            await http.post(
-                f"/opportunities/{opp['id']}/items",
-                headers=sales,
-                json={"product_id": service.id, "quantity": 1, "unit_price": "80.00"},
+        other = await eventually(
+            lambda: _created(
+                http.post(
+                    f"/opportunities/{opp['id']}/items",
+                    headers=sales,
+                    json={"product_id": service.id, "quantity": 1, "unit_price": "80.00"},
+                )
             )
-        ).json()
+        )
         await kafka.publish(
             T("stock.reserved"),
             ev.StockReservationV1(

@@ -131,6 +131,7 @@ def service_settings(
             "topic_prefix": prefix if prefix is not None else f"{topic_prefix}{unique()}.",
             "data_dir": tmp_path,
             "retry_backoff_s": 0.05,
+            "topic_partitions": 1,
         }
         values.update(overrides)
         return load_settings(service, **values)

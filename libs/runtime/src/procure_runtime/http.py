@@ -12,8 +12,10 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from procure_runtime.consumer import is_transient
 from procure_runtime.errors import DomainError, Invalid
 from procure_runtime.logging import get_logger
 
@@ -57,8 +59,17 @@ def install_problem_handlers(app: FastAPI) -> None:
         kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         return problem(exc.status_code, kind, str(exc.detail), str(exc.detail))
 
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:
+        # Two requests raced to create the same thing; the loser sees current state.
+        return problem(
+            409, "conflict", "Conflict", "the request conflicts with a concurrent change"
+        )
+
     @app.exception_handler(Exception)
     async def _crash(_request: Request, exc: Exception) -> JSONResponse:
+        if is_transient(exc):  # database away, deadlock or serialization failure: retry later
+            return problem(503, "unavailable", "Service unavailable", "try again shortly")
         log.error("unhandled error", error=repr(exc), exc_info=exc)
         return problem(500, "internal", "Internal error", "an unexpected error occurred")
 

@@ -1,1 +1,1 @@
-"""The notifier service of the procurement platform."""
+"""The notifier service: stakeholder emails for procurement status changes (section 6)."""

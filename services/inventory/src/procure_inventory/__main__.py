@@ -1,0 +1,5 @@
+"""The inventory service of the procurement platform."""
+
+from procure_inventory.app import main
+
+main()

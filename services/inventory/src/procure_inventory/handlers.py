@@ -1,0 +1,172 @@
+"""Inventory's Kafka handlers: one function per topic. Won and lost opportunities settle
+reservations (R2), pick requests pick (R7), receipts stock units (R11), deliveries take
+them out and canceled deliveries put them back (R13, R15)."""
+
+from procure_contracts import CloudEvent
+from procure_contracts import events as ev
+from procure_contracts.registry import spec_for_topic
+from procure_inventory import stock
+from procure_inventory.domain import (
+    Cause,
+    ReservationsExceedQuantity,
+    SerialConflict,
+    check_won_charge,
+)
+from procure_inventory.picking import pick_on_request, pick_reservation, release_opportunity
+from procure_runtime import EventHandlers, Park, Reject, UnitOfWork
+from procure_runtime.logging import get_logger
+
+log = get_logger("procure.inventory")
+handlers = EventHandlers()
+
+
+@handlers.on(spec_for_topic("opportunity.won"))
+async def on_opportunity_won(uow: UnitOfWork, data: ev.OpportunityWonV1, event: CloudEvent) -> None:
+    """Exactly the listed reservations become picks; the rest of the opportunity's are
+    released, including those listed on charges not subject to procurement (R3)."""
+    procured = [c for c in data.charges if c.product.subject_to_procurement]
+    for charge in procured:
+        try:
+            check_won_charge(charge.quantity, [r.quantity for r in charge.reservations])
+        except ReservationsExceedQuantity as exc:  # quotes refuses the same event
+            raise Reject(f"charge {charge.id}: {exc}") from None
+    correlation = data.sales_order.id
+    for charge in procured:
+        for ref in charge.reservations:
+            await pick_reservation(
+                uow, charge.id, data.opportunity.id, ref.id, ref.quantity, correlation
+            )
+    await release_opportunity(uow, data.opportunity.id, correlation)
+
+
+@handlers.on(spec_for_topic("opportunity.lost"))
+async def on_opportunity_lost(
+    uow: UnitOfWork, data: ev.OpportunityLostV1, event: CloudEvent
+) -> None:
+    await release_opportunity(uow, data.opportunity_id)
+
+
+@handlers.on(spec_for_topic("pick.requested"))
+async def on_pick_requested(uow: UnitOfWork, data: ev.PickRequestedV1, event: CloudEvent) -> None:
+    await pick_on_request(uow, data)
+
+
+@handlers.on(spec_for_topic("units.received"))
+async def on_units_received(uow: UnitOfWork, data: ev.UnitsReceivedV1, event: CloudEvent) -> None:
+    """R11: into stock at the line's location, held for its charge; stock lines only raise
+    on hand. Drop-ship receipts never touch stock (R12)."""
+    if data.drop_ship:
+        return
+    for line in data.lines:
+        if line.location_id is None:
+            log.warning("received line without a location; no stock", line_id=line.line_id)
+            continue
+        held = line.quantity if line.charge_id else 0
+        await stock.change(
+            uow.session, line.product_id, line.location_id, on_hand=line.quantity, picked=held
+        )
+        if line.charge_id:
+            await stock.hold(
+                uow.session, line.charge_id, line.product_id, line.location_id, line.quantity
+            )
+        try:
+            await stock.add_serials(
+                uow.session, line.product_id, line.location_id, line.serials, line.charge_id
+            )
+        except SerialConflict as exc:
+            raise Reject(f"receipt {data.receipt_id}: {exc.detail}") from None
+        await stock.record(
+            uow.session,
+            Cause.RECEIPT,
+            line.product_id,
+            line.quantity,
+            to_location_id=line.location_id,
+            charge_id=line.charge_id,
+            numbers=line.serials,
+            reference=data.receipt_id,
+            moved_by=data.received_by.model_dump(mode="json"),
+        )
+
+
+@handlers.on(spec_for_topic("shipment.delivered"))
+async def on_shipment_delivered(
+    uow: UnitOfWork, data: ev.ShipmentDeliveredV1, event: CloudEvent
+) -> None:
+    """Each item with a location leaves stock there; it must be held for its charge
+    already, else the receipt or pick that stocks it has not been seen yet: park."""
+    if data.drop_ship:
+        return
+    for item in data.items:
+        if item.location_id is None:
+            continue
+        if item.transfer_id and await stock.movement_exists(uow.session, item.transfer_id):
+            continue  # applied already (shipping published this delivery twice)
+        where = f"charge {item.charge_id} at location {item.location_id}"
+        session = uow.session
+        if not await stock.hold(
+            session, item.charge_id, item.product_id, item.location_id, -item.quantity
+        ):
+            raise Park(f"{item.quantity} units of {item.product_id} not held for {where} yet")
+        if not await stock.change(
+            session,
+            item.product_id,
+            item.location_id,
+            on_hand=-item.quantity,
+            picked=-item.quantity,
+        ):
+            raise Park(f"{item.quantity} units of {item.product_id} not in stock for {where}")
+        numbers = item.serials or await stock.take_serials(
+            session, item.product_id, item.location_id, item.quantity, item.charge_id
+        )
+        if not await stock.move_serials(
+            session, item.product_id, numbers, at=item.location_id, held_for=item.charge_id
+        ):
+            raise Park(f"serials {numbers} not held for {where} yet")
+        await stock.record(
+            session,
+            Cause.DELIVERY,
+            item.product_id,
+            item.quantity,
+            transfer_id=item.transfer_id,
+            from_location_id=item.location_id,
+            charge_id=item.charge_id,
+            numbers=numbers,
+            reference=data.delivery_id,
+            moved_by=data.delivered_by.model_dump(mode="json"),
+        )
+
+
+@handlers.on(spec_for_topic("shipment.canceled"))
+async def on_shipment_canceled(
+    uow: UnitOfWork, data: ev.ShipmentCanceledV1, event: CloudEvent
+) -> None:
+    """R15: back into stock at the original location, held for the charge again."""
+    session = uow.session
+    for item in data.items:
+        if item.location_id is None:
+            continue
+        if item.transfer_id and await stock.movement_exists(session, item.transfer_id):
+            continue  # applied already
+        original = item.original_transfer_id
+        if original and not await stock.movement_exists(session, original):
+            raise Park(f"delivery transfer {original} not applied yet")
+        await stock.change(
+            session, item.product_id, item.location_id, on_hand=item.quantity, picked=item.quantity
+        )
+        await stock.hold(session, item.charge_id, item.product_id, item.location_id, item.quantity)
+        await stock.add_serials(
+            session, item.product_id, item.location_id, item.serials, item.charge_id, restore=True
+        )
+        await stock.record(
+            session,
+            Cause.CANCELLATION,
+            item.product_id,
+            item.quantity,
+            transfer_id=item.transfer_id,
+            to_location_id=item.location_id,
+            charge_id=item.charge_id,
+            numbers=item.serials,
+            reason=data.reason,
+            reference=data.delivery_id,
+            moved_by=data.canceled_by.model_dump(mode="json"),
+        )

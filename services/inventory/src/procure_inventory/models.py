@@ -1,0 +1,123 @@
+"""Inventory's tables: the catalog, stock per product and location, what is held for
+charges, serials, reservations and the stock movements (plus the runtime's tables)."""
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    Text,
+)
+
+from procure_runtime.db import BigId, UTCDateTime, new_metadata, utcnow
+
+metadata = new_metadata()
+
+vendors = Table(
+    "vendors",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("name", String(300), nullable=False),
+    Column("email", String(300), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow),
+)
+
+locations = Table(
+    "locations",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("name", String(300), nullable=False),
+    Column("address", JSON, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("sku", String(200), nullable=False, unique=True),
+    Column("name", String(300), nullable=False),
+    Column("is_inventory", Boolean, nullable=False),
+    Column("subject_to_procurement", Boolean, nullable=False),
+    Column("serialized", Boolean, nullable=False),
+    Column("unit_cost", Numeric(18, 2), nullable=False),
+    Column("unit_price", Numeric(18, 2), nullable=False),
+    Column("vendor_id", String(200), nullable=True, index=True),
+    Column("updated_at", UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow),
+)
+
+# No foreign key to products: any product received into a location enters stock (R11),
+# even one this catalog does not know.
+stock = Table(
+    "stock",
+    metadata,
+    Column("product_id", String(200), primary_key=True),
+    Column("location_id", String(200), primary_key=True),
+    Column("on_hand", Integer, nullable=False, default=0),
+    Column("reserved", Integer, nullable=False, default=0),
+    Column("picked", Integer, nullable=False, default=0),
+    # The last line of defence of R1; the code checks first and answers 409 / parks.
+    CheckConstraint(
+        "reserved >= 0 AND picked >= 0 AND on_hand - reserved - picked >= 0", name="r1"
+    ),
+)
+
+# Units picked (held) for a charge at a location: what a delivery may take out.
+holds = Table(
+    "holds",
+    metadata,
+    Column("charge_id", String(200), primary_key=True),
+    Column("product_id", String(200), primary_key=True),
+    Column("location_id", String(200), primary_key=True),
+    Column("quantity", Integer, nullable=False, default=0),
+    CheckConstraint("quantity >= 0", name="non_negative"),
+)
+
+serials = Table(
+    "serials",
+    metadata,
+    Column("product_id", String(200), primary_key=True),
+    Column("serial", String(200), primary_key=True),
+    Column("location_id", String(200), nullable=False, index=True),
+    Column("charge_id", String(200), nullable=True),  # set while held for a charge
+)
+
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("opportunity_id", String(200), nullable=False, index=True),
+    Column("quote_item_id", String(200), nullable=False, index=True),
+    Column("product_id", String(200), nullable=False),
+    Column("location_id", String(200), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # active | released | picked
+    Column("charge_id", String(200), nullable=True),  # the charge it was picked for
+    Column("picked", Integer, nullable=False, default=0),
+    Column("reserved_by", JSON, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+    Column("closed_at", UTCDateTime(), nullable=True),
+)
+
+# The audit trail of stock: every change of on hand, with its cause.
+movements = Table(
+    "movements",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("id", String(200), nullable=False, unique=True),  # the transfer id
+    Column("cause", String(16), nullable=False),
+    Column("product_id", String(200), nullable=False, index=True),
+    Column("charge_id", String(200), nullable=True, index=True),
+    Column("from_location_id", String(200), nullable=True),
+    Column("to_location_id", String(200), nullable=True),
+    Column("quantity", Integer, nullable=False),
+    Column("serials", JSON, nullable=False, default=list),
+    Column("reason", Text, nullable=True),
+    Column("reference", String(200), nullable=True),  # receipt / delivery id
+    Column("moved_by", JSON, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+)

@@ -1,0 +1,185 @@
+"""Reservations for quote items and picks for charges (R2, R7): how reserved or available
+units become held for a charge, and the events that say so."""
+
+from typing import Any
+
+from sqlalchemy import select, update
+
+from procure_contracts import events as ev
+from procure_contracts.registry import spec_for_topic
+from procure_inventory import stock
+from procure_inventory.domain import ReservationStatus, convert
+from procure_inventory.models import reservations
+from procure_runtime import UnitOfWork
+from procure_runtime.db import utcnow
+
+RESERVED = spec_for_topic("stock.reserved")
+RELEASED = spec_for_topic("stock.released")
+PICKED = spec_for_topic("units.picked")
+PICK_FAILED = spec_for_topic("pick.failed")
+
+
+def reservation_event(row: Any, quantity: int) -> ev.StockReservationV1:
+    return ev.StockReservationV1(
+        reservation_id=row.id,
+        opportunity_id=row.opportunity_id,
+        quote_item_id=row.quote_item_id,
+        product_id=row.product_id,
+        location_id=row.location_id,
+        quantity=quantity,
+    )
+
+
+async def locked_reservation(uow: UnitOfWork, reservation_id: str) -> Any:
+    """The reservation row, locked against concurrent release / pick."""
+    query = select(reservations).where(reservations.c.id == reservation_id).with_for_update()
+    return (await uow.session.execute(query)).first()
+
+
+async def release(uow: UnitOfWork, row: Any, correlation: str | None = None) -> None:
+    """Give back everything an active reservation holds."""
+    if not await stock.change(uow.session, row.product_id, row.location_id, reserved=-row.quantity):
+        raise RuntimeError(f"stock of reservation {row.id} holds less than it reserved")
+    await uow.session.execute(
+        update(reservations)
+        .where(reservations.c.id == row.id)
+        .values(status=ReservationStatus.RELEASED, closed_at=utcnow())
+    )
+    uow.emit(RELEASED, reservation_event(row, row.quantity), correlationid=correlation)
+
+
+async def release_opportunity(
+    uow: UnitOfWork, opportunity_id: str, correlation: str | None = None
+) -> None:
+    """Release every reservation the opportunity still has active."""
+    ids = (
+        await uow.session.scalars(
+            select(reservations.c.id)
+            .where(
+                reservations.c.opportunity_id == opportunity_id,
+                reservations.c.status == ReservationStatus.ACTIVE,
+            )
+            .order_by(reservations.c.created_at, reservations.c.id)
+        )
+    ).all()
+    for reservation_id in ids:
+        row = await locked_reservation(uow, reservation_id)
+        if row.status == ReservationStatus.ACTIVE:
+            await release(uow, row, correlation=correlation)
+
+
+async def pick_reservation(
+    uow: UnitOfWork,
+    charge_id: str,
+    opportunity_id: str,
+    reservation_id: str,
+    listed: int,
+    correlation: str,
+) -> None:
+    """Convert a reservation listed on a won charge into a pick for it; what it no longer
+    holds fails (`pick.failed`), what it holds beyond the listed quantity is released."""
+    row = await locked_reservation(uow, reservation_id)
+    if row and row.status == ReservationStatus.PICKED and row.charge_id == charge_id:
+        return  # this charge was converted already (the same win published twice)
+    usable = row is not None and row.status == ReservationStatus.ACTIVE
+    usable = usable and row.opportunity_id == opportunity_id
+    plan = convert(listed, row.quantity if usable else None)
+    if plan.pick:
+        moved = await stock.change(
+            uow.session, row.product_id, row.location_id, reserved=-plan.pick, picked=plan.pick
+        )
+        if not moved:
+            raise RuntimeError(f"stock of reservation {row.id} holds less than it reserved")
+        await _hold_and_announce(
+            uow,
+            charge_id,
+            row.product_id,
+            row.location_id,
+            plan.pick,
+            correlation,
+            reservation_id=row.id,
+        )
+        await uow.session.execute(
+            update(reservations)
+            .where(reservations.c.id == row.id)
+            .values(
+                status=ReservationStatus.PICKED,
+                charge_id=charge_id,
+                picked=plan.pick,
+                closed_at=utcnow(),
+            )
+        )
+        if plan.release:
+            await stock.change(uow.session, row.product_id, row.location_id, reserved=-plan.release)
+            uow.emit(RELEASED, reservation_event(row, plan.release), correlationid=correlation)
+    if plan.shortfall:
+        uow.emit(
+            PICK_FAILED,
+            ev.PickFailedV1(
+                charge_id=charge_id,
+                quantity=plan.shortfall,
+                reason=_why_not(row, usable, opportunity_id, plan.pick),
+                reservation_id=reservation_id,
+            ),
+            correlationid=correlation,
+        )
+
+
+def _why_not(row: Any, usable: bool, opportunity_id: str, picked: int) -> str:
+    if row is None:
+        return "the reservation does not exist"
+    if not usable and row.opportunity_id != opportunity_id:
+        return f"the reservation belongs to opportunity {row.opportunity_id}"
+    if not usable:
+        return f"the reservation was {row.status} already"
+    return f"the reservation holds only {picked} units"
+
+
+async def pick_on_request(uow: UnitOfWork, data: ev.PickRequestedV1) -> None:
+    """R7: all or nothing from what is available at the location."""
+    if await stock.change(uow.session, data.product_id, data.location_id, picked=data.quantity):
+        await _hold_and_announce(
+            uow,
+            data.charge_id,
+            data.product_id,
+            data.location_id,
+            data.quantity,
+            None,
+            pick_request_id=data.request_id,
+        )
+        return
+    have = await stock.level(uow.session, data.product_id, data.location_id)
+    uow.emit(
+        PICK_FAILED,
+        ev.PickFailedV1(
+            charge_id=data.charge_id,
+            quantity=data.quantity,
+            reason=f"only {have.available} available at location {data.location_id}",
+            pick_request_id=data.request_id,
+        ),
+    )
+
+
+async def _hold_and_announce(
+    uow: UnitOfWork,
+    charge_id: str,
+    product_id: str,
+    location_id: str,
+    quantity: int,
+    correlation: str | None,
+    **ref: str,
+) -> None:
+    await stock.hold(uow.session, charge_id, product_id, location_id, quantity)
+    numbers = await stock.pick_serials(uow.session, product_id, location_id, quantity, charge_id)
+    uow.emit(
+        PICKED,
+        ev.UnitsPickedV1(
+            charge_id=charge_id,
+            product_id=product_id,
+            location_id=location_id,
+            quantity=quantity,
+            serials=numbers,
+            **ref,
+        ),
+        correlationid=correlation,
+    )

@@ -1,0 +1,302 @@
+"""Inventory in the workflow, on the real broker: won and lost opportunities settle
+reservations (R2), pick requests pick all or nothing (R7), receipts stock units for
+their charges (R11), deliveries take them out and cancellations put them back (R13, R15)."""
+
+import pytest
+from sqlalchemy import select
+
+from procure_contracts import events as ev
+from procure_contracts.registry import spec_for_topic
+from procure_contracts.shapes import Product
+from procure_contracts.status import POStatus
+from procure_devstack import factories as f
+from procure_devstack.testing import eventually, unique
+
+pytestmark = pytest.mark.kafka
+WON = spec_for_topic("opportunity.won")
+LOST = spec_for_topic("opportunity.lost")
+PICK_REQUESTED = spec_for_topic("pick.requested")
+RECEIVED = spec_for_topic("units.received")
+DELIVERED = spec_for_topic("shipment.delivered")
+CANCELED = spec_for_topic("shipment.canceled")
+
+
+def stock(on_hand: int = 0, reserved: int = 0, picked: int = 0) -> dict[str, int]:
+    available = on_hand - reserved - picked
+    return {"on_hand": on_hand, "reserved": reserved, "picked": picked, "available": available}
+
+
+async def _reserve(inventory, product_id: str, loc: str, quantity: int, opp: str) -> dict:
+    response = await inventory.reserve(product_id, loc, quantity, opportunity_id=opp)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def _applied(inventory, event_id: str) -> bool:
+    inbox = inventory.runtime.metadata.tables["inbox"]
+    async with inventory.runtime.db.session() as session:
+        return bool(
+            await session.scalar(select(inbox.c.event_id).where(inbox.c.event_id == event_id))
+        )
+
+
+def _as_product(doc: dict, **changes) -> Product:
+    return Product.model_validate({**doc, **changes})
+
+
+async def test_won_picks_exactly_the_listed_reservations_and_releases_the_rest(inventory) -> None:
+    loc = await inventory.location()
+    doc = await inventory.product(serialized=True)
+    await inventory.adjust(doc["id"], loc, 4, ["S1", "S2", "S3", "S4"])
+    opp = unique("opp-")
+    listed = await _reserve(inventory, doc["id"], loc, 2, opp)
+    unlisted = await _reserve(inventory, doc["id"], loc, 1, opp)
+    on_service_charge = await _reserve(inventory, doc["id"], loc, 1, opp)
+    assert await inventory.level(doc["id"], loc) == stock(4, reserved=4)
+
+    picked_charge = f.charge(_as_product(doc), 3, reservations=[(listed["id"], loc, 2)])
+    service_charge = f.charge(
+        _as_product(doc, subject_to_procurement=False),
+        1,
+        reservations=[(on_service_charge["id"], loc, 1)],
+    )
+    won = f.opportunity_won(picked_charge, service_charge, opportunity_id=opp)
+    sent = await inventory.kafka.publish(WON, won)
+
+    [picked] = await inventory.kafka.read_events("units.picked", 1, settle=1.0)
+    assert picked.data == {
+        "charge_id": picked_charge.id,
+        "product_id": doc["id"],
+        "location_id": loc,
+        "quantity": 2,
+        "serials": ["S1", "S2"],
+        "reservation_id": listed["id"],
+        "pick_request_id": None,
+    }
+    assert picked.correlationid == won.sales_order.id
+    assert picked.causationid == sent.id
+    released = await inventory.kafka.read_events("stock.released", 2, settle=1.0)
+    assert sorted((e.data["reservation_id"], e.data["quantity"]) for e in released) == sorted(
+        [(unlisted["id"], 1), (on_service_charge["id"], 1)]
+    )
+    assert await inventory.kafka.read_events("pick.failed", 1, timeout=1.0) == []
+    assert await inventory.level(doc["id"], loc) == stock(4, picked=2)
+    reservations = (await inventory.get("/reservations", opportunity_id=opp))["items"]
+    statuses = {r["id"]: (r["status"], r["charge_id"]) for r in reservations}
+    assert statuses == {
+        listed["id"]: ("picked", picked_charge.id),
+        unlisted["id"]: ("released", None),
+        on_service_charge["id"]: ("released", None),
+    }
+
+
+async def test_released_or_short_reservations_fail_their_pick_on_win(inventory) -> None:
+    loc = await inventory.location()
+    doc = await inventory.product()
+    await inventory.adjust(doc["id"], loc, 5)
+    opp = unique("opp-")
+    gone = await _reserve(inventory, doc["id"], loc, 2, opp)
+    short = await _reserve(inventory, doc["id"], loc, 1, opp)
+    deleted = await inventory.http.delete(
+        f"/reservations/{gone['id']}", headers=inventory.auth("sales")
+    )
+    assert deleted.status_code == 200
+
+    charge = f.charge(
+        _as_product(doc), 5, reservations=[(gone["id"], loc, 2), (short["id"], loc, 2)]
+    )
+    await inventory.kafka.publish(WON, f.opportunity_won(charge, opportunity_id=opp))
+
+    failed = await inventory.kafka.read_events("pick.failed", 2, settle=1.0)
+    assert sorted((e.data["reservation_id"], e.data["quantity"]) for e in failed) == sorted(
+        [(gone["id"], 2), (short["id"], 1)]
+    )
+    assert all(e.data["charge_id"] == charge.id and e.data["reason"] for e in failed)
+    [picked] = await inventory.kafka.read_events("units.picked", 1, settle=0.5)
+    assert (picked.data["reservation_id"], picked.data["quantity"]) == (short["id"], 1)
+    assert await inventory.level(doc["id"], loc) == stock(5, picked=1)
+
+
+async def test_lost_opportunity_releases_all_its_reservations(inventory) -> None:
+    loc = await inventory.location()
+    doc = await inventory.product()
+    await inventory.adjust(doc["id"], loc, 5)
+    opp = unique("opp-")
+    mine = [await _reserve(inventory, doc["id"], loc, q, opp) for q in (1, 2)]
+    other = await _reserve(inventory, doc["id"], loc, 1, "another-opp")
+
+    await inventory.kafka.publish(LOST, ev.OpportunityLostV1(opportunity_id=opp))
+    released = await inventory.kafka.read_events("stock.released", 2, settle=1.0)
+    assert sorted(e.data["reservation_id"] for e in released) == sorted(r["id"] for r in mine)
+    assert await inventory.level(doc["id"], loc) == stock(5, reserved=1)
+    assert (await inventory.get(f"/reservations/{other['id']}"))["status"] == "active"
+
+
+async def test_pick_request_is_all_or_nothing(inventory) -> None:
+    loc = await inventory.location()
+    doc = await inventory.product()
+    await inventory.adjust(doc["id"], loc, 3)
+    first = ev.PickRequestedV1(
+        request_id="pr-1", charge_id="ch-1", product_id=doc["id"], location_id=loc, quantity=2
+    )
+    await inventory.kafka.publish(PICK_REQUESTED, first)
+    [picked] = await inventory.kafka.read_events("units.picked", 1)
+    assert picked.data["pick_request_id"] == "pr-1"
+    assert (picked.data["charge_id"], picked.data["quantity"]) == ("ch-1", 2)
+    assert picked.data["reservation_id"] is None
+
+    second = first.model_copy(update={"request_id": "pr-2", "charge_id": "ch-2"})
+    await inventory.kafka.publish(PICK_REQUESTED, second)
+    [failed] = await inventory.kafka.read_events("pick.failed", 1, settle=1.0)
+    assert failed.data["pick_request_id"] == "pr-2"
+    assert (failed.data["charge_id"], failed.data["quantity"]) == ("ch-2", 2)
+    assert "only 1 available" in failed.data["reason"]
+    assert len(await inventory.kafka.read_events("units.picked", 1, settle=1.0)) == 1
+    assert await inventory.level(doc["id"], loc) == stock(3, picked=2)
+
+
+def _receipt(loc: str, product_id: str, *lines: tuple, drop_ship: bool = False):
+    return ev.UnitsReceivedV1(
+        receipt_id=unique("rc-"),
+        po_id=unique("po-"),
+        number="PO-000001",
+        drop_ship=drop_ship,
+        po_status=POStatus.RECEIVED_PARTIAL,
+        received_by=f.person("Rick Receiver"),
+        lines=[
+            ev.ReceivedLine(
+                line_id=unique("ln-"),
+                charge_id=charge_id,
+                product_id=product_id,
+                quantity=quantity,
+                location_id=loc,
+                serials=serials,
+                open_after=0,
+            )
+            for charge_id, quantity, serials in lines
+        ],
+    )
+
+
+def _delivery(charge_id: str, product_id: str, loc: str | None, quantity: int, serials=(), **kw):
+    return ev.ShipmentDeliveredV1(
+        delivery_id=kw.pop("delivery_id", unique("dl-")),
+        drop_ship=kw.pop("drop_ship", False),
+        destination=f.address(),
+        delivered_by=f.person("Sam Shipper"),
+        items=[
+            ev.DeliveredItem(
+                item_id=unique("it-"),
+                charge_id=charge_id,
+                seq=1,
+                product_id=product_id,
+                quantity=quantity,
+                location_id=loc,
+                serials=list(serials),
+                transfer_id=kw.pop("transfer_id", unique("tr-")),
+            )
+        ],
+    )
+
+
+async def test_receipt_delivery_and_cancel_leave_stock_where_it_started(inventory) -> None:
+    loc = await inventory.location()
+    product_id = unique("never-in-catalog-")  # R11: any product received enters stock
+    charge_id = unique("ch-")
+    receipt = _receipt(loc, product_id, (charge_id, 2, ["X1", "X2"]), (None, 3, []))
+    await inventory.kafka.publish(RECEIVED, receipt)
+    await eventually(lambda: _level_is(inventory, product_id, loc, stock(5, picked=2)))
+
+    delivery = _delivery(charge_id, product_id, loc, 2, ["X1", "X2"])
+    await inventory.kafka.publish(DELIVERED, delivery)
+    await eventually(lambda: _level_is(inventory, product_id, loc, stock(3)))
+
+    original = delivery.items[0]
+    cancel = ev.ShipmentCanceledV1(
+        delivery_id=delivery.delivery_id,
+        reason="customer not on site",
+        canceled_by=f.person("Sam Shipper"),
+        items=[
+            ev.CanceledItem(
+                item_id=unique("it-"),
+                charge_id=charge_id,
+                seq=2,
+                product_id=product_id,
+                quantity=2,
+                location_id=loc,
+                serials=["X1", "X2"],
+                transfer_id="tr-reversal",
+                original_transfer_id=original.transfer_id,
+            )
+        ],
+    )
+    await inventory.kafka.publish(CANCELED, cancel)
+    await eventually(lambda: _level_is(inventory, product_id, loc, stock(5, picked=2)))
+
+    trail = await inventory.transfers(charge_id=charge_id)
+    assert [
+        (t["cause"], t["from_location_id"], t["to_location_id"], t["quantity"]) for t in trail
+    ] == [
+        ("receipt", None, loc, 2),
+        ("delivery", loc, None, 2),
+        ("cancellation", None, loc, 2),
+    ]
+    assert [t["id"] for t in trail[1:]] == [original.transfer_id, "tr-reversal"]
+    assert [t["reference"] for t in trail] == [
+        receipt.receipt_id,
+        delivery.delivery_id,
+        delivery.delivery_id,
+    ]
+    assert all(t["serials"] == ["X1", "X2"] for t in trail)
+    assert len(await inventory.transfers(product_id=product_id)) == 4  # + the stock line
+    assert await inventory.kafka.read_events("units.picked", 1, timeout=1.0) == []
+
+    # The restored units are held for the charge again: they can be delivered again.
+    again = _delivery(charge_id, product_id, loc, 1, ["X2"])
+    await inventory.kafka.publish(DELIVERED, again)
+    await eventually(lambda: _level_is(inventory, product_id, loc, stock(4, picked=1)))
+
+
+async def test_delivery_seen_before_its_receipt_waits_for_it(inventory) -> None:
+    loc = await inventory.location()
+    doc = await inventory.product()
+    charge_id = unique("ch-")
+    delivery = _delivery(charge_id, doc["id"], loc, 2, transfer_id="tr-early")
+    await inventory.kafka.publish(DELIVERED, delivery)
+    await eventually(lambda: _parked(inventory, 1))
+    assert await inventory.level(doc["id"], loc) == stock(0)
+    assert await inventory.transfers() == []
+
+    await inventory.kafka.publish(RECEIVED, _receipt(loc, doc["id"], (charge_id, 2, [])))
+    await eventually(lambda: _parked(inventory, 0))
+    assert await inventory.level(doc["id"], loc) == stock(0)
+    trail = await inventory.transfers(charge_id=charge_id)
+    assert [(t["cause"], t["id"]) for t in trail][1:] == [("delivery", "tr-early")]
+
+
+async def test_drop_ship_and_unlocated_deliveries_never_touch_stock(inventory) -> None:
+    loc = await inventory.location()
+    doc = await inventory.product()
+    await inventory.adjust(doc["id"], loc, 2)
+    drop_receipt = _receipt(loc, doc["id"], ("ch-d", 2, []), drop_ship=True)
+    drop_delivery = _delivery("ch-d", doc["id"], None, 2, drop_ship=True)
+    no_location = _delivery("ch-n", doc["id"], None, 1, transfer_id=None)
+    sent = [
+        await inventory.kafka.publish(RECEIVED, drop_receipt),
+        await inventory.kafka.publish(DELIVERED, drop_delivery),
+        await inventory.kafka.publish(DELIVERED, no_location),
+    ]
+    for event in sent:
+        await eventually(lambda event=event: _applied(inventory, event.id))
+    assert await inventory.level(doc["id"], loc) == stock(2)
+    assert [t["cause"] for t in await inventory.transfers()] == ["adjustment"]
+
+
+async def _level_is(inventory, product_id: str, loc: str, expected: dict) -> bool:
+    return await inventory.level(product_id, loc) == expected
+
+
+async def _parked(inventory, count: int) -> bool:
+    parked = inventory.runtime.metadata.tables["parked"]
+    async with inventory.runtime.db.session() as session:
+        return len((await session.execute(select(parked.c.event_id))).all()) == count

@@ -1,0 +1,5 @@
+"""The notifier service of the procurement platform."""
+
+from procure_notifier.app import main
+
+main()

@@ -1,0 +1,44 @@
+"""The notifier service process: runtime + handlers + routes + the SMTP sender."""
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from procure_notifier.api import router
+from procure_notifier.handlers import handlers
+from procure_notifier.models import metadata
+from procure_notifier.sender import Sender, SmtpSettings
+from procure_runtime import ServiceRuntime
+from procure_runtime.http import create_app
+from procure_runtime.service import run
+from procure_runtime.settings import ServiceSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class NotifierRuntime(ServiceRuntime):
+    """The shared runtime, plus the sender loop that lives and dies with it."""
+
+    def __init__(self, settings: ServiceSettings | None, smtp: SmtpSettings) -> None:
+        super().__init__("notifier", metadata, MIGRATIONS, handlers, settings=settings)
+        self.sender = Sender(self.db, smtp)
+
+    async def start(self) -> None:
+        await super().start()  # migrations first: the sender reads the log table
+        self.sender.start()
+
+    async def stop(self) -> None:
+        await self.sender.stop()
+        await super().stop()
+
+
+def build(
+    settings: ServiceSettings | None = None, smtp: SmtpSettings | None = None
+) -> tuple[FastAPI, NotifierRuntime]:
+    runtime = NotifierRuntime(settings, smtp or SmtpSettings())
+    return create_app(runtime, router), runtime
+
+
+def main() -> None:
+    app, runtime = build()
+    run(app, runtime)

@@ -1,0 +1,97 @@
+"""The stakeholder directory: charges and sales orders as `opportunity.won` and
+`charge.created` describe them, read back as `ChargeInfo` for the domain."""
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from procure_contracts import events as ev
+from procure_contracts.shapes import ChargeSpec
+from procure_notifier.domain import ChargeInfo, Person, product_label
+from procure_notifier.models import charges, sales_orders
+from procure_runtime import UnitOfWork
+from procure_runtime.db import insert_ignore
+
+
+async def record_won(uow: UnitOfWork, data: ev.OpportunityWonV1, event_id: str) -> None:
+    so = data.sales_order
+    await uow.session.execute(
+        insert_ignore(sales_orders, uow.dialect).values(
+            id=so.id,
+            owner=so.owner.model_dump(mode="json"),
+            opportunity_id=data.opportunity.id,
+            opportunity_owner=data.opportunity.owner.model_dump(mode="json"),
+            event_id=event_id,
+        )
+    )
+    for charge in data.charges:
+        await record_charge(uow, charge, so.id, event_id, quoted=True)
+
+
+async def record_charge(
+    uow: UnitOfWork,
+    charge: ChargeSpec,
+    sales_order_id: str | None,
+    event_id: str,
+    *,
+    quoted: bool,
+) -> None:
+    """Charges do not change in v1: the first description of a charge id wins."""
+    await uow.session.execute(
+        insert_ignore(charges, uow.dialect).values(
+            id=charge.id,
+            owner=charge.owner.model_dump(mode="json"),
+            parent=charge.parent.model_dump(mode="json"),
+            product=charge.product.model_dump(mode="json"),
+            quantity=charge.quantity,
+            sales_order_id=sales_order_id,
+            quoted=quoted or charge.quote_item_id is not None,
+            event_id=event_id,
+        )
+    )
+
+
+def _person(doc: dict[str, Any] | None) -> Person | None:
+    return Person(doc["id"], doc["name"], doc["email"]) if doc else None
+
+
+async def charge_infos(session: AsyncSession, ids: Iterable[str]) -> dict[str, ChargeInfo]:
+    """The known charges among `ids`, with their sales order's owners when known."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    return {c.id: c for c in await _infos(session, charges.c.id.in_(wanted))}
+
+
+async def sales_order_charges(session: AsyncSession, so_id: str) -> list[ChargeInfo]:
+    return await _infos(session, charges.c.sales_order_id == so_id)
+
+
+async def _infos(session: AsyncSession, where: Any) -> list[ChargeInfo]:
+    query = (
+        select(charges, sales_orders.c.owner.label("so_owner"), sales_orders.c.opportunity_owner)
+        .outerjoin(sales_orders, sales_orders.c.id == charges.c.sales_order_id)
+        .where(where)
+        .order_by(charges.c.id)
+    )
+    return [_info(row) for row in (await session.execute(query)).all()]
+
+
+def _info(row: Any) -> ChargeInfo:
+    parent, product = row.parent, row.product
+    return ChargeInfo(
+        id=row.id,
+        owner=Person(row.owner["id"], row.owner["name"], row.owner["email"]),
+        parent_kind=parent["kind"],
+        parent_id=parent["id"],
+        parent_name=parent["name"],
+        product=product_label(product["name"], product["sku"]),
+        quantity=row.quantity,
+        sales_order_id=row.sales_order_id,
+        primary_resource=_person(parent.get("primary_resource")),
+        project_lead=_person(parent.get("project_lead")),
+        opportunity_owner=_person(row.opportunity_owner) if row.quoted else None,
+        sales_order_owner=_person(row.so_owner),
+    )

@@ -1,0 +1,216 @@
+"""The notifier's Kafka handlers: two keep the stakeholder directory, one per trigger of
+section 6 queues the emails it causes (never sends them: the sender does)."""
+
+from collections.abc import Iterable
+
+from procure_contracts import CloudEvent
+from procure_contracts import events as ev
+from procure_contracts.registry import spec_for_topic
+from procure_contracts.shapes import Product
+from procure_notifier import directory
+from procure_notifier.domain import (
+    ChargeInfo,
+    Item,
+    Mail,
+    Notice,
+    address_key,
+    item_of,
+    mails_for,
+    product_label,
+    stakeholders,
+    team_mails,
+)
+from procure_notifier.domain import NotificationType as T
+from procure_notifier.models import metadata
+from procure_notifier.notifications import is_enabled, record
+from procure_runtime import EventHandlers, Park, UnitOfWork
+from procure_runtime.replica import replicate
+
+handlers = EventHandlers()
+# The purchasing team's current setting is replicated (the registry lists the notifier as
+# a consumer of `settings.procurement`) for ops to inspect, but recipients come from
+# `approval.requested` / `charge.forwarded`, which carry the team in force at the time.
+replicate(handlers, metadata, "settings")
+
+
+def _product(product: Product) -> str:
+    return product_label(product.name, product.sku)
+
+
+async def _known(uow: UnitOfWork, charge_ids: Iterable[str]) -> dict[str, ChargeInfo]:
+    """The charges an event names; parks the event until every one of them is known."""
+    wanted = set(charge_ids)
+    known = await directory.charge_infos(uow.session, wanted)
+    if missing := sorted(wanted - known.keys()):
+        raise Park(f"charges not seen yet (opportunity.won / charge.created): {missing}")
+    return known
+
+
+async def _to_stakeholders(
+    uow: UnitOfWork, lines: list[tuple[str, int]], po_number: str | None = None
+) -> list[Mail]:
+    """`lines` = (charge id, quantity): each stakeholder gets one mail with their lines."""
+    known = await _known(uow, (charge_id for charge_id, _ in lines))
+    return mails_for(
+        (item_of(known[c], quantity, po_number), stakeholders(known[c])) for c, quantity in lines
+    )
+
+
+# --- the stakeholder directory ---------------------------------------------------------
+
+
+@handlers.on(spec_for_topic("opportunity.won"))
+async def on_opportunity_won(uow: UnitOfWork, data: ev.OpportunityWonV1, event: CloudEvent) -> None:
+    await directory.record_won(uow, data, event.id)
+
+
+@handlers.on(spec_for_topic("charge.created"))
+async def on_charge_created(uow: UnitOfWork, data: ev.ChargeCreatedV1, event: CloudEvent) -> None:
+    await directory.record_charge(uow, data.charge, data.sales_order_id, event.id, quoted=False)
+
+
+# --- triggers (section 6) --------------------------------------------------------------
+
+
+@handlers.on(spec_for_topic("approval.requested"))
+async def on_approval_requested(
+    uow: UnitOfWork, data: ev.ApprovalRequestedV1, event: CloudEvent
+) -> None:
+    if not await is_enabled(uow.session, T.APPROVAL_REQUESTED):
+        return
+    known = await directory.charge_infos(uow.session, [data.charge_id])  # the parent, if known
+    charge = known.get(data.charge_id)
+    item = Item(
+        _product(data.product),
+        data.quantity,
+        data.charge_id,
+        charge.parent if charge else None,
+        data.sales_order_id,
+    )
+    notice = Notice(
+        T.APPROVAL_REQUESTED,
+        "Waiting Approval",
+        sales_order_id=data.sales_order_id,
+        details=(
+            ("Extended cost", str(data.extended_cost)),
+            ("Approval threshold", str(data.threshold)),
+        ),
+    )
+    await record(uow, event, notice, team_mails(data.purchasing_team, [item]))
+
+
+@handlers.on(spec_for_topic("approval.decided"))
+async def on_approval_decided(
+    uow: UnitOfWork, data: ev.ApprovalDecidedV1, event: CloudEvent
+) -> None:
+    if not await is_enabled(uow.session, T.APPROVAL_DECIDED):
+        return
+    status = "Approved, Need to Order/Fulfill" if data.approved else "Rejected, Canceled"
+    details = [("Decision", "approved" if data.approved else "rejected")]
+    details.append(("Decided by", data.decided_by.name))
+    if data.note:
+        details.append(("Note", data.note))
+    notice = Notice(T.APPROVAL_DECIDED, status, details=tuple(details))
+    await record(uow, event, notice, await _to_stakeholders(uow, [(data.charge_id, data.quantity)]))
+
+
+@handlers.on(spec_for_topic("charge.forwarded"))
+async def on_charge_forwarded(
+    uow: UnitOfWork, data: ev.ChargeForwardedV1, event: CloudEvent
+) -> None:
+    """The team in the event is the setting in force when purchasing queued the units."""
+    if not data.purchasing_team or not await is_enabled(uow.session, T.FORWARDED_TO_PURCHASING):
+        return
+    known = await directory.charge_infos(uow.session, [data.charge_id])
+    charge = known.get(data.charge_id)
+    item = Item(
+        _product(data.product),
+        data.quantity,
+        data.charge_id,
+        charge.parent if charge else None,
+        data.sales_order_id,
+    )
+    notice = Notice(
+        T.FORWARDED_TO_PURCHASING, "Need to Order/Fulfill", sales_order_id=data.sales_order_id
+    )
+    await record(uow, event, notice, team_mails(data.purchasing_team, [item]))
+
+
+@handlers.on(spec_for_topic("po.submitted"))
+async def on_po_submitted(uow: UnitOfWork, data: ev.POSubmittedV1, event: CloudEvent) -> None:
+    lines = [(line.charge_id, line.quantity) for line in data.lines if line.charge_id]
+    if not lines or not await is_enabled(uow.session, T.ON_ORDER):
+        return  # a PO of stock lines only concerns no stakeholder
+    notice = Notice(
+        T.ON_ORDER,
+        "On Order",
+        po_number=data.po.number,
+        details=(("Vendor", data.po.vendor.name), ("Submitted by", data.submitted_by.name)),
+    )
+    await record(uow, event, notice, await _to_stakeholders(uow, lines, data.po.number))
+
+
+@handlers.on(spec_for_topic("units.received"))
+async def on_units_received(uow: UnitOfWork, data: ev.UnitsReceivedV1, event: CloudEvent) -> None:
+    """Drop-ship receipts are announced by the `shipment.delivered` that follows them."""
+    lines = [(line.charge_id, line.quantity) for line in data.lines if line.charge_id]
+    if data.drop_ship or not lines or not await is_enabled(uow.session, T.RECEIVED):
+        return
+    notice = Notice(
+        T.RECEIVED,
+        "Ready to Deliver/Ship",
+        po_number=data.number,
+        details=(("PO status", data.po_status), ("Received by", data.received_by.name)),
+    )
+    await record(uow, event, notice, await _to_stakeholders(uow, lines, data.number))
+
+
+@handlers.on(spec_for_topic("shipment.delivered"))
+async def on_shipment_delivered(
+    uow: UnitOfWork, data: ev.ShipmentDeliveredV1, event: CloudEvent
+) -> None:
+    if not await is_enabled(uow.session, T.DELIVERED):
+        return
+    to = data.destination
+    notice = Notice(
+        T.DELIVERED,
+        "Delivered/Shipped",
+        po_number=data.po_number if data.drop_ship else None,
+        details=(
+            ("Destination", f"{to.name}, {to.line1}, {to.postal_code} {to.city}, {to.country}"),
+            ("Delivered by", data.delivered_by.name),
+            ("Drop-ship", "yes" if data.drop_ship else "no"),
+        ),
+    )
+    lines = [(i.charge_id, i.quantity) for i in data.items]
+    await record(uow, event, notice, await _to_stakeholders(uow, lines, notice.po_number))
+
+
+@handlers.on(spec_for_topic("shipment.canceled"))
+async def on_shipment_canceled(
+    uow: UnitOfWork, data: ev.ShipmentCanceledV1, event: CloudEvent
+) -> None:
+    if not await is_enabled(uow.session, T.DELIVERY_CANCELED):
+        return
+    details = [("Canceled by", data.canceled_by.name)]
+    if data.reason:
+        details.append(("Reason", data.reason))
+    notice = Notice(
+        T.DELIVERY_CANCELED, "Delivery canceled, Ready to Deliver/Ship", details=tuple(details)
+    )
+    lines = [(i.charge_id, i.quantity) for i in data.items]
+    await record(uow, event, notice, await _to_stakeholders(uow, lines))
+
+
+@handlers.on(spec_for_topic("salesorder.ready_to_fulfill"))
+async def on_ready_to_fulfill(
+    uow: UnitOfWork, data: ev.SalesOrderReadyToFulfillV1, event: CloudEvent
+) -> None:
+    """Only the owner is told; the event names them, so nothing waits for the directory."""
+    if not await is_enabled(uow.session, T.READY_TO_FULFILL):
+        return
+    charges = await directory.sales_order_charges(uow.session, data.sales_order_id)
+    items = [item_of(c, c.quantity) for c in charges]
+    mail = Mail(address_key(data.owner.email), data.owner.name, items)
+    notice = Notice(T.READY_TO_FULFILL, "Ready to Fulfill", sales_order_id=data.sales_order_id)
+    await record(uow, event, notice, [mail])

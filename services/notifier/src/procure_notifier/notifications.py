@@ -1,0 +1,83 @@
+"""The notification log on the handler's side: which types are enabled, and one
+`pending` row per (event, address, type), rendered from the templates. Rows are written
+in the handler's transaction; the sender mails them later."""
+
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from procure_contracts import CloudEvent
+from procure_notifier.domain import Mail, Notice, NotificationStatus, NotificationType, subject
+from procure_notifier.models import notification_settings, notifications
+from procure_runtime import UnitOfWork
+from procure_runtime.db import insert_ignore, utcnow
+from procure_runtime.logging import get_logger
+
+log = get_logger("procure.notifier")
+templates = Environment(
+    loader=PackageLoader("procure_notifier", "templates"),
+    autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+async def enabled_types(session: AsyncSession) -> dict[str, bool]:
+    """Every type, enabled unless a person disabled it."""
+    rows = await session.execute(
+        select(notification_settings.c.type, notification_settings.c.enabled)
+    )
+    stored = {row.type: row.enabled for row in rows}
+    return {t.value: stored.get(t.value, True) for t in NotificationType}
+
+
+async def is_enabled(session: AsyncSession, type_: NotificationType) -> bool:
+    value = await session.scalar(
+        select(notification_settings.c.enabled).where(notification_settings.c.type == type_)
+    )
+    if value is False:
+        log.info("notification type disabled; nothing sent", notification_type=type_.value)
+    return value is not False
+
+
+def render(notice: Notice, mail: Mail) -> tuple[str, str, str]:
+    """(subject, plain text, HTML) of one mail."""
+    title = subject(notice, mail)
+    context: dict[str, Any] = {
+        "type": notice.type.value,
+        "subject": title,
+        "name": mail.name,
+        "details": notice.details,
+        "items": mail.items,
+    }
+    text = templates.get_template("notification.txt.j2").render(context)
+    html = templates.get_template("notification.html.j2").render(context)
+    return title, text, html
+
+
+async def record(uow: UnitOfWork, event: CloudEvent, notice: Notice, mails: list[Mail]) -> None:
+    """Queue one email per address; a row that exists already (same event) stays as is."""
+    for mail in mails:
+        title, text, html = render(notice, mail)
+        await uow.session.execute(
+            insert_ignore(notifications, uow.dialect).values(
+                event_id=event.id,
+                type=notice.type.value,
+                recipient=mail.recipient,
+                subject=title,
+                body_text=text,
+                body_html=html,
+                status=NotificationStatus.PENDING.value,
+                attempts=0,
+                next_attempt_at=utcnow(),
+                created_at=utcnow(),
+            )
+        )
+    log.info(
+        "notifications queued",
+        notification_type=notice.type.value,
+        recipients=[m.recipient for m in mails],
+    )

@@ -1,0 +1,224 @@
+"""The sender: mails the `pending` rows of the notification log through SMTP, marks them
+`sent`, or keeps them with `last_error` and retries with exponential backoff.
+
+A row is claimed by moving its `next_attempt_at` a lease ahead (on PostgreSQL under
+`FOR UPDATE SKIP LOCKED`), so several instances never mail the same row at once and no
+database transaction stays open during the SMTP conversation. A crash after the server
+accepted a message but before the row is marked `sent` mails it once more when the
+lease runs out: SMTP offers no way to make that step atomic.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import ssl
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+from typing import Any, Literal
+
+import aiosmtplib
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import select, update
+
+from procure_notifier.domain import NotificationStatus
+from procure_notifier.models import notifications
+from procure_runtime.db import Database, utcnow
+from procure_runtime.logging import get_logger
+
+log = get_logger("procure.notifier.sender")
+
+
+class SmtpSettings(BaseSettings):
+    """Section 6's `PROCURE_SMTP_*` variables, plus the retry knobs."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    host: str = Field("127.0.0.1", validation_alias=AliasChoices("PROCURE_SMTP_HOST"))
+    port: int = Field(1025, validation_alias=AliasChoices("PROCURE_SMTP_PORT"))
+    sender: str = Field(
+        "procure-notifier@localhost", validation_alias=AliasChoices("PROCURE_SMTP_FROM")
+    )
+    tls: Literal["none", "starttls", "tls"] = Field(
+        "none", validation_alias=AliasChoices("PROCURE_SMTP_TLS")
+    )
+    cafile: str | None = Field(None, validation_alias=AliasChoices("PROCURE_SMTP_CAFILE"))
+    username: str | None = Field(None, validation_alias=AliasChoices("PROCURE_SMTP_USERNAME"))
+    password: SecretStr | None = Field(None, validation_alias=AliasChoices("PROCURE_SMTP_PASSWORD"))
+    timeout_s: float = Field(30.0, validation_alias=AliasChoices("PROCURE_SMTP_TIMEOUT_S"))
+    retry_backoff_s: float = Field(
+        2.0, validation_alias=AliasChoices("PROCURE_SMTP_RETRY_BACKOFF_S")
+    )
+    retry_max_s: float = Field(600.0, validation_alias=AliasChoices("PROCURE_SMTP_RETRY_MAX_S"))
+    poll_s: float = Field(0.5, validation_alias=AliasChoices("PROCURE_SMTP_POLL_S"))
+
+    @property
+    def deadline_s(self) -> float:
+        """A hard bound on one SMTP conversation (each step has `timeout_s`)."""
+        return 5 * self.timeout_s
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claimed row is left alone by other instances: twice the deadline."""
+        return timedelta(seconds=2 * self.deadline_s)
+
+    def backoff(self, attempts: int) -> timedelta:
+        return timedelta(seconds=min(self.retry_backoff_s * 2 ** (attempts - 1), self.retry_max_s))
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """Certificates and host names are always verified (system CAs, or `cafile`)."""
+        if self.tls == "none":
+            return None
+        return ssl.create_default_context(cafile=self.cafile)
+
+
+def message_of(row: Any, smtp: SmtpSettings) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = formataddr(("Procurement", smtp.sender))
+    msg["To"] = row.recipient
+    msg["Subject"] = row.subject
+    msg["Date"] = formatdate(localtime=False)
+    # The same id on every attempt, so a receiving system can drop a rare resend.
+    digest = hashlib.sha256(f"{row.event_id}|{row.recipient}|{row.type}".encode()).hexdigest()
+    msg["Message-ID"] = f"<{digest[:32]}@procure-notifier>"
+    msg["X-Procure-Notification"] = row.type  # for mail filters (and tests)
+    msg["X-Procure-Event-Id"] = row.event_id
+    msg.set_content(row.body_text)
+    msg.add_alternative(row.body_html, subtype="html")
+    return msg
+
+
+class Sender:
+    def __init__(self, db: Database, smtp: SmtpSettings) -> None:
+        self.db = db
+        self.smtp = smtp
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="notification-sender")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                while await self.send_due():
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: try again later
+                log.warning("sender round failed; will retry", error=repr(exc))
+            await asyncio.sleep(self.smtp.poll_s)
+
+    async def send_due(self) -> bool:
+        """Claim one due row and mail it; False when nothing is due. One row at a time,
+        so that the lease only has to outlast one SMTP conversation."""
+        row = await self._claim()
+        if row is None:
+            return False
+        await self._send(row)
+        return True
+
+    async def _claim(self) -> Any:
+        now = utcnow()
+        query = (
+            select(notifications)
+            .where(
+                notifications.c.status == NotificationStatus.PENDING.value,
+                notifications.c.next_attempt_at <= now,
+            )
+            .order_by(notifications.c.next_attempt_at, notifications.c.id)
+            .limit(1)
+        )
+        if self.db.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        async with self.db.session() as session:
+            row = (await session.execute(query)).first()
+            if row is not None:
+                await session.execute(
+                    update(notifications)
+                    .where(notifications.c.id == row.id)
+                    .values(
+                        next_attempt_at=now + self.smtp.lease,
+                        attempts=notifications.c.attempts + 1,
+                    )
+                )
+        return row
+
+    async def _send(self, row: Any) -> None:
+        attempts = row.attempts + 1
+        try:
+            await asyncio.wait_for(self._deliver(message_of(row, self.smtp)), self.smtp.deadline_s)
+        except asyncio.CancelledError:
+            raise
+        except aiosmtplib.SMTPRecipientsRefused as exc:  # 5xx for the address: final
+            await self._finish(row.id, NotificationStatus.FAILED, error=_brief(exc))
+            log.error("recipient refused; not retried", recipient=row.recipient, error=repr(exc))
+        except Exception as exc:
+            retry_at = utcnow() + self.smtp.backoff(attempts)
+            await self._finish(row.id, NotificationStatus.PENDING, error=_brief(exc), at=retry_at)
+            log.warning(
+                "send failed; will retry",
+                recipient=row.recipient,
+                attempts=attempts,
+                retry_at=retry_at.isoformat(),
+                error=repr(exc),
+            )
+        else:
+            await self._finish(row.id, NotificationStatus.SENT)
+            log.info("notification sent", recipient=row.recipient, subject=row.subject)
+
+    async def _deliver(self, msg: EmailMessage) -> None:
+        s = self.smtp
+        await aiosmtplib.send(
+            msg,
+            sender=s.sender,
+            hostname=s.host,
+            port=s.port,
+            username=s.username,
+            password=s.password.get_secret_value() if s.password else None,
+            use_tls=s.tls == "tls",
+            start_tls=s.tls == "starttls",
+            tls_context=s.tls_context(),
+            timeout=s.timeout_s,
+        )
+
+    async def _finish(
+        self, row_id: int, status: NotificationStatus, *, error: str | None = None, at: Any = None
+    ) -> None:
+        values: dict[str, Any] = {"status": status.value}
+        if error is not None:  # kept after a later success: the log shows what happened
+            values["last_error"] = error
+        if status is NotificationStatus.SENT:
+            values["sent_at"] = utcnow()
+        if at is not None:
+            values["next_attempt_at"] = at
+        statement = (
+            update(notifications)
+            .where(
+                notifications.c.id == row_id,
+                notifications.c.status == NotificationStatus.PENDING.value,
+            )
+            .values(**values)
+        )
+        delay = 0.2
+        while True:  # the mail went out: record that before anything else, even if it waits
+            try:
+                async with self.db.session() as session:
+                    await session.execute(statement)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cannot record the send yet; retrying", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def _brief(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]

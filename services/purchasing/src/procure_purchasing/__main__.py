@@ -1,0 +1,3 @@
+from procure_purchasing.app import main
+
+main()

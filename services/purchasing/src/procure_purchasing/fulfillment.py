@@ -1,0 +1,110 @@
+"""The Purchasing & Fulfillment queue (R6): per-charge unit counters moved by atomic
+UPDATEs, the settings in force, and `charge.forwarded` for units joining the queue."""
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from procure_contracts import events as ev
+from procure_contracts.registry import spec_for_topic
+from procure_contracts.shapes import Product
+from procure_purchasing.domain import extended_cost
+from procure_purchasing.models import charges, procurement_settings
+from procure_runtime import UnitOfWork
+
+SETTINGS = spec_for_topic("settings.procurement")
+CHARGE_FORWARDED = spec_for_topic("charge.forwarded")
+SETTINGS_KEY = "procurement"
+
+
+async def current_settings(session: AsyncSession) -> ev.ProcurementSettingsV1:
+    row = (
+        await session.execute(
+            select(procurement_settings).where(procurement_settings.c.id == SETTINGS_KEY)
+        )
+    ).first()
+    if row is None:
+        return ev.ProcurementSettingsV1()
+    return ev.ProcurementSettingsV1(
+        approval_threshold=row.approval_threshold, purchasing_team=row.purchasing_team
+    )
+
+
+async def move(session: AsyncSession, charge_id: str, src: str, dst: str, quantity: int) -> bool:
+    """Move units of a charge from one counter to another; False when `src` holds fewer."""
+    c = charges.c
+    done = await session.execute(
+        update(charges)
+        .where(c.id == charge_id, c[src] >= quantity)
+        .values({src: c[src] - quantity, dst: c[dst] + quantity})
+    )
+    return done.rowcount == 1
+
+
+async def charge(session: AsyncSession, charge_id: str) -> Any:
+    return (await session.execute(select(charges).where(charges.c.id == charge_id))).first()
+
+
+def correlation(row: Any) -> str:
+    return row.sales_order_id or row.id
+
+
+async def return_to_queue(uow: UnitOfWork, charge_id: str, src: str, quantity: int) -> bool:
+    """Units coming back (PO canceled, line removed or closed, pick failed) merge into
+    the charge's queue item and are announced again. False when `src` holds fewer."""
+    if quantity <= 0:
+        return True
+    if not await move(uow.session, charge_id, src, "queued", quantity):
+        return False
+    row = await charge(uow.session, charge_id)
+    emit_forwarded(uow, row, quantity, await current_settings(uow.session))
+    return True
+
+
+def emit_forwarded(
+    uow: UnitOfWork, row: Any, quantity: int, settings: ev.ProcurementSettingsV1
+) -> None:
+    uow.emit(
+        CHARGE_FORWARDED,
+        ev.ChargeForwardedV1(
+            charge_id=row.id,
+            sales_order_id=row.sales_order_id,
+            product=Product.model_validate(row.product),
+            quantity=quantity,
+            purchasing_team=settings.purchasing_team,
+        ),
+        correlationid=correlation(row),
+    )
+
+
+def item_view(row: Any) -> dict[str, Any]:
+    """A queue item (R6): one per charge, `item_id` = the charge id."""
+    unit_cost = Decimal(str(row.product["unit_cost"]))
+    return {
+        "item_id": row.id,
+        "charge_id": row.id,
+        "sales_order_id": row.sales_order_id,
+        "product": row.product,
+        "vendor": row.product.get("vendor"),
+        "quantity": row.queued,
+        "extended_cost": str(extended_cost(row.queued, unit_cost)),
+        "organization": row.organization,
+        "destination": row.destination,
+    }
+
+
+def item_detail(row: Any) -> dict[str, Any]:
+    """A queue item with where all the charge's units sent to procurement are now."""
+    return item_view(row) | {
+        "units": {
+            "sent": row.sent,
+            "waiting_approval": row.waiting,
+            "queued": row.queued,
+            "on_po": row.ordered,
+            "awaiting_pick": row.picking,
+            "received_or_picked": row.done,
+            "canceled": row.canceled,
+        }
+    }

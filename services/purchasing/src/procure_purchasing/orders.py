@@ -1,0 +1,316 @@
+"""Purchase orders (R8, R9): lines taken from the queue, numbering, the PO view and the
+events a PO publishes. Called by the routes inside one transaction."""
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from procure_contracts import events as ev
+from procure_contracts.registry import spec_for_topic
+from procure_contracts.shapes import Person, Product, Vendor
+from procure_contracts.status import POStatus
+from procure_purchasing import fulfillment
+from procure_purchasing.domain import (
+    NotEnoughQueued,
+    NotNew,
+    StockLinesNeedLocation,
+    drop_ship_address,
+    line_open,
+    po_number,
+    units_to_take,
+)
+from procure_purchasing.models import counters, metadata, po_lines, purchase_orders
+from procure_runtime import NotFound, UnitOfWork, UnknownReference, replica
+from procure_runtime.db import insert_ignore, utcnow
+
+PO_SUBMITTED = spec_for_topic("po.submitted")
+PO_CANCELED = spec_for_topic("po.canceled")
+
+
+@dataclass(frozen=True)
+class Take:
+    """Units of one queue item wanted on a PO (quantity None: all it holds)."""
+
+    item_id: str
+    quantity: int | None
+
+
+async def known(session: AsyncSession, kind: str, id_: str, what: str) -> dict[str, Any]:
+    doc = await replica.get(session, metadata, kind, id_)
+    if doc is None:
+        raise UnknownReference(f"unknown {what} {id_!r}", reference=id_)
+    return doc
+
+
+async def queue_items(session: AsyncSession, takes: list[Take]) -> dict[str, Any]:
+    """The charges behind the requested items; an item never sent here → 422."""
+    found: dict[str, Any] = {}
+    for take in takes:
+        row = await fulfillment.charge(session, take.item_id)
+        if row is None:
+            raise UnknownReference(f"unknown queue item {take.item_id!r}", reference=take.item_id)
+        found[take.item_id] = row
+    return found
+
+
+async def create(
+    uow: UnitOfWork,
+    vendor_id: str,
+    ship_kind: str,
+    location_id: str | None,
+    takes: list[Take],
+    stock_lines: list[tuple[str, int]],
+    by: Person,
+) -> str:
+    """R8: one vendor, one ship-to; every reference is checked (422) before any unit is
+    taken from the queue (409), and a refused request changes nothing."""
+    session = uow.session
+    vendor = await known(session, "vendors", vendor_id, "vendor")
+    if ship_kind == "location":
+        assert location_id is not None
+        await known(session, "locations", location_id, "location")
+    rows = await queue_items(session, takes)
+    products = [await known(session, "products", pid, "product") for pid, _ in stock_lines]
+    address = drop_ship_address(
+        ship_kind, [r.destination for r in rows.values()], bool(stock_lines)
+    )
+    po_id = f"po-{uuid.uuid4().hex[:12]}"
+    await session.execute(
+        purchase_orders.insert().values(
+            id=po_id,
+            number=await next_number(uow),
+            status=POStatus.NEW,
+            vendor=Vendor.model_validate(vendor).model_dump(mode="json"),
+            ship_kind=ship_kind,
+            location_id=location_id if ship_kind == "location" else None,
+            ship_address=address,
+            created_by=by.model_dump(mode="json"),
+            created_at=utcnow(),
+        )
+    )
+    await take_units(uow, po_id, takes)
+    for product, (_, quantity) in zip(products, stock_lines, strict=True):
+        await add_line(session, po_id, None, product, quantity, product["unit_cost"])
+    return po_id
+
+
+async def add_to(
+    uow: UnitOfWork, po_id: str, take: Take | None, stock_line: tuple[str, int] | None
+) -> None:
+    """Add a queue item's units or a stock line to a New PO, keeping its ship-to rules."""
+    po = await locked_po(uow.session, po_id)
+    if take is not None:
+        row = (await queue_items(uow.session, [take]))[take.item_id]
+        if po.ship_kind == "organization":
+            drop_ship_address("organization", [po.ship_address, row.destination], False)
+        await take_units(uow, po_id, [take])
+    if stock_line is not None:
+        if po.ship_kind != "location":
+            raise StockLinesNeedLocation("stock lines need a PO shipped to a location")
+        product = await known(uow.session, "products", stock_line[0], "product")
+        await add_line(uow.session, po_id, None, product, stock_line[1], product["unit_cost"])
+
+
+async def remove_line(uow: UnitOfWork, po_id: str, line_id: str) -> None:
+    """Take a line off a New PO; its units go back on the queue."""
+    await locked_po(uow.session, po_id)
+    line = (
+        await uow.session.execute(
+            select(po_lines).where(po_lines.c.id == line_id, po_lines.c.po_id == po_id)
+        )
+    ).first()
+    if line is None:
+        raise NotFound(f"line {line_id!r} is not on purchase order {po_id!r}")
+    await uow.session.execute(delete(po_lines).where(po_lines.c.id == line_id))
+    if line.charge_id:
+        await fulfillment.return_to_queue(uow, line.charge_id, "ordered", line.quantity)
+
+
+async def take_units(uow: UnitOfWork, po_id: str, takes: list[Take]) -> None:
+    """Move units from the queue onto the PO's lines (one line per charge, in the order
+    asked). Queue rows are taken in id order so concurrent POs lock them alike."""
+    taken: dict[int, tuple[Any, int]] = {}
+    for index, take in sorted(enumerate(takes), key=lambda t: t[1].item_id):
+        row = await fulfillment.charge(uow.session, take.item_id)
+        units = units_to_take(take.quantity, row.queued, take.item_id)
+        if not await fulfillment.move(uow.session, row.id, "queued", "ordered", units):
+            # another PO or pick took them since we read the row
+            raise NotEnoughQueued(f"item {take.item_id!r} no longer has {units} unit(s) queued")
+        taken[index] = (row, units)
+    for index in range(len(takes)):
+        row, units = taken[index]
+        merged = await uow.session.execute(
+            update(po_lines)
+            .where(po_lines.c.po_id == po_id, po_lines.c.charge_id == row.id)
+            .values(quantity=po_lines.c.quantity + units)
+        )
+        if merged.rowcount == 0:
+            unit_cost = Product.model_validate(row.product).unit_cost
+            await add_line(uow.session, po_id, row.id, row.product, units, unit_cost)
+
+
+async def add_line(
+    session: AsyncSession,
+    po_id: str,
+    charge_id: str | None,
+    product: dict[str, Any],
+    quantity: int,
+    unit_cost: Any,
+) -> None:
+    position = await session.scalar(
+        select(func.coalesce(func.max(po_lines.c.position), 0)).where(po_lines.c.po_id == po_id)
+    )
+    await session.execute(
+        po_lines.insert().values(
+            id=f"pol-{uuid.uuid4().hex[:12]}",
+            po_id=po_id,
+            position=position + 1,
+            charge_id=charge_id,
+            product=product,
+            quantity=quantity,
+            unit_cost=str(unit_cost),
+            received=0,
+            closed=False,
+            closed_quantity=0,
+        )
+    )
+
+
+async def next_number(uow: UnitOfWork) -> str:
+    """Sequential, gap-free PO numbers: the counter row's lock serializes creators."""
+    await uow.session.execute(insert_ignore(counters, uow.dialect).values(name="po", value=0))
+    value = await uow.session.scalar(
+        update(counters)
+        .where(counters.c.name == "po")
+        .values(value=counters.c.value + 1)
+        .returning(counters.c.value)
+    )
+    return po_number(int(value))
+
+
+async def locked_po(session: AsyncSession, po_id: str, *, new_only: bool = True) -> Any:
+    po = (
+        await session.execute(
+            select(purchase_orders).where(purchase_orders.c.id == po_id).with_for_update()
+        )
+    ).first()
+    if po is None:
+        raise NotFound(f"purchase order {po_id!r} does not exist")
+    if new_only and po.status != POStatus.NEW:
+        raise NotNew(f"purchase order {po.number} is {po.status}; only a New PO can change")
+    return po
+
+
+async def lines_of(session: AsyncSession, po_id: str) -> list[Any]:
+    query = select(po_lines).where(po_lines.c.po_id == po_id).order_by(po_lines.c.position)
+    return list((await session.execute(query)).all())
+
+
+async def cancel(uow: UnitOfWork, po_id: str) -> None:
+    po = await locked_po(uow.session, po_id)
+    await uow.session.execute(
+        update(purchase_orders)
+        .where(purchase_orders.c.id == po_id)
+        .values(status=POStatus.CANCELED, canceled_at=utcnow())
+    )
+    lines = await lines_of(uow.session, po_id)
+    for line in lines:
+        if line.charge_id:
+            await fulfillment.return_to_queue(uow, line.charge_id, "ordered", line.quantity)
+    uow.emit(
+        PO_CANCELED,
+        ev.POCanceledV1(po_id=po.id, number=po.number),
+        correlationid=await _correlation(uow.session, lines, po.id),
+    )
+
+
+async def submit(uow: UnitOfWork, po_id: str, by: Person) -> None:
+    po = await locked_po(uow.session, po_id)
+    lines = await lines_of(uow.session, po_id)
+    if not lines:
+        raise NotNew(f"purchase order {po.number} has no lines to submit")
+    await uow.session.execute(
+        update(purchase_orders)
+        .where(purchase_orders.c.id == po_id)
+        .values(
+            status=POStatus.SUBMITTED,
+            submitted_by=by.model_dump(mode="json"),
+            submitted_at=utcnow(),
+        )
+    )
+    uow.emit(
+        PO_SUBMITTED,
+        ev.POSubmittedV1(
+            po=ev.PORef(
+                id=po.id,
+                number=po.number,
+                vendor=Vendor.model_validate(po.vendor),
+                ship_to=ev.POShipTo(
+                    kind=po.ship_kind, location_id=po.location_id, address=po.ship_address
+                ),
+            ),
+            lines=[
+                ev.POLine(
+                    line_id=line.id,
+                    charge_id=line.charge_id,
+                    product=Product.model_validate(line.product),
+                    quantity=line.quantity,
+                    unit_cost=line.unit_cost,
+                )
+                for line in lines
+            ],
+            submitted_by=by,
+        ),
+        correlationid=await _correlation(uow.session, lines, po.id),
+    )
+
+
+async def _correlation(session: AsyncSession, lines: list[Any], po_id: str) -> str:
+    """A PO may span sales orders: it correlates with its first charge's flow."""
+    for line in lines:
+        if line.charge_id:
+            return fulfillment.correlation(await fulfillment.charge(session, line.charge_id))
+    return po_id
+
+
+async def view(session: AsyncSession, po_id: str) -> dict[str, Any]:
+    po = (
+        await session.execute(select(purchase_orders).where(purchase_orders.c.id == po_id))
+    ).first()
+    if po is None:
+        raise NotFound(f"purchase order {po_id!r} does not exist")
+    return po_view(po, await lines_of(session, po_id))
+
+
+def po_view(po: Any, lines: list[Any]) -> dict[str, Any]:
+    return {
+        "id": po.id,
+        "number": po.number,
+        "status": po.status,
+        "vendor": po.vendor,
+        "ship_to": {
+            "kind": po.ship_kind,
+            "location_id": po.location_id,
+            "address": po.ship_address,
+        },
+        "lines": [
+            {
+                "line_id": line.id,
+                "charge_id": line.charge_id,
+                "product": line.product,
+                "quantity": line.quantity,
+                "unit_cost": line.unit_cost,
+                "received": line.received,
+                "open": line_open(po.status, line.quantity, line.received, line.closed_quantity),
+                "closed": line.closed,
+            }
+            for line in lines
+        ],
+        "created_by": po.created_by,
+        "created_at": po.created_at.isoformat(),
+        "submitted_by": po.submitted_by,
+        "submitted_at": po.submitted_at.isoformat() if po.submitted_at else None,
+    }

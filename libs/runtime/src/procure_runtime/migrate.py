@@ -4,11 +4,13 @@ PostgreSQL by an advisory lock). A service's `migrations/env.py` calls `run_env`
 from pathlib import Path
 from typing import Any
 
-from alembic import command, context
+from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData, create_engine, text
 
-from procure_runtime.db import Database
+from procure_runtime.db import NAMING, Database, add_runtime_tables
+
+RUNTIME_TABLES = ("outbox", "inbox", "parked")
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('procure-migrations'))"
 
@@ -31,6 +33,25 @@ async def upgrade(db: Database, script_location: Path) -> None:
         )
 
 
+def create_runtime_tables() -> None:
+    """The runtime's own tables, created by each service's first migration (its template
+    calls this), so the outbox, inbox and parking lot are defined in one place."""
+    metadata = MetaData(naming_convention=NAMING)
+    add_runtime_tables(metadata)
+    metadata.create_all(op.get_bind())
+
+
+def drop_runtime_tables() -> None:
+    for name in RUNTIME_TABLES:
+        op.drop_table(name)
+
+
+def _service_objects(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Autogenerate leaves the runtime's tables to `create_runtime_tables`."""
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    return table not in RUNTIME_TABLES
+
+
 def run_env(target_metadata: MetaData) -> None:
     """Body of every service's `migrations/env.py`."""
     cfg = context.config
@@ -51,6 +72,7 @@ def _run(connection: Any, target_metadata: MetaData) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=_service_objects,
     )
     with context.begin_transaction():
         context.run_migrations()

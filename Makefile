@@ -45,3 +45,13 @@ schemas:
 # New Alembic migration from a service's models: make migration SERVICE=quotes MSG="add ledger"
 migration:
 	$(UV) run python -m procure_runtime.migrate revision $(SERVICE) "$(MSG)"
+
+# The benchmark (bench/README.md): raw Kafka baseline, minimal loop, each service's hot
+# path on SQLite and PostgreSQL; results in bench/results/. BENCH_ARGS="--n 500" to shrink.
+BENCH_ARGS ?=
+bench: setup kafka-jars postgres
+	$(UV) run python -m bench run $(BENCH_ARGS)
+
+# The fault-injection suite alone (it also runs, in its short form, within `make test`).
+faults: setup kafka-jars postgres
+	$(UV) run pytest -m faults $(PYTEST_ARGS)

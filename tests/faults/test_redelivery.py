@@ -1,0 +1,173 @@
+"""Fault: a consumer group reset to the earliest offset re-reads everything, and nothing
+changes — no state, no outgoing event (the inbox absorbs every redelivery)."""
+
+from decimal import Decimal
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from procure_contracts import events as ev
+from procure_contracts.registry import spec_for_topic
+from procure_devstack import factories as f
+from procure_devstack.testing import KafkaProbe, eventually, running, token
+from procure_quotes.app import build
+
+pytestmark = [pytest.mark.kafka, pytest.mark.faults]
+T = spec_for_topic
+CHARGES = 20
+
+
+async def _reset_group_to_earliest(settings, topics: list[str]) -> None:
+    """What `kafka-consumer-groups --reset-offsets --to-earliest` does: join the (idle)
+    group, take every partition, commit offset 0."""
+    consumer = AIOKafkaConsumer(
+        *[settings.topic(t) for t in topics],
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        await eventually(lambda: _assigned(consumer, len(topics)), timeout=30)
+        await consumer.commit(dict.fromkeys(consumer.assignment(), 0))
+    finally:
+        await consumer.stop()
+
+
+async def _assigned(consumer, topics: int) -> bool:
+    await consumer.getmany(timeout_ms=100, max_records=1)
+    return len({tp.topic for tp in consumer.assignment()}) == topics
+
+
+async def _partitions(consumer, topic):
+    await consumer._client.force_metadata_update()
+    return consumer.partitions_for_topic(topic) or set()
+
+
+async def _views(http, headers, so_ids):
+    return [(await http.get(f"/sales-orders/{so}", headers=headers)).json() for so in so_ids]
+
+
+async def test_reset_to_earliest_changes_nothing(service_settings) -> None:
+    settings = service_settings("quotes")
+    person = f.person("Ann Approver")
+    wins = [f.opportunity_won(f.charge(f.product(unit_cost="10.00"), 2)) for _ in range(CHARGES)]
+    headers = {"Authorization": f"Bearer {token(settings, 'sales')}"}
+    async with KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka:
+        app, runtime = build(settings)
+        async with running(app, runtime) as http:
+            for i, won in enumerate(wins):
+                charge = won.charges[0]
+                await kafka.publish(T("opportunity.won"), won)
+                await kafka.publish(
+                    T("po.submitted"),
+                    ev.POSubmittedV1(
+                        po=ev.PORef(
+                            id=f"po-{i}",
+                            number=f"PO-{i:06d}",
+                            vendor=f.vendor(),
+                            ship_to=ev.POShipTo(kind="location", location_id="loc"),
+                        ),
+                        lines=[
+                            ev.POLine(
+                                line_id=f"l-{i}",
+                                charge_id=charge.id,
+                                product=charge.product,
+                                quantity=2,
+                                unit_cost=Decimal("10.00"),
+                            )
+                        ],
+                        submitted_by=person,
+                    ),
+                )
+                await kafka.publish(
+                    T("units.received"),
+                    ev.UnitsReceivedV1(
+                        receipt_id=f"r-{i}",
+                        po_id=f"po-{i}",
+                        number=f"PO-{i:06d}",
+                        drop_ship=False,
+                        po_status="Received Full",
+                        received_by=person,
+                        lines=[
+                            ev.ReceivedLine(
+                                line_id=f"l-{i}",
+                                charge_id=charge.id,
+                                product_id=charge.product.id,
+                                quantity=2,
+                                location_id="loc",
+                                open_after=0,
+                            )
+                        ],
+                    ),
+                )
+                await kafka.publish(
+                    T("shipment.delivered"),
+                    ev.ShipmentDeliveredV1(
+                        delivery_id=f"d-{i}",
+                        drop_ship=False,
+                        destination=f.address(),
+                        delivered_by=person,
+                        items=[
+                            ev.DeliveredItem(
+                                item_id=f"it-{i}",
+                                charge_id=charge.id,
+                                seq=1,
+                                sales_order_id=won.sales_order.id,
+                                product_id=charge.product.id,
+                                quantity=2,
+                            )
+                        ],
+                    ),
+                )
+            so_ids = [w.sales_order.id for w in wins]
+
+            async def all_fulfillable():
+                return all(v.get("can_fulfill") for v in await _views(http, headers, so_ids))
+
+            await eventually(all_fulfillable, timeout=60)
+            before = await _views(http, headers, so_ids)
+        published_before = len(await kafka.read("salesorder.ready_to_fulfill", timeout=3))
+        need_before = len(await kafka.read("charge.need_order", timeout=3))
+        assert published_before == CHARGES
+
+        await _reset_group_to_earliest(settings, runtime.handlers.topics)
+        app, runtime = build(settings)
+        async with running(app, runtime) as http:
+
+            async def drained():
+                return runtime.consumer is not None and await _lag_is_zero(
+                    settings, runtime.handlers.topics
+                )
+
+            await eventually(drained, timeout=60)
+            after = await _views(http, headers, so_ids)
+        assert after == before
+        assert len(await kafka.read("salesorder.ready_to_fulfill", timeout=3)) == published_before
+        assert len(await kafka.read("charge.need_order", timeout=3)) == need_before
+
+
+async def _lag_is_zero(settings, topics) -> bool:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        tps = [
+            TopicPartition(settings.topic(t), p)
+            for t in topics
+            for p in (
+                consumer.partitions_for_topic(settings.topic(t))
+                or await _partitions(consumer, settings.topic(t))
+            )
+        ]
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            if (committed or 0) < ends[tp]:
+                return False
+        return True
+    finally:
+        await consumer.stop()

@@ -100,10 +100,7 @@ async def decide(
     )
     if decided.rowcount == 0:
         raise AlreadyDecided(f"approval {approval_id!r} was decided already ({row.status})")
-    if approved:
-        await fulfillment.return_to_queue(uow, row.charge_id, "waiting", row.quantity)
-    else:
-        await fulfillment.move(uow.session, row.charge_id, "waiting", "canceled", row.quantity)
+    # The decision is announced before the units it frees join the queue.
     uow.emit(
         APPROVAL_DECIDED,
         ev.ApprovalDecidedV1(
@@ -116,3 +113,7 @@ async def decide(
         ),
         correlationid=row.sales_order_id or row.charge_id,
     )
+    if approved:
+        await fulfillment.return_to_queue(uow, row.charge_id, "waiting", row.quantity)
+    else:
+        await fulfillment.move(uow.session, row.charge_id, "waiting", "canceled", row.quantity)

@@ -5,7 +5,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from procure_contracts.registry import spec_for_topic
-from procure_quotes.api import router
+from procure_quotes import api, api_orders
 from procure_quotes.handlers import handlers
 from procure_quotes.models import metadata
 from procure_runtime import ServiceRuntime
@@ -35,7 +35,7 @@ def build(settings: ServiceSettings | None = None) -> tuple[FastAPI, ServiceRunt
         publishes=[spec_for_topic(t) for t in PUBLISHES],
         settings=settings,
     )
-    return create_app(runtime, router), runtime
+    return create_app(runtime, api.router, api_orders.router), runtime
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """Quotes' HTTP routes (thin): sales orders (R16) and Approve & Post (R17)."""
 
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -7,10 +8,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select, update
 
+from procure_contracts import CloudEvent
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
 from procure_contracts.status import SalesOrderStatus
-from procure_quotes import views
+from procure_quotes import ledger, views
 from procure_quotes.api import Body, Reader, Sales, _runtime
 from procure_quotes.models import charges, sales_orders
 from procure_runtime import Conflict, NotFound
@@ -75,12 +77,15 @@ async def _set_status(
         await uow.session.execute(
             update(sales_orders).where(sales_orders.c.id == so_id).values(status=status)
         )
+        event = None
         if status == SalesOrderStatus.FULFILLED:
-            uow.emit(
+            event = uow.emit(
                 spec_for_topic("salesorder.fulfilled"),
                 ev.SalesOrderFulfilledV1(sales_order_id=so_id, fulfilled_by=user.person),
                 correlationid=so_id,
             )
+        summary = f"set {status} by {user.name}"
+        await ledger.record(uow, None, event or _manual(status), summary, sales_order_id=so_id)
     async with _runtime(request).db.session() as session:
         return await views.one_sales_order(session, so_id)  # type: ignore[return-value]
 
@@ -153,10 +158,16 @@ async def post_charge(charge_id: str, request: Request, user: Billing) -> dict[s
             )
         )
         amount = (row.unit_price * row.quantity).quantize(Decimal("0.01"))
-        uow.emit(
+        posted_event = uow.emit(
             spec_for_topic("charge.posted"),
             ev.ChargePostedV1(charge_id=charge_id, posted_by=user.person, amount=amount),
             correlationid=row.sales_order_id or charge_id,
         )
+        await ledger.record(uow, row, posted_event, f"posted ({amount}) by {user.name}")
     async with _runtime(request).db.session() as session:
         return await views.one_charge(session, charge_id)  # type: ignore[return-value]
+
+
+def _manual(status: SalesOrderStatus) -> CloudEvent:
+    """A status a person set that publishes no event (Canceled) still shows on the timeline."""
+    return CloudEvent(id=str(uuid.uuid4()), source="/procure/quotes", type=f"sales order {status}")

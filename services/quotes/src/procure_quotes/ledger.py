@@ -97,11 +97,14 @@ async def save(
         )
 
 
-async def record(uow: UnitOfWork, row: Any, event: CloudEvent, summary: str) -> None:
+async def record(
+    uow: UnitOfWork, row: Any, event: CloudEvent, summary: str, *, sales_order_id: str | None = None
+) -> None:
+    """One line of a charge's history (or, with `row` None, of a sales order's timeline)."""
     await uow.session.execute(
         insert_ignore(history, uow.dialect).values(
-            charge_id=row.id,
-            sales_order_id=row.sales_order_id,
+            charge_id=row.id if row is not None else None,
+            sales_order_id=row.sales_order_id if row is not None else sales_order_id,
             time=event.time or utcnow(),
             type=event.type,
             event_id=event.id,

@@ -126,7 +126,7 @@ history = Table(
     "charge_history",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("charge_id", String(200), nullable=False, index=True),
+    Column("charge_id", String(200), nullable=True, index=True),  # null: a sales order event
     Column("sales_order_id", String(200), nullable=True, index=True),
     Column("time", UTCDateTime(), nullable=False),
     Column("type", String(200), nullable=False),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 01:50:54.005064
+Create Date: 2026-11-29 02:05:11.411108
 """
 
 from collections.abc import Sequence
@@ -36,7 +36,7 @@ def upgrade() -> None:
 
     op.create_table('charge_history',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('charge_id', sa.String(length=200), nullable=False),
+    sa.Column('charge_id', sa.String(length=200), nullable=True),
     sa.Column('sales_order_id', sa.String(length=200), nullable=True),
     sa.Column('time', procure_runtime.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('type', sa.String(length=200), nullable=False),

@@ -912,6 +912,8 @@ def _register_tail(sub: Any) -> None:
 
 def _load_commands() -> None:
     """Import the modules of commands defined outside this file (they use @command)."""
+    import procure_devstack.demo  # `procure demo`
+    import procure_devstack.dlq  # noqa: F401
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,15 @@ Library use::
     ...  # connect clients to broker.bootstrap
     broker.stop()
 
+A secured client listener (SASL_SSL with SCRAM users created at format time and a
+PEM key store, e.g. from ``procure_devstack.tls``) is added with ``sasl_ssl=``; the
+PLAINTEXT listener on ``port`` stays for inter-broker traffic and the readiness probe::
+
+    listener = SaslSslListener(port=19094, keystore=files.keystore_file,
+                               users={"alice": "alice-secret"})
+    broker = LocalKafka(data_dir, port=19093, sasl_ssl=listener)
+    broker.sasl_ssl_bootstrap  # "127.0.0.1:19094"
+
 Command line::
 
     python -m procure_devstack.kafka fetch
@@ -45,6 +54,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
@@ -52,6 +62,7 @@ __all__ = [
     "KafkaAlreadyRunningError",
     "KafkaError",
     "LocalKafka",
+    "SaslSslListener",
     "api_versions",
     "ensure_jars",
     "main",
@@ -331,6 +342,43 @@ def _new_cluster_id() -> str:
             return cid
 
 
+@dataclass(frozen=True)
+class SaslSslListener:
+    """A ``SASL_SSL`` client listener on 127.0.0.1:``port``.
+
+    ``keystore`` is a PEM file holding the unencrypted PKCS#8 private key and the
+    certificate chain (Kafka's ``ssl.keystore.type=PEM``). ``users`` (name ->
+    password) become SCRAM credentials of ``mechanism`` when the storage is
+    formatted, so they apply to a new data dir only; names and passwords must not
+    contain ``,``, ``=``, ``[`` or ``]`` (the ``--add-scram`` syntax).
+    """
+
+    port: int
+    keystore: Path
+    users: Mapping[str, str] = field(default_factory=dict)
+    mechanism: str = "SCRAM-SHA-512"
+
+    name = "SASL_SSL"
+
+    def properties(self) -> dict[str, str]:
+        prefix = f"listener.name.{self.name.lower()}"
+        return {
+            "sasl.enabled.mechanisms": self.mechanism,
+            f"{prefix}.{self.mechanism.lower()}.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            f"{prefix}.ssl.keystore.type": "PEM",
+            f"{prefix}.ssl.keystore.location": str(Path(self.keystore).resolve()),
+            f"{prefix}.ssl.client.auth": "none",
+        }
+
+    def format_args(self) -> list[str]:
+        args: list[str] = []
+        for user, password in self.users.items():
+            args += ["--add-scram", f"{self.mechanism}=[name={user},password={password}]"]
+        return args
+
+
 class LocalKafka:
     """One KRaft broker+controller JVM with all its state in ``data_dir``.
 
@@ -348,6 +396,7 @@ class LocalKafka:
         node_id: int = 1,
         heap: str = "512m",
         extra_props: Mapping[str, str] | None = None,
+        sasl_ssl: SaslSslListener | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port
@@ -357,6 +406,7 @@ class LocalKafka:
         self.node_id = node_id
         self.heap = heap
         self.extra_props: dict[str, str] = dict(extra_props or {})
+        self.sasl_ssl = sasl_ssl
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
 
@@ -375,6 +425,13 @@ class LocalKafka:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        """The secured client listener (needs ``sasl_ssl``)."""
+        if self.sasl_ssl is None:
+            raise KafkaError("this broker has no SASL_SSL listener")
+        return f"127.0.0.1:{self.sasl_ssl.port}"
 
     @property
     def log_file(self) -> Path:
@@ -423,6 +480,12 @@ class LocalKafka:
             "broker.heartbeat.interval.ms": "1000",
             "broker.session.timeout.ms": "4000",
         }
+        if self.sasl_ssl is not None:
+            secured = f"{self.sasl_ssl.name}://127.0.0.1:{self.sasl_ssl.port}"
+            props["listeners"] += f",{secured}"
+            props["advertised.listeners"] += f",{secured}"
+            props["listener.security.protocol.map"] += f",{self.sasl_ssl.name}:SASL_SSL"
+            props.update(self.sasl_ssl.properties())
         props.update(self.extra_props)
         return props
 
@@ -457,6 +520,8 @@ class LocalKafka:
             "-c", str(self.properties_file),
             "--standalone", "--ignore-formatted",
         ]  # fmt: skip
+        if self.sasl_ssl is not None:
+            cmd += self.sasl_ssl.format_args()
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise KafkaError(
@@ -465,6 +530,12 @@ class LocalKafka:
             )
 
     # -- lifecycle
+
+    def _ports(self) -> list[int]:
+        ports = [self.port, self.controller_port]
+        if self.sasl_ssl is not None:
+            ports.append(self.sasl_ssl.port)
+        return ports
 
     def is_running(self) -> bool:
         if self._proc is not None:
@@ -483,7 +554,7 @@ class LocalKafka:
                 f"a broker is already running from {self.data_dir} (pid {self.pid})"
             )
         self._proc = None
-        for port in (self.port, self.controller_port):
+        for port in self._ports():
             if _port_in_use(port):
                 raise KafkaError(f"port {port} on 127.0.0.1 is already in use")
         libs = ensure_jars()
@@ -509,7 +580,8 @@ class LocalKafka:
         self.pid_file.write_text(f"{self._proc.pid}\n")
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        """Block until the broker answers an ApiVersions request.
+        """Block until the broker answers an ApiVersions request (on the PLAINTEXT
+        listener) and the SASL_SSL listener, if any, accepts connections.
 
         Raises ``KafkaError`` with the tail of ``kafka.log`` if the broker exits
         or is not ready within ``timeout`` seconds.
@@ -523,7 +595,8 @@ class LocalKafka:
                 )
             try:
                 api_versions("127.0.0.1", self.port, timeout=2.0)
-                return
+                if self.sasl_ssl is None or _port_in_use(self.sasl_ssl.port):
+                    return
             except (OSError, KafkaError):
                 pass
             if time.monotonic() >= deadline:

@@ -46,7 +46,9 @@ def drop_runtime_tables() -> None:
         op.drop_table(name)
 
 
-def _service_objects(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+def _service_objects(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
     """Autogenerate leaves the runtime's tables to `create_runtime_tables`."""
     table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
     return table not in RUNTIME_TABLES

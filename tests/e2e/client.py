@@ -29,6 +29,7 @@ class Stack:
     prefix: str
     sink: SmtpSink
     logs: Callable[[], str]
+    kill_and_restart: Callable[[str], None]  # SIGKILL a service, start it again, wait ready
 
 
 def units(**counts: int) -> dict[str, int]:

@@ -4,6 +4,7 @@ the session's Kafka broker under a topic prefix of their own, and an SMTP sink."
 
 import asyncio
 import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -85,17 +86,29 @@ def stack(
         )
         for name in SERVICES
     }
+    envs = {
+        name: {
+            **os.environ,
+            **shared,
+            f"{name.upper()}_PORT": str(ports[name]),
+            f"{name.upper()}_DATABASE_URL": postgres_url(name),
+        }
+        for name in SERVICES
+    }
+
+    def kill_and_restart(name: str) -> None:
+        proc = procs[name]
+        proc.signal(signal.SIGKILL)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while proc.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.forget()
+        proc.start(envs[name])
+        _wait_ready({name: proc}, urls)
+
     try:
         for name, proc in procs.items():
-            upper = name.upper()
-            proc.start(
-                {
-                    **os.environ,
-                    **shared,
-                    f"{upper}_PORT": str(ports[name]),
-                    f"{upper}_DATABASE_URL": postgres_url(name),
-                }
-            )
+            proc.start(envs[name])
         _wait_ready(procs, urls)
         yield Stack(
             urls=urls,
@@ -104,6 +117,7 @@ def stack(
             prefix=prefix,
             sink=sink,
             logs=lambda: _log_tails(procs),
+            kill_and_restart=kill_and_restart,
         )
     except BaseException:
         print(_log_tails(procs), file=sys.stderr)

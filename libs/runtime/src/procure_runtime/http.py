@@ -12,7 +12,8 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import IntegrityError
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from procure_runtime.consumer import is_transient
@@ -38,7 +39,58 @@ def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> JS
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error of every service is answered."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": description,
+        "content": {PROBLEM: {"schema": Problem.model_json_schema()}},
+    }
+    for status, description in (
+        (401, "Missing or invalid bearer token"),
+        (403, "The token lacks the role this action needs"),
+        (404, "Unknown id in the path"),
+        (409, "Conflicts with the current state"),
+        (422, "Invalid body or query, or an unknown reference"),
+    )
+}
+
+
+def _has_nul(request: Request, body: bytes) -> bool:
+    # PostgreSQL text cannot hold U+0000; refuse it at the edge on every database alike.
+    return (
+        "\x00" in request.url.path
+        or any("\x00" in k or "\x00" in v for k, v in request.query_params.multi_items())
+        or b"\\u0000" in body
+        or b"\x00" in body
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def _refuse_nul(request: Request, call_next: Any) -> Response:
+        body = await request.body() if request.method in ("POST", "PUT", "PATCH") else b""
+        if _has_nul(request, body):
+            return problem(
+                422, "invalid", "Unprocessable request", "NUL characters are not allowed"
+            )
+        return await call_next(request)
+
+    @app.exception_handler(DataError)
+    async def _data(_request: Request, exc: DataError) -> JSONResponse:
+        # Input the database cannot store (bad encoding, out of range): the client's fault.
+        return problem(422, "invalid", "Unprocessable request", "a value cannot be stored as given")
+
     @app.exception_handler(DomainError)
     async def _domain(_request: Request, exc: DomainError) -> JSONResponse:
         return problem(exc.status, exc.kind, exc.title, exc.detail, **exc.extra)
@@ -160,5 +212,5 @@ def create_app(runtime: "ServiceRuntime", *routers: APIRouter) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(ops_router())
     for router in routers:
-        app.include_router(router)
+        app.include_router(router, responses=PROBLEM_RESPONSES)
     return app

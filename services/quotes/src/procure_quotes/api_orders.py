@@ -117,7 +117,7 @@ async def _charge_list(request: Request, page: Page, *conditions: Any) -> dict[s
 
 @router.get("/billing/approve-post")
 async def approve_post(
-    request: Request, _user: Billing, page: Annotated[Page, Depends()]
+    request: Request, _user: Reader, page: Annotated[Page, Depends()]
 ) -> dict[str, Any]:
     return await _charge_list(request, page, charges.c.posted.is_(False))
 
@@ -125,7 +125,7 @@ async def approve_post(
 @router.get("/billing/posted")
 async def posted(
     request: Request,
-    _user: Billing,
+    _user: Reader,
     page: Annotated[Page, Depends()],
     delivery_canceled_after_post: bool | None = None,
 ) -> dict[str, Any]:

@@ -1,0 +1,128 @@
+"""The floor: raw aiokafka on the same broker with messages the size of a real event.
+Produce N, consume N, and echo them (consume from A, publish to B, commit offsets) in
+batches, and once more strictly per record (await the ack and commit each one)."""
+
+import asyncio
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from procure_devstack.testing import unique
+
+PRODUCER = {"acks": "all", "enable_idempotence": True, "linger_ms": 1}  # as the runtime's
+
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    finally:
+        await admin.close()
+    await wait_for_leaders(bootstrap, names)
+
+
+async def wait_for_leaders(bootstrap: str, names: list[str], timeout: float = 30.0) -> None:
+    """New topics answer NotLeaderForPartition for a moment: wait so no timing pays it."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            await consumer._client.force_metadata_update()
+            cluster = consumer._client.cluster
+            leaders = [
+                cluster.leader_for_partition(TopicPartition(n, p))
+                for n in names
+                for p in cluster.partitions_for_topic(n) or ()
+            ]
+            if leaders and all(x is not None and x >= 0 for x in leaders):
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        await consumer.stop()
+
+
+def rate(n: int, seconds: float) -> dict[str, Any]:
+    return {"events": n, "seconds": round(seconds, 4), "events_per_s": round(n / seconds, 1)}
+
+
+async def produce(bootstrap: str, topic: str, payloads: list[bytes]) -> dict[str, Any]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **PRODUCER)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        futures = [
+            await producer.send(topic, p, key=str(i).encode()) for i, p in enumerate(payloads)
+        ]
+        await asyncio.gather(*futures)
+        return rate(len(payloads), time.perf_counter() - started)
+    finally:
+        await producer.stop()
+
+
+async def consume(bootstrap: str, topic: str, n: int) -> dict[str, Any]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not tps:
+            await consumer._client.force_metadata_update()
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        got, started = 0, time.perf_counter()
+        while got < n:
+            batch = await consumer.getmany(timeout_ms=1000)
+            got += sum(len(records) for records in batch.values())
+        return rate(got, time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def echo(bootstrap: str, source: str, target: str, n: int, *, per_record: bool) -> dict:
+    """Consume `source` in a consumer group, publish every record to `target`, commit."""
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=unique("bench-echo-"),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **PRODUCER)
+    await asyncio.gather(consumer.start(), producer.start())
+    try:
+        done, started = 0, None
+        while done < n:
+            batch = await consumer.getmany(timeout_ms=1000)
+            if batch and started is None:
+                started = time.perf_counter()
+            for tp, records in batch.items():
+                if per_record:
+                    for r in records:
+                        await producer.send_and_wait(target, r.value, key=r.key)
+                        await consumer.commit({tp: r.offset + 1})
+                else:
+                    futures = [await producer.send(target, r.value, key=r.key) for r in records]
+                    await asyncio.gather(*futures)
+                    await consumer.commit({tp: records[-1].offset + 1})
+                done += len(records)
+        return rate(done, time.perf_counter() - started)
+    finally:
+        await asyncio.gather(consumer.stop(), producer.stop())
+
+
+async def run(bootstrap: str, payloads: list[bytes], partitions: int) -> dict[str, Any]:
+    prefix = f"bench.{unique()}."
+    a, b, c = (f"{prefix}{name}" for name in ("echo-in", "echo-out", "echo-out-strict"))
+    await create_topics(bootstrap, [a, b, c], partitions)
+    n = len(payloads)
+    results = {"produce": await produce(bootstrap, a, payloads)}
+    results["consume"] = await consume(bootstrap, a, n)
+    results["echo"] = await echo(bootstrap, a, b, n, per_record=False)
+    results["echo_per_record"] = await echo(bootstrap, a, c, n, per_record=True)
+    for r in results.values():
+        r["message_bytes"] = round(sum(map(len, payloads)) / n)
+    return results

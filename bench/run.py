@@ -1,0 +1,127 @@
+"""`python -m bench run [--n 2000] [--db sqlite,postgresql] [--services quotes,...]
+[--smoke] [--profile SERVICE] [--out DIR]`: the raw-Kafka baseline, the minimal loop and
+each service's hot path, in one run on one broker, then JSON, Markdown and plots."""
+
+import argparse
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python bench/run.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import baseline, env, minimal, report, services
+from bench.events import need_orders
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the benchmark")
+    run.add_argument("--n", type=int, default=None, help="events per scenario (2000)")
+    run.add_argument("--db", default=None, help="sqlite,postgresql")
+    run.add_argument("--services", default=None, help=",".join(services.SCENARIOS))
+    run.add_argument("--smoke", action="store_true", help="tiny: n=20, sqlite, purchasing")
+    run.add_argument("--profile", default=None, help="profile this service's hot path")
+    run.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    args = parser.parse_args(argv)
+    smoke = args.smoke
+    args.n = args.n or (20 if smoke else 2000)
+    args.db = (args.db or ("sqlite" if smoke else "sqlite,postgresql")).split(",")
+    args.services = args.services or ("purchasing" if smoke else ",".join(services.SCENARIOS))
+    args.services = args.services.split(",")
+    for name in args.services:
+        if name not in services.SCENARIOS:
+            parser.error(f"unknown service {name!r}; known: {', '.join(services.SCENARIOS)}")
+    return args
+
+
+def say(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+async def measure(args: argparse.Namespace, bootstrap: str, workdir: Path) -> dict[str, Any]:
+    dbs = env.Databases(workdir)
+    sample = need_orders(args.n)  # real CloudEvents (~1.5 KB): the baseline's payloads too
+    results: dict[str, Any] = {"minimal": [], "services": []}
+    try:
+        say(f"baseline: raw aiokafka, {args.n} messages")
+        results["baseline"] = await baseline.run(
+            bootstrap, [m.value for m in sample], env.PARTITIONS
+        )
+        for backend in args.db:
+            for batched in (False, True):
+                say(f"minimal loop on {backend}{' (batched)' if batched else ''}")
+                url = dbs.url(backend, "minimal")
+                msgs = need_orders(args.n)
+                r = await minimal.run(bootstrap, url, backend, msgs, batched=batched)
+                results["minimal"].append(r)
+            for name in args.services:
+                say(f"service {name} on {backend}")
+                profile_to = None
+                if args.profile == name and backend == args.db[-1]:
+                    profile_to = args.out / f"{args.stamp}-profile-{name}-{backend}"
+                    results["profile"] = str(profile_to.with_suffix(".txt").name)
+                r = await services.run(
+                    name, backend, args.n, bootstrap, dbs, workdir, profile_to=profile_to
+                )
+                say(f"  {r['events']} events in {r['seconds']}s: {r['events_per_s']}/s")
+                results["services"].append(r)
+    finally:
+        dbs.drop_all()
+    results["meta_message_bytes"] = round(sum(len(m.value) for m in sample) / len(sample))
+    return results
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        )
+        return out.stdout.strip()
+    except OSError:
+        return "?"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)  # retried leader moves are noise
+    args.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    args.out.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
+    with env.broker() as bootstrap, tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        results = asyncio.run(measure(args, bootstrap, Path(tmp)))
+    results["meta"] = {
+        "stamp": args.stamp,
+        "n": args.n,
+        "databases": args.db,
+        "services": args.services,
+        "broker": bootstrap,
+        "cpus": os.cpu_count(),
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+        "message_bytes": results.pop("meta_message_bytes"),
+        "commit": git_commit(),
+        "python": sys.version.split()[0],
+    }
+    paths = report.write(results, args.out, args.stamp)
+    for row in results["rows"]:
+        say(
+            f"{row['scenario']:<32} {row['database']:<10} {row['events_per_s']:>9.0f}/s "
+            f"echo {report._fmt(row['vs_echo'])} minimal {report._fmt(row['vs_minimal'])}"
+        )
+    say(f"wrote {paths['json']} and {paths['markdown']}")
+    return 0 if all(r["ok"] for r in results["rows"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""A service's hot path in this process: the real `build(settings)` app and runtime, fed
+N events published before it starts (shipping: after the charges it needs exist), timed
+from the first applied event to the last effect (inbox row, or outbox row marked sent)."""
+
+import asyncio
+import contextlib
+import importlib
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bench import env
+from bench import events as e
+from bench.baseline import wait_for_leaders
+from bench.events import Msg
+from procure_devstack.testing import running
+from procure_runtime.kafka import ensure_topics
+from procure_runtime.settings import ServiceSettings
+
+POLL_S = 0.2
+_TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+\"?(\w+)", re.IGNORECASE)
+
+
+def _label(statement: str) -> str:
+    verb = statement.split(None, 1)[0].upper()
+    table = _TABLE.search(statement)
+    return f"{verb} {table.group(1)}" if table else statement.split("(")[0].strip()[:40]
+
+
+def hold_until_set(runtime: Any) -> asyncio.Event:
+    """The consumer applies nothing until the returned event is set: counting and timing
+    start with the first event, after the service's startup."""
+    gate = asyncio.Event()
+    process = runtime.consumer.process
+
+    async def gated(record: Any) -> Any:
+        await gate.wait()
+        return await process(record)
+
+    runtime.consumer.process = gated
+    return gate
+
+
+@contextlib.contextmanager
+def profiling(to: Path | None) -> Iterator[None]:
+    """pyinstrument over the whole thread (every task: consumer, relay, parking lot)."""
+    if to is None:
+        yield
+        return
+    from pyinstrument import Profiler
+
+    from bench.profile import summary
+
+    profiler = Profiler(interval=0.001, async_mode="disabled")
+    profiler.start()
+    try:
+        yield
+    finally:
+        profiler.stop()
+        to.with_suffix(".txt").write_text(profiler.output_text(show_all=False))
+        to.with_name(f"{to.name}-summary.txt").write_text(summary(profiler.last_session))
+
+
+@contextlib.contextmanager
+def counting(engine: AsyncEngine) -> Iterator[Counter[str]]:
+    """Database statements and commits, and Kafka offset commits, while in the block."""
+    counts: Counter[str] = Counter()
+
+    def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        counts[_label(statement)] += 1
+
+    def on_commit(conn: Any) -> None:
+        counts["COMMIT (database)"] += 1
+
+    original = AIOKafkaConsumer.commit
+
+    async def commit(self: AIOKafkaConsumer, *args: Any, **kw: Any) -> None:
+        counts["offset commit (Kafka)"] += 1
+        await original(self, *args, **kw)
+
+    sync = engine.sync_engine
+    event.listen(sync, "before_cursor_execute", on_execute)
+    event.listen(sync, "commit", on_commit)
+    AIOKafkaConsumer.commit = commit  # type: ignore[method-assign]
+    try:
+        yield counts
+    finally:
+        AIOKafkaConsumer.commit = original  # type: ignore[method-assign]
+        event.remove(sync, "before_cursor_execute", on_execute)
+        event.remove(sync, "commit", on_commit)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    service: str
+    topic: str  # the measured input topic
+    make: Callable[[int], tuple[list[Msg], list[Msg]]]  # n -> (setup, measured)
+
+
+def _shipping(n: int) -> tuple[list[Msg], list[Msg]]:
+    won, charges = e.opportunities(n)
+    return won, e.units_received(charges)
+
+
+SCENARIOS = {
+    s.service: s
+    for s in (
+        Scenario("quotes", "opportunity.won", lambda n: ([], e.opportunities(n)[0])),
+        Scenario("purchasing", "charge.need_order", lambda n: ([], e.need_orders(n))),
+        Scenario("receiving", "po.submitted", lambda n: ([], e.po_submitted(n))),
+        Scenario("shipping", "units.received", _shipping),
+    )
+}
+
+
+async def publish(settings: ServiceSettings, msgs: list[Msg]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5
+    )
+    await producer.start()
+    try:
+        futures = [await producer.send(settings.topic(m.topic), m.value, key=m.key) for m in msgs]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def published(settings: ServiceSettings, topics: list[str]) -> int:
+    """Records on the (prefixed) output topics: the sum of their end offsets."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await consumer.start()
+    try:
+        total = 0
+        for topic in topics:
+            name = settings.topic(topic)
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(name) or set()
+            ends = await consumer.end_offsets([TopicPartition(name, p) for p in parts])
+            total += sum(ends.values())
+        return total
+    finally:
+        await consumer.stop()
+
+
+class Watch:
+    """Reads the service's inbox and outbox on a connection of its own (no write lock)."""
+
+    def __init__(self, url: str, metadata: Any) -> None:
+        self.engine: AsyncEngine = create_async_engine(url)
+        self.inbox = metadata.tables["inbox"]
+        self.outbox = metadata.tables["outbox"]
+
+    async def progress(self, topic: str) -> tuple[int, int]:
+        async with self.engine.connect() as conn:
+            applied = await conn.scalar(
+                select(func.count()).select_from(self.inbox).where(self.inbox.c.topic == topic)
+            )
+            unsent = await conn.scalar(
+                select(func.count()).select_from(self.outbox).where(self.outbox.c.sent_at.is_(None))
+            )
+        return int(applied or 0), int(unsent or 0)
+
+    async def span(self, topic: str) -> dict[str, Any]:
+        i, o = self.inbox.c, self.outbox.c
+        async with self.engine.connect() as conn:
+            first, last = (
+                await conn.execute(
+                    select(func.min(i.processed_at), func.max(i.processed_at)).where(
+                        i.topic == topic
+                    )
+                )
+            ).one()
+            out = (
+                await conn.execute(
+                    select(o.topic, func.count(), func.max(o.sent_at))
+                    .where(o.created_at >= first)
+                    .group_by(o.topic)
+                )
+            ).all()
+        return {"first": first, "last": last, "outgoing": {r[0]: (r[1], r[2]) for r in out}}
+
+    async def wait(
+        self, topic: str, n: int, timeout: float, series: list | None = None
+    ) -> tuple[int, int]:
+        started = time.perf_counter()
+        while True:
+            applied, unsent = await self.progress(topic)
+            if series is not None:
+                series.append([round(time.perf_counter() - started, 2), n - applied, unsent])
+            if (applied >= n and unsent == 0) or time.perf_counter() - started > timeout:
+                return applied, unsent
+            await asyncio.sleep(POLL_S)
+
+
+async def run(
+    service: str,
+    backend: str,
+    n: int,
+    bootstrap: str,
+    dbs: env.Databases,
+    workdir: Path,
+    *,
+    profile_to: Path | None = None,
+) -> dict[str, Any]:
+    scenario = SCENARIOS[service]
+    setup, measured = scenario.make(n)
+    settings = env.settings(service, dbs.url(backend, service), bootstrap, workdir)
+    app, runtime = importlib.import_module(f"procure_{service}.app").build(settings)
+    topics = {settings.topic(t): False for t in {m.topic for m in setup + measured}}
+    await ensure_topics(settings, topics)
+    await wait_for_leaders(bootstrap, list(topics))
+    if not setup:
+        await publish(settings, measured)
+    watch = Watch(settings.database_url, runtime.metadata)
+    timeout = max(120.0, n / 10)
+    series: list[list[float]] = []
+    gate = hold_until_set(runtime)
+    with counting(runtime.db.engine) as counts:
+        try:
+            async with running(app, runtime):
+                counts.clear()  # not the migrations
+                gate.set()
+                if setup:
+                    await publish(settings, setup)
+                    done, _ = await watch.wait(setup[0].topic, len(setup), timeout)
+                    if done < len(setup):
+                        raise RuntimeError(f"{service}: setup applied {done}/{len(setup)}")
+                    counts.clear()
+                    await publish(settings, measured)
+                with profiling(profile_to):
+                    applied, unsent = await watch.wait(scenario.topic, n, timeout, series)
+                span = await watch.span(scenario.topic)
+            out_topics = sorted(span["outgoing"])
+            on_topics = await published(settings, out_topics) if out_topics else 0
+        finally:
+            await watch.engine.dispose()
+    ends = [span["last"], *(sent for _, sent in span["outgoing"].values() if sent)]
+    seconds = (max(ends) - span["first"]).total_seconds() if span["first"] else 0.0
+    ok = applied >= n and unsent == 0
+    return {
+        "scenario": f"service:{service}",
+        "service": service,
+        "database": backend,
+        "input_topic": scenario.topic,
+        "events": applied,
+        "ok": ok,
+        "seconds": round(seconds, 4),
+        "events_per_s": round(applied / seconds, 1) if ok and seconds > 0 else 0.0,
+        "outgoing": {t: c for t, (c, _) in span["outgoing"].items()},
+        "published_on_output_topics": on_topics,
+        "per_event": {k: round(v / max(applied, 1), 2) for k, v in counts.most_common()},
+        "lag_series": series,  # [seconds since start, events not applied yet, outbox unsent]
+    }

@@ -1,0 +1,65 @@
+"""The benchmark harness runs end to end on a tiny load: the raw-Kafka baseline, the
+minimal loop and one service on SQLite, written as JSON, Markdown and plots. Timings
+are never asserted (the machine is shared); only that every scenario moved its events."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.kafka
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_smoke_run_measures_every_scenario_and_writes_the_reports(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--smoke", "--n", "20", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    [report] = tmp_path.glob("*.json")
+    results = json.loads(report.read_text())
+    assert results["meta"]["n"] == 20
+    assert set(results["baseline"]) == {"produce", "consume", "echo", "echo_per_record"}
+    for figures in results["baseline"].values():
+        assert figures["events"] >= 20 and figures["events_per_s"] > 0
+    loops = {m["scenario"]: m for m in results["minimal"]}
+    assert set(loops) == {"minimal-loop:purchasing", "minimal-loop-batched:purchasing"}
+    for loop in loops.values():
+        assert (loop["database"], loop["events"]) == ("sqlite", 20)
+        assert loop["events_per_s"] > 0
+    [service] = results["services"]
+    assert (service["service"], service["database"], service["ok"]) == (
+        "purchasing",
+        "sqlite",
+        True,
+    )
+    assert service["events"] == 20 and service["events_per_s"] > 0
+    assert service["outgoing"] == {"charge.forwarded": 20}
+    assert service["published_on_output_topics"] == 20
+    assert service["per_event"]["INSERT inbox"] == 1.0  # the round trips were counted
+    by_name = {row["scenario"]: row for row in results["rows"]}
+    assert by_name["baseline:echo"]["vs_echo"] == 1.0
+    assert by_name["service:purchasing"]["vs_echo"] > 0
+    assert by_name["service:purchasing"]["vs_minimal"] > 0
+
+    summary = (tmp_path / "latest.md").read_text()
+    assert (
+        "| scenario | events/s | ratio to baseline echo | ratio to minimal loop | database |"
+        in summary
+    )
+    assert "| service:purchasing | " in summary and "indicative" in summary
+    pngs = sorted(p.name.rsplit("-", 1)[-1] for p in tmp_path.glob("*.png"))
+    assert pngs == ["lag.png", "throughput.png"]
+    assert all(p.stat().st_size > 1000 for p in tmp_path.glob("*.png"))

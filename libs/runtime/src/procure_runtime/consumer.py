@@ -137,6 +137,9 @@ class Consumer:
     publish: Callable[..., Awaitable[Any]]  # broker.publish
     on_commit: Callable[[], None] = lambda: None  # wakes the outbox relay
     _parking_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # Whether this instance may have parked events: sweeping after every applied event
+    # is only worth it then (the timer still sweeps every second, for other instances').
+    has_parked: bool = True
     _parking_task: asyncio.Task[None] | None = None
 
     @property
@@ -157,7 +160,7 @@ class Consumer:
             type=decoded.event.type,
         )
         outcome = await self._apply_with_retries(record, decoded, from_parking=False)
-        if outcome is Outcome.APPLIED:
+        if outcome is Outcome.APPLIED and self.has_parked:
             self._parking_wake.set()
         return outcome
 
@@ -229,40 +232,39 @@ class Consumer:
                 backoff = min(backoff * 2, 5.0)
 
     async def _apply(self, record: Record, d: _Decoded, *, from_parking: bool) -> Outcome:
+        """One transaction: claim the event id in the inbox, run the handler, write the
+        outbox. The inbox insert comes first: a duplicate costs one statement, and a
+        concurrent instance applying the same event waits on that row, then sees it."""
         inbox = self.metadata.tables["inbox"]
         started = time.perf_counter()
-        async with self.db.session() as session:
-            if await session.scalar(select(inbox.c.event_id).where(inbox.c.event_id == d.event.id)):
-                raise _Duplicate
-            uow = UnitOfWork(session, self.source, cause=d.event)
-            try:
-                async with session.begin_nested():
-                    await d.handler(uow, d.data, d.event)
-            except Park as park:
-                await self._park(
-                    session, record, d.event.id, park.reason, from_parking=from_parking
-                )
-                outcome = Outcome.PARKED
-            else:
-                inserted = await session.execute(
+        try:
+            async with self.db.session() as session:
+                claimed = await session.execute(
                     insert_ignore(inbox, self.db.dialect).values(
                         event_id=d.event.id, topic=record.topic
                     )
                 )
-                if inserted.rowcount == 0:  # another instance applied it meanwhile
+                if claimed.rowcount == 0:
                     raise _Duplicate
+                uow = UnitOfWork(session, self.source, cause=d.event)
+                await d.handler(uow, d.data, d.event)
                 if from_parking:
                     parked = self.metadata.tables["parked"]
                     await session.execute(delete(parked).where(parked.c.event_id == d.event.id))
                 await write_outbox(session, self.metadata, uow.outgoing)
-                outcome = Outcome.APPLIED
-        if outcome is Outcome.APPLIED:
-            metrics.HANDLER_SECONDS.labels(self.settings.service, d.event.type).observe(
-                time.perf_counter() - started
-            )
-            if uow.outgoing:
-                self.on_commit()
-        return outcome
+        except Park as park:  # the whole transaction, inbox row included, was rolled back
+            async with self.db.session() as session:
+                await self._park(
+                    session, record, d.event.id, park.reason, from_parking=from_parking
+                )
+            self.has_parked = True
+            return Outcome.PARKED
+        metrics.HANDLER_SECONDS.labels(self.settings.service, d.event.type).observe(
+            time.perf_counter() - started
+        )
+        if uow.outgoing:
+            self.on_commit()
+        return Outcome.APPLIED
 
     def _duplicate(self, record: Record) -> Outcome:
         metrics.SKIPPED.labels(self.settings.service, record.topic, "duplicate").inc()
@@ -372,6 +374,7 @@ class Consumer:
         async with self.db.session() as session:
             rows = (await session.execute(select(parked).order_by(parked.c.id).limit(1000))).all()
         metrics.PARKED_NOW.labels(self.settings.service).set(len(rows))
+        self.has_parked = bool(rows)
         applied = False
         deadline = utcnow() - timedelta(seconds=self.settings.park_timeout_s)
         for row in rows:

@@ -144,7 +144,9 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
         _sqlite_immediate_transactions(engine)
         return engine
-    return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # No pre-ping round trip per checkout: a connection broken by a database restart
+    # fails its statement, which the consumer retries and HTTP answers with a 503.
+    return create_async_engine(url, echo=echo, pool_recycle=300, pool_size=10, max_overflow=10)
 
 
 def _sqlite_immediate_transactions(engine: AsyncEngine) -> None:

@@ -5,6 +5,7 @@ but not yet marked is published again, which consumers absorb by event id."""
 
 import asyncio
 import contextlib
+import time
 from datetime import timedelta
 
 from faststream.kafka import KafkaBroker
@@ -53,6 +54,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock_conn: AsyncConnection | None = None
+        self._lock_checked = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -88,6 +90,7 @@ class OutboxRelay:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=0.5)
+                await asyncio.sleep(0.005)  # let a burst of commits gather into one batch
             self._wake.clear()
 
     async def publish_pending(self) -> int:
@@ -134,8 +137,11 @@ class OutboxRelay:
         """On PostgreSQL, one relay per service publishes at a time (a session advisory
         lock held on its own connection), which keeps the per-key order across instances."""
         if self._lock_conn is not None:
-            try:
+            if time.monotonic() - self._lock_checked < 5.0:
+                return True
+            try:  # still holding it? (a dropped connection releases the lock)
                 await self._lock_conn.execute(select(1))
+                self._lock_checked = time.monotonic()
                 return True
             except Exception:
                 await self._release()
@@ -144,6 +150,7 @@ class OutboxRelay:
         key = func.hashtext(f"procure-outbox-{self.settings.service}")
         if await conn.scalar(select(func.pg_try_advisory_lock(key))):
             self._lock_conn = conn
+            self._lock_checked = time.monotonic()
             return True
         await conn.close()
         return False

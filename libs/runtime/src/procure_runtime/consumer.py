@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import MetaData, delete, func, select, update
+from sqlalchemy import CursorResult, MetaData, delete, func, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from procure_contracts import CloudEvent
@@ -239,7 +239,7 @@ class Consumer:
         started = time.perf_counter()
         try:
             async with self.db.session() as session:
-                claimed = await session.execute(
+                claimed: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
                     insert_ignore(inbox, self.db.dialect).values(
                         event_id=d.event.id, topic=record.topic
                     )

@@ -5,9 +5,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
+from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
 from faststream.specification import AsyncAPI
@@ -91,7 +92,7 @@ class ServiceRuntime:
             description="Consumes: " + ", ".join(topics),
         )
         async def on_record(body: bytes, msg: KafkaMessage) -> None:
-            raw = msg.raw_message
+            raw = cast(ConsumerRecord, msg.raw_message)
             record = Record(
                 topic=raw.topic[len(s.topic_prefix) :],
                 partition=raw.partition,

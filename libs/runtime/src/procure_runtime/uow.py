@@ -26,7 +26,7 @@ class UnitOfWork:
 
     @property
     def dialect(self) -> str:
-        return self.session.bind.dialect.name
+        return self.session.get_bind().dialect.name
 
     def emit(
         self,

@@ -1,5 +1,6 @@
 """Fault: each service in turn is SIGKILLed while the work it consumes is in flight, then
-started again. The end state is exact: every unit Delivered/Shipped, the PO Received
+started again, as charges go through approval, PO, receipt and delivery. The end state
+is exact: every unit Delivered/Shipped, the PO Received
 Full, stock back to zero, one email per triggering event and recipient, no dead letter.
 `PROCURE_FAULT_CHARGES` sets the stream's size (`make faults` runs 200)."""
 
@@ -8,9 +9,15 @@ from collections import Counter
 
 import pytest
 
+from procure_devstack.testing import eventually
+
 from .client import StackClient, units
 
-pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.faults]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.e2e,
+    pytest.mark.faults(checks=("lost", "duplicates", "emails", "dead_letters")),
+]
 CHARGES = int(os.environ.get("PROCURE_FAULT_CHARGES", "12"))
 
 
@@ -18,12 +25,22 @@ async def test_sigkill_each_service_mid_stream_loses_and_doubles_nothing(
     client: StackClient, stack
 ) -> None:
     c = client
-    await c.settings(threshold="1000000.00")  # nothing waits for approval here
+    await c.settings(threshold="20.00")  # every charge (2 x 10.00) waits for approval
     vendor, location = await c.catalog()
     product = await c.product(vendor["id"], inventory=False, procurement=True, cost="10.00")
 
     charge_ids = [await c.direct_charge(product["id"], 2) for _ in range(CHARGES)]
     stack.kill_and_restart("purchasing")  # charge.need_order in flight to it
+    approvals = [
+        await eventually(lambda cid=cid: _pending(c, cid), timeout=60) for cid in charge_ids
+    ]
+    half = len(approvals) // 2
+    for approval in approvals[:half]:
+        await c.post(c.cast.approver, "purchasing", f"/approvals/{approval['id']}/approve", {})
+    stack.kill_and_restart("quotes")  # approval.decided in flight to its ledger
+    stack.kill_and_restart("notifier")  # ... and to the notifier
+    for approval in approvals[half:]:
+        await c.post(c.cast.approver, "purchasing", f"/approvals/{approval['id']}/approve", {})
     items = [await c.queue_item(cid, 2) for cid in charge_ids]
 
     ship_to = {"kind": "location", "location_id": location["id"]}
@@ -72,10 +89,21 @@ async def test_sigkill_each_service_mid_stream_loses_and_doubles_nothing(
     ):
         [event] = await c.events(topic, 1, where=lambda e: _touches(e, po["id"], delivery["id"]))
         await c.expect_mail(event, kind, people)
+    decided = await c.events(
+        "approval.decided", CHARGES, where=lambda e: e.data["charge_id"] in charge_ids
+    )
+    for event in decided:
+        await c.expect_mail(event, "approval_decided", people)
     sent = Counter(
         (m.message["X-Procure-Event-Id"], rcpt) for m in stack.sink.messages for rcpt in m.rcpt_tos
     )
     assert [key for key, n in sent.items() if n > 1] == []
+
+
+async def _pending(c: StackClient, charge_id: str) -> dict:
+    page = await c.get("purchasing", "/approvals", status="Pending", limit=1000)
+    [approval] = [a for a in page["items"] if a["charge_id"] == charge_id]
+    return approval
 
 
 def _touches(event, po_id: str, delivery_id: str) -> bool:

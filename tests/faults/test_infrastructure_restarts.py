@@ -18,7 +18,7 @@ from procure_devstack.testing import KafkaProbe, eventually, free_port, running
 from procure_quotes.app import build
 from procure_quotes.models import sales_orders
 
-pytestmark = [pytest.mark.kafka, pytest.mark.faults]
+pytestmark = [pytest.mark.kafka, pytest.mark.faults(checks=("lost", "duplicates", "dead_letters"))]
 TOTAL = int(os.environ.get("PROCURE_FAULT_CHARGES", "60"))
 
 

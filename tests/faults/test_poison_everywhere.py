@@ -7,7 +7,7 @@ import pytest
 
 from procure_devstack.testing import KafkaProbe, running
 
-pytestmark = [pytest.mark.kafka, pytest.mark.faults]
+pytestmark = [pytest.mark.kafka, pytest.mark.faults(checks=("lost",))]
 SERVICES = ["quotes", "inventory", "purchasing", "receiving", "shipping", "notifier"]
 
 

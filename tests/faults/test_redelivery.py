@@ -12,7 +12,7 @@ from procure_devstack import factories as f
 from procure_devstack.testing import KafkaProbe, eventually, running, token
 from procure_quotes.app import build
 
-pytestmark = [pytest.mark.kafka, pytest.mark.faults]
+pytestmark = [pytest.mark.kafka, pytest.mark.faults(checks=("lost", "duplicates", "dead_letters"))]
 T = spec_for_topic
 CHARGES = 20
 
@@ -145,6 +145,7 @@ async def test_reset_to_earliest_changes_nothing(service_settings) -> None:
         assert after == before
         assert len(await kafka.read("salesorder.ready_to_fulfill", timeout=3)) == published_before
         assert len(await kafka.read("charge.need_order", timeout=3)) == need_before
+        assert await kafka.read("dlq.quotes", timeout=1.0) == []
 
 
 async def _lag_is_zero(settings, topics) -> bool:

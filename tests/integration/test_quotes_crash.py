@@ -18,7 +18,11 @@ from procure_contracts.registry import spec_for_topic
 from procure_devstack import factories as f
 from procure_devstack.testing import KafkaProbe, eventually, free_port
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.slow,
+    pytest.mark.faults(checks=("lost", "duplicates")),
+]
 WON = spec_for_topic("opportunity.won")
 TOTAL = 500
 

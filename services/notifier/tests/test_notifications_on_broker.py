@@ -364,6 +364,7 @@ async def test_disabled_type_and_forwarding_without_team_send_nothing(
         assert await runtime.consumer.parked_count() == 0
 
 
+@pytest.mark.faults(checks=("lost", "emails"))
 async def test_smtp_outage_delays_mail_but_loses_and_doubles_none(
     service_settings, sink, quick_smtp
 ) -> None:
@@ -396,6 +397,7 @@ async def test_smtp_outage_delays_mail_but_loses_and_doubles_none(
         assert any("451" in r["last_error"] for r in rows)  # kept after the later success
 
 
+@pytest.mark.faults(checks=("lost", "emails"))
 async def test_redelivered_event_sends_nothing_new(service_settings, sink, quick_smtp) -> None:
     settings = service_settings("notifier")
     p, ticket, _project, won, _direct = _flow()

@@ -23,6 +23,15 @@ PLAINTEXT listener on ``port`` stays for inter-broker traffic and the readiness 
     broker = LocalKafka(data_dir, port=19093, sasl_ssl=listener)
     broker.sasl_ssl_bootstrap  # "127.0.0.1:19094"
 
+Several nodes (each broker and controller) on loopback, for fault tests::
+
+    cluster = LocalKafkaCluster(tmp_path / "cluster", size=3)
+    cluster.start()            # formats, launches and waits for every node
+    cluster.bootstrap          # "127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3"
+    cluster.kill(1)            # SIGKILL node index 1 (node.id 2)
+    cluster.start(1)           # bring it back
+    cluster.stop()
+
 Command line::
 
     python -m procure_devstack.kafka fetch
@@ -43,6 +52,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -54,6 +64,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +73,7 @@ __all__ = [
     "KafkaAlreadyRunningError",
     "KafkaError",
     "LocalKafka",
+    "LocalKafkaCluster",
     "SaslSslListener",
     "api_versions",
     "ensure_jars",
@@ -397,6 +409,7 @@ class LocalKafka:
         heap: str = "512m",
         extra_props: Mapping[str, str] | None = None,
         sasl_ssl: SaslSslListener | None = None,
+        initial_controllers: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port
@@ -407,6 +420,9 @@ class LocalKafka:
         self.heap = heap
         self.extra_props: dict[str, str] = dict(extra_props or {})
         self.sasl_ssl = sasl_ssl
+        # StorageTool's `--initial-controllers id@host:port:directory-id,...` for a
+        # multi-node quorum; None formats a single node with `--standalone`.
+        self.initial_controllers = initial_controllers
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
 
@@ -518,8 +534,12 @@ class LocalKafka:
             _STORAGE_TOOL, "format",
             "-t", self._cluster_id(),
             "-c", str(self.properties_file),
-            "--standalone", "--ignore-formatted",
+            "--ignore-formatted",
         ]  # fmt: skip
+        if self.initial_controllers is None:
+            cmd.append("--standalone")
+        else:
+            cmd += ["--initial-controllers", self.initial_controllers]
         if self.sasl_ssl is not None:
             cmd += self.sasl_ssl.format_args()
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -650,6 +670,117 @@ class LocalKafka:
     def __enter__(self) -> LocalKafka:
         self.start()
         self.wait_ready()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class LocalKafkaCluster:
+    """``size`` KRaft nodes, each broker and controller, on loopback under ``data_dir``.
+
+    Node ``i`` (``node.id`` i + 1) lives in ``data_dir/node-<i+1>``; all share one
+    cluster id and a dynamic controller quorum of every node. Ports and directory
+    ids are chosen once and kept in ``data_dir/cluster.json``, so a cluster (or a
+    single node) restarted from the same ``data_dir`` keeps its data. Topics default
+    to replication factor ``min(size, 3)`` and ``min.insync.replicas`` one less.
+    """
+
+    def __init__(self, data_dir: Path, size: int = 3, heap: str = "512m") -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.size = size
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        layout = self._layout()
+        ctrl = [f"127.0.0.1:{n['controller_port']}" for n in layout["nodes"]]
+        voters = ",".join(
+            f"{i + 1}@{addr}:{n['directory_id']}"
+            for i, (addr, n) in enumerate(zip(ctrl, layout["nodes"], strict=True))
+        )
+        rf = min(size, 3)
+        isr = str(max(1, rf - 1))
+        props = {
+            "controller.quorum.bootstrap.servers": ",".join(ctrl),
+            "default.replication.factor": str(rf),
+            "min.insync.replicas": isr,
+            "offsets.topic.replication.factor": str(rf),
+            "transaction.state.log.replication.factor": str(rf),
+            "transaction.state.log.min.isr": isr,
+            "share.coordinator.state.topic.replication.factor": str(rf),
+            "share.coordinator.state.topic.min.isr": isr,
+        }
+        self.nodes: list[LocalKafka] = []
+        for i, node in enumerate(layout["nodes"]):
+            node_dir = self.data_dir / f"node-{i + 1}"
+            node_dir.mkdir(exist_ok=True)
+            # LocalKafka formats with the cluster id found in its data dir.
+            (node_dir / _CLUSTER_ID_FILE).write_text(layout["cluster_id"] + "\n")
+            self.nodes.append(
+                LocalKafka(
+                    node_dir,
+                    port=node["port"],
+                    controller_port=node["controller_port"],
+                    node_id=i + 1,
+                    heap=heap,
+                    extra_props=props,
+                    initial_controllers=voters,
+                )
+            )
+
+    def _layout(self) -> dict:
+        path = self.data_dir / "cluster.json"
+        if path.is_file():
+            layout = json.loads(path.read_text())
+            if len(layout["nodes"]) != self.size:
+                raise KafkaError(f"{path} describes {len(layout['nodes'])} nodes, not {self.size}")
+            return layout
+        layout = {
+            "cluster_id": _new_cluster_id(),
+            "nodes": [
+                {
+                    "port": _free_port(),
+                    "controller_port": _free_port(),
+                    "directory_id": _new_cluster_id(),  # same Uuid shape
+                }
+                for _ in range(self.size)
+            ],
+        }
+        path.write_text(json.dumps(layout, indent=2) + "\n")
+        return layout
+
+    def __repr__(self) -> str:
+        return f"LocalKafkaCluster(data_dir='{self.data_dir}', size={self.size})"
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def start(self, node_index: int | None = None, timeout: float = 120.0) -> None:
+        """Start one node (or all of them, in parallel) and wait until it is ready.
+
+        The nodes of a new cluster only become ready together, once a quorum of
+        controllers is up, hence starting all before waiting for any.
+        """
+        nodes = self.nodes if node_index is None else [self.nodes[node_index]]
+        with ThreadPoolExecutor(len(nodes)) as pool:
+            list(pool.map(lambda node: node.start(), nodes))
+            try:
+                list(pool.map(lambda node: node.wait_ready(timeout), nodes))
+            except BaseException:
+                for node in nodes:
+                    node.kill()
+                raise
+
+    def kill(self, node_index: int) -> None:
+        """SIGKILL one node, as a crash would."""
+        self.nodes[node_index].kill()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop every node (SIGTERM, SIGKILL after ``timeout``)."""
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            list(pool.map(lambda node: node.stop(timeout), self.nodes))
+
+    def __enter__(self) -> LocalKafkaCluster:
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:

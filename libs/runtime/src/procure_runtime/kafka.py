@@ -52,7 +52,8 @@ def client_kwargs(settings: ServiceSettings) -> dict[str, Any]:
 
 def make_broker(settings: ServiceSettings) -> KafkaBroker:
     return KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        # FastStream takes a str as ONE address; KAFKA_BOOTSTRAP_SERVERS may list several.
+        [server.strip() for server in settings.kafka_bootstrap_servers.split(",")],
         client_id=f"procure-{settings.service}",
         acks="all",
         enable_idempotence=True,

@@ -55,4 +55,4 @@ bench: setup kafka-jars postgres
 
 # The fault-injection suite alone (it also runs, in its short form, within `make test`).
 faults: setup kafka-jars postgres
-	$(UV) run pytest -m faults $(PYTEST_ARGS)
+	PROCURE_FAULT_CHARGES=$${PROCURE_FAULT_CHARGES:-200} $(UV) run pytest -m faults $(PYTEST_ARGS)

@@ -126,9 +126,15 @@ async def test_reset_to_earliest_changes_nothing(service_settings) -> None:
                 return all(v.get("can_fulfill") for v in await _views(http, headers, so_ids))
 
             await eventually(all_fulfillable, timeout=60)
+            await eventually(lambda: _backlog_empty(runtime), timeout=60)  # all published
             before = await _views(http, headers, so_ids)
-        published_before = len(await kafka.read("salesorder.ready_to_fulfill", timeout=3))
-        need_before = len(await kafka.read("charge.need_order", timeout=3))
+        ready = await kafka.read_events(
+            "salesorder.ready_to_fulfill", CHARGES, timeout=30, settle=1.0
+        )
+        published_before = len(ready)
+        need_before = len(
+            await kafka.read_events("charge.need_order", CHARGES, timeout=30, settle=1.0)
+        )
         assert published_before == CHARGES
 
         await _reset_group_to_earliest(settings, runtime.handlers.topics)
@@ -143,9 +149,20 @@ async def test_reset_to_earliest_changes_nothing(service_settings) -> None:
             await eventually(drained, timeout=60)
             after = await _views(http, headers, so_ids)
         assert after == before
-        assert len(await kafka.read("salesorder.ready_to_fulfill", timeout=3)) == published_before
-        assert len(await kafka.read("charge.need_order", timeout=3)) == need_before
+        await eventually(lambda: _backlog_empty(runtime), timeout=60)
+        for topic, count in (
+            ("salesorder.ready_to_fulfill", published_before),
+            ("charge.need_order", need_before),
+        ):
+            again = await kafka.read(
+                topic, until=lambda got, n=count: len(got) >= n, settle=2.0, timeout=30
+            )
+            assert len(again) == count, f"{topic}: the redelivery published something new"
         assert await kafka.read("dlq.quotes", timeout=1.0) == []
+
+
+async def _backlog_empty(runtime) -> bool:
+    return await runtime.relay.backlog() == 0
 
 
 async def _lag_is_zero(settings, topics) -> bool:

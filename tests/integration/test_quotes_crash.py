@@ -62,6 +62,12 @@ async def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(
     log = tmp_path / "quotes.log"
     engine = create_async_engine(settings.database_url)
 
+    async def unsent() -> int:
+        async with engine.connect() as conn:
+            return int(
+                await conn.scalar(text("SELECT count(*) FROM outbox WHERE sent_at IS NULL")) or 0
+            )
+
     async def sales_orders() -> int:
         async with engine.connect() as conn:
             try:
@@ -94,6 +100,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(
             await producer
             process = _start(env, log)
             await eventually(lambda: _at_least(sales_orders, TOTAL), timeout=120)
+            await eventually(lambda: _equals(unsent, 0), timeout=60)  # the relay caught up
             await asyncio.sleep(2)  # anything doubled would show up by now
             assert await sales_orders() == TOTAL
 
@@ -112,6 +119,10 @@ async def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
         await engine.dispose()
+
+
+async def _equals(count, n: int) -> bool:
+    return await count() == n
 
 
 async def _at_least(count, n: int) -> bool:

@@ -40,6 +40,7 @@ async def test_two_instances_share_the_work_and_double_nothing(service_settings)
                     )
 
             await eventually(lambda: _equals(count, TOTAL), timeout=90)
+            await eventually(lambda: _equals(runtime_a.relay.backlog, 0), timeout=60)
             routed = defaultdict(set)
             for topic in ("charge.ready", "charge.need_order"):
                 for record in await kafka.read(topic, timeout=5):

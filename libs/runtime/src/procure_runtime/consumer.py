@@ -144,7 +144,7 @@ class Consumer:
 
     @property
     def source(self) -> str:
-        return f"/procure/{self.settings.service}"
+        return self.settings.source
 
     # --- one record -------------------------------------------------------------------
 

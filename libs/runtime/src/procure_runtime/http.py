@@ -140,11 +140,13 @@ class Page:
         self.limit = limit
         self.after = decode_cursor(cursor) if cursor else None
 
-    def answer(self, items: list[Any], key: Any) -> dict[str, Any]:
-        """`items` holds up to limit+1 rows; the extra one says there is a next page."""
+    def answer(self, items: list[Any], key: Any, view: Any = None) -> dict[str, Any]:
+        """`items` holds up to limit+1 rows; the extra one says there is a next page.
+        `key` gives a row's cursor value, `view` (optional) what the client sees of it."""
         more = len(items) > self.limit
         items = items[: self.limit]
-        return {"items": items, "next_cursor": encode_cursor(key(items[-1])) if more else None}
+        cursor = encode_cursor(key(items[-1])) if more else None
+        return {"items": [view(i) for i in items] if view else items, "next_cursor": cursor}
 
 
 def encode_cursor(value: Any) -> str:

@@ -62,7 +62,7 @@ class ServiceRuntime:
 
     @property
     def source(self) -> str:
-        return f"/procure/{self.settings.service}"
+        return self.settings.source
 
     def _declare_channels(self) -> None:
         s = self.settings

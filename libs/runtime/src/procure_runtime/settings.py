@@ -54,6 +54,11 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = Field("INFO", validation_alias=_env("PROCURE_LOG_LEVEL"))
 
+    @property
+    def source(self) -> str:
+        """The CloudEvents `source` of everything this service emits."""
+        return f"/procure/{self.service}"
+
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 

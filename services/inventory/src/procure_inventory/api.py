@@ -316,5 +316,4 @@ async def list_transfers(
     async with request.app.state.runtime.db.session() as session:
         rows = (await session.execute(query)).all()
     items = [(row.seq, movement_view(row)) for row in rows]
-    answer = page.answer(items, lambda item: item[0])
-    return {**answer, "items": [view for _, view in answer["items"]]}
+    return page.answer(items, lambda item: item[0], view=lambda item: item[1])

@@ -170,9 +170,7 @@ async def list_queue(
     async with request.app.state.runtime.db.session() as session:
         rows = (await session.execute(query.limit(page.limit + 1))).all()
     items = [(fulfillment.item_view(r), r.first_sent_at.isoformat()) for r in rows]
-    answer = page.answer(items, lambda i: [i[1], i[0]["item_id"]])
-    answer["items"] = [view for view, _ in answer["items"]]
-    return answer
+    return page.answer(items, lambda i: [i[1], i[0]["item_id"]], view=lambda i: i[0])
 
 
 @router.get("/fulfillment/{item_id}")

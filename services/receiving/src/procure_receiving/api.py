@@ -81,9 +81,7 @@ async def receiving_page(request: Request, _user: Reader, page: Page = Depends()
             )
         ).all()
     items = [(po.n, receiving_item(po, [ln for ln in lines if ln.po_id == po.id])) for po in pos]
-    answer = page.answer(items, key=lambda item: item[0])
-    answer["items"] = [view for _, view in answer["items"]]
-    return answer
+    return page.answer(items, key=lambda item: item[0], view=lambda item: item[1])
 
 
 @router.get("/purchase-orders/{po_id}")

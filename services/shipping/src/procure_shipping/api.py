@@ -61,9 +61,7 @@ async def delivered(request: Request, _user: Reader, page: Page = Depends()) -> 
 
 
 def _page(page: Page, rows: list[Any]) -> dict[str, Any]:
-    answer = page.answer(rows, key=lambda row: row[0])
-    answer["items"] = [view for _, view in answer["items"]]
-    return answer
+    return page.answer(rows, key=lambda row: row[0], view=lambda row: row[1])
 
 
 def _no_repeats(items: list[ItemIn]) -> None:

@@ -9,9 +9,8 @@ from collections import Counter
 
 import pytest
 
+from procure_devstack.stackclient import StackClient, units
 from procure_devstack.testing import eventually
-
-from .client import StackClient, units
 
 pytestmark = [
     pytest.mark.kafka,

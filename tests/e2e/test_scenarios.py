@@ -7,9 +7,8 @@ from procure_contracts.registry import spec_for_topic
 from procure_contracts.shapes import Product
 from procure_devstack import factories as f
 from procure_devstack.demo import ApiError, address
+from procure_devstack.stackclient import StackClient, units
 from procure_devstack.testing import eventually
-
-from .client import StackClient, units
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 

@@ -8,8 +8,8 @@ import pytest
 
 from procure_devstack.cli import main
 from procure_devstack.demo import SeedResult, run_seed_workflow
-
-from .client import Stack, StackClient, units
+from procure_devstack.stack import Stack
+from procure_devstack.stackclient import StackClient, units
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 

@@ -1,14 +1,16 @@
-"""What the end-to-end tests drive the stack with: the demo's `Api` (httpx per service, a
-token per person) plus a `KafkaProbe`, the SMTP sink and a few assertions that wait."""
+"""What the end-to-end and fault tests drive the stack with: the demo's `Api` (httpx per
+service, a token per person) plus a `KafkaProbe`, the SMTP sink and a few assertions that
+wait."""
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from procure_contracts import CloudEvent
-from procure_devstack.demo import Actor, Api, ApiError, Cast, address, parent
-from procure_devstack.smtp import ReceivedMessage, SmtpSink
-from procure_devstack.testing import KafkaProbe, eventually, unique
+
+from .demo import Actor, Api, ApiError, Cast, address, parent
+from .smtp import ReceivedMessage
+from .stack import Stack
+from .testing import KafkaProbe, eventually, unique
 
 STATUSES = (
     "Waiting Approval",
@@ -19,17 +21,6 @@ STATUSES = (
     "Canceled",
 )
 TIMEOUT = 30.0
-
-
-@dataclass
-class Stack:
-    urls: dict[str, str]
-    secret: str
-    bootstrap: str
-    prefix: str
-    sink: SmtpSink
-    logs: Callable[[], str]
-    kill_and_restart: Callable[[str], None]  # SIGKILL a service, start it again, wait ready
 
 
 def units(**counts: int) -> dict[str, int]:
@@ -45,7 +36,8 @@ def units(**counts: int) -> dict[str, int]:
 class StackClient:
     """One test's view of the stack: HTTP as any person, topics, mail."""
 
-    def __init__(self, stack: Stack, kafka: KafkaProbe) -> None:
+    def __init__(self, stack: Stack, kafka: KafkaProbe, timeout: float = TIMEOUT) -> None:
+        self.timeout = timeout  # how long each waiting assertion waits
         self.stack = stack
         self.kafka = kafka
         self.api = Api(stack.urls, stack.secret)
@@ -81,7 +73,7 @@ class StackClient:
             assert last["units"] == dict(expected), f"charge {charge_id}: {last['units']}"
             return last
 
-        return await eventually(check, timeout=TIMEOUT)
+        return await eventually(check, timeout=self.timeout)
 
     async def stock(self, product_id: str, location_id: str) -> dict[str, int]:
         page = await self.get("inventory", "/availability", product_id=product_id)
@@ -94,7 +86,7 @@ class StackClient:
             assert {k: got[k] for k in expected} == expected, f"stock: {got}"
             return True
 
-        await eventually(check, timeout=TIMEOUT)
+        await eventually(check, timeout=self.timeout)
 
     # --- topics -------------------------------------------------------------------------
 
@@ -103,7 +95,7 @@ class StackClient:
     ) -> list[CloudEvent]:
         """Exactly `count` events on `topic` matching `where` (waits, then checks no more)."""
         found = await self.kafka.read_events(
-            topic, count, where=where, timeout=TIMEOUT, settle=settle
+            topic, count, where=where, timeout=self.timeout, settle=settle
         )
         assert len(found) == count, f"{topic}: {len(found)} events, not {count}: {found}"
         return found
@@ -131,7 +123,7 @@ class StackClient:
             assert seen == [(kind, r) for r in want], f"{event.type} {event.id}: mail {seen}"
             return got or [None]  # truthy, so that "no mail at all" passes too
 
-        found = await eventually(check, timeout=TIMEOUT)
+        found = await eventually(check, timeout=self.timeout)
         return [m for m in found if m is not None]
 
     def mail_to(self, *addresses: str) -> list[ReceivedMessage]:
@@ -209,7 +201,7 @@ class StackClient:
             assert len(found) == 1 and found[0]["quantity"] == quantity, found
             return found[0]
 
-        return await eventually(check, timeout=TIMEOUT)
+        return await eventually(check, timeout=self.timeout)
 
     async def not_queued(self, charge_id: str) -> None:
         page = await self.get("purchasing", "/fulfillment", limit=1000)
@@ -224,7 +216,7 @@ class StackClient:
             assert len(found) == 1 and found[0]["quantity"] == quantity, found
             return found[0]
 
-        return await eventually(check, timeout=TIMEOUT)
+        return await eventually(check, timeout=self.timeout)
 
     async def on_receiving_page(self, po_id: str) -> dict[str, Any]:
         async def check() -> dict[str, Any]:
@@ -233,7 +225,7 @@ class StackClient:
             assert len(found) == 1, f"{po_id} not on the Receiving page"
             return found[0]
 
-        return await eventually(check, timeout=TIMEOUT)
+        return await eventually(check, timeout=self.timeout)
 
     async def order(
         self, vendor_id: str, ship_to: dict[str, Any], *item_ids: str

@@ -4,7 +4,6 @@ changes — no state, no outgoing event (the inbox absorbs every redelivery)."""
 from decimal import Decimal
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
@@ -15,33 +14,6 @@ from procure_quotes.app import build
 pytestmark = [pytest.mark.kafka, pytest.mark.faults(checks=("lost", "duplicates", "dead_letters"))]
 T = spec_for_topic
 CHARGES = 20
-
-
-async def _reset_group_to_earliest(settings, topics: list[str]) -> None:
-    """What `kafka-consumer-groups --reset-offsets --to-earliest` does: join the (idle)
-    group, take every partition, commit offset 0."""
-    consumer = AIOKafkaConsumer(
-        *[settings.topic(t) for t in topics],
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=settings.group_id,
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        await eventually(lambda: _assigned(consumer, len(topics)), timeout=30)
-        await consumer.commit(dict.fromkeys(consumer.assignment(), 0))
-    finally:
-        await consumer.stop()
-
-
-async def _assigned(consumer, topics: int) -> bool:
-    await consumer.getmany(timeout_ms=100, max_records=1)
-    return len({tp.topic for tp in consumer.assignment()}) == topics
-
-
-async def _partitions(consumer, topic):
-    await consumer._client.force_metadata_update()
-    return consumer.partitions_for_topic(topic) or set()
 
 
 async def _views(http, headers, so_ids):
@@ -137,13 +109,14 @@ async def test_reset_to_earliest_changes_nothing(service_settings) -> None:
         )
         assert published_before == CHARGES
 
-        await _reset_group_to_earliest(settings, runtime.handlers.topics)
+        await kafka.reset_group_to_earliest(settings.group_id, runtime.handlers.topics)
         app, runtime = build(settings)
         async with running(app, runtime) as http:
 
             async def drained():
-                return runtime.consumer is not None and await _lag_is_zero(
-                    settings, runtime.handlers.topics
+                return (
+                    runtime.consumer is not None
+                    and await kafka.lag(settings.group_id, runtime.handlers.topics) == 0
                 )
 
             await eventually(drained, timeout=60)
@@ -163,29 +136,3 @@ async def test_reset_to_earliest_changes_nothing(service_settings) -> None:
 
 async def _backlog_empty(runtime) -> bool:
     return await runtime.relay.backlog() == 0
-
-
-async def _lag_is_zero(settings, topics) -> bool:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=settings.group_id,
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        tps = [
-            TopicPartition(settings.topic(t), p)
-            for t in topics
-            for p in (
-                consumer.partitions_for_topic(settings.topic(t))
-                or await _partitions(consumer, settings.topic(t))
-            )
-        ]
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            committed = await consumer.committed(tp)
-            if (committed or 0) < ends[tp]:
-                return False
-        return True
-    finally:
-        await consumer.stop()

@@ -155,6 +155,66 @@ class KafkaProbe:
         )
         return matching(records)
 
+    # --- consumer groups, as `kafka-consumer-groups` sees them -------------------------
+
+    async def _partitions(
+        self, consumer: AIOKafkaConsumer, topics: list[str]
+    ) -> list[TopicPartition]:
+        await consumer._client.force_metadata_update()
+        return [
+            TopicPartition(self.topic(t), p)
+            for t in topics
+            for p in sorted(consumer.partitions_for_topic(self.topic(t)) or ())
+        ]
+
+    async def end_offsets(self, topics: list[str]) -> dict[str, int]:
+        """How many records each topic holds (summed over its partitions)."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets(await self._partitions(consumer, topics))
+        finally:
+            await consumer.stop()
+        totals = dict.fromkeys(topics, 0)
+        for tp, end in ends.items():
+            totals[tp.topic.removeprefix(self.prefix)] += end
+        return totals
+
+    async def lag(self, group_id: str, topics: list[str]) -> int:
+        """Records on `topics` that `group_id` has not committed yet."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=group_id, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            tps = await self._partitions(consumer, topics)
+            ends = await consumer.end_offsets(tps)
+            committed = [(await consumer.committed(tp)) or 0 for tp in tps]
+            return sum(ends[tp] - done for tp, done in zip(tps, committed, strict=True))
+        finally:
+            await consumer.stop()
+
+    async def reset_group_to_earliest(self, group_id: str, topics: list[str]) -> None:
+        """What `kafka-consumer-groups --reset-offsets --to-earliest --execute` does to an
+        idle group: join it, take every partition, commit offset 0."""
+        consumer = AIOKafkaConsumer(
+            *[self.topic(t) for t in topics],
+            bootstrap_servers=self.bootstrap,
+            group_id=group_id,
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+
+            async def assigned() -> bool:
+                await consumer.getmany(timeout_ms=100, max_records=1)
+                return len({tp.topic for tp in consumer.assignment()}) == len(topics)
+
+            await eventually(assigned, timeout=30)
+            await consumer.commit(dict.fromkeys(consumer.assignment(), 0))
+        finally:
+            await consumer.stop()
+
 
 async def eventually(
     check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.2

@@ -1,11 +1,15 @@
 """`python -m bench run [--n 2000] [--db sqlite,postgresql] [--services quotes,...]
 [--smoke] [--profile SERVICE] [--out DIR]`: the raw-Kafka baseline, the minimal loop and
-each service's hot path, in one run on one broker, then JSON, Markdown and plots."""
+each service's hot path, in one run on one broker, then JSON, Markdown and plots.
+
+`python -m bench e2e ...` (bench/e2e.py) and `python -m bench memory ...`
+(bench/memory.py) run the whole stack instead."""
 
 import argparse
 import asyncio
 import logging
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -17,7 +21,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import baseline, env, minimal, report, services
+from bench import baseline, e2e, e2e_report, env, memory, minimal, report, services
 from bench.events import need_orders
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -33,7 +37,29 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--smoke", action="store_true", help="tiny: n=20, sqlite, purchasing")
     run.add_argument("--profile", default=None, help="profile this service's hot path")
     run.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    whole = sub.add_parser("e2e", help="the whole stack, end to end (bench/e2e.py)")
+    whole.add_argument("--n", type=int, default=None, help="charges (2000)")
+    whole.add_argument("--rate", type=float, default=None, help="charges offered per s (100)")
+    whole.add_argument("--warmup", type=int, default=None, help="charges before the clock (20)")
+    whole.add_argument("--smoke", action="store_true", help="tiny: n=10, rate 10, sqlite")
+    mem = sub.add_parser("memory", help="RSS per service under steady load (bench/memory.py)")
+    mem.add_argument("--minutes", type=float, default=10.0)
+    mem.add_argument("--rate", type=float, default=20.0, help="charges offered per s")
+    mem.add_argument("--every", type=float, default=5.0, help="seconds between samples")
+    for p in (whole, mem):
+        p.add_argument("--db", choices=("postgresql", "sqlite"), default=None)
+        p.add_argument("--cadence", type=float, default=1.0, help="the people act every N s")
+        p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     args = parser.parse_args(argv)
+    if args.command == "e2e":
+        args.n = args.n or (10 if args.smoke else 2000)
+        args.rate = args.rate or (10.0 if args.smoke else 100.0)
+        args.warmup = args.warmup if args.warmup is not None else (2 if args.smoke else 20)
+        args.db = args.db or ("sqlite" if args.smoke else "postgresql")
+    if args.command == "memory":
+        args.db = args.db or "postgresql"
+    if args.command != "run":
+        return args
     smoke = args.smoke
     args.n = args.n or (20 if smoke else 2000)
     args.db = (args.db or ("sqlite" if smoke else "sqlite,postgresql")).split(",")
@@ -92,9 +118,44 @@ def git_commit() -> str:
         return "?"
 
 
+def whole_stack(args: argparse.Namespace) -> int:
+    """`e2e` or `memory`: one stack, one measurement, then JSON, Markdown and plots."""
+    scenario = e2e if args.command == "e2e" else memory
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    load_before = os.getloadavg()[0]
+    say(f"{args.command}: starting the stack on {args.db}")
+    with e2e.stack_on(args.db) as stack:
+        say(f"{args.command}: stack ready (prefix {stack.prefix}); running")
+        results = asyncio.run(scenario.measure(stack, args))
+        bootstrap = stack.bootstrap
+    results["meta"] = {
+        "stamp": stamp,
+        "database": args.db,
+        "broker": bootstrap,
+        "cadence": args.cadence,
+        "every": getattr(args, "every", 1.0),
+        "cpus": os.cpu_count(),
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+        "commit": git_commit(),
+        "python": sys.version.split()[0],
+        "harness_cpu_s": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),
+    }
+    paths = e2e_report.write(results, args.out, stamp)
+    for name, s in results["stages"].items():
+        if s.get("count"):
+            say(
+                f"{name:<24} n={s['count']:<5} p50 {s['p50_ms']:>8.0f} ms  p99 {s['p99_ms']:>8.0f} ms"
+            )
+    say(f"{'ok' if results['ok'] else 'NOT ok'}; wrote {paths['json']} and {paths['markdown']}")
+    return 0 if results["ok"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # retried leader moves are noise
+    if args.command != "run":
+        return whole_stack(args)
     args.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     args.out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]

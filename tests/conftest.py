@@ -2,15 +2,13 @@
 processes (`procure_devstack.stack`), a topic probe, and a client per test that checks,
 when the test is done, that nothing was dead-lettered unless the test said so."""
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
-from procure_devstack.cli import SERVICES
 from procure_devstack.stack import Stack, launch_stack
-from procure_devstack.stackclient import StackClient
+from procure_devstack.stackclient import StackClient, dead_letters
 from procure_devstack.testing import KafkaProbe
 
 
@@ -40,17 +38,6 @@ def stack(
 async def kafka(stack: Stack) -> AsyncIterator[KafkaProbe]:
     async with KafkaProbe(stack.bootstrap, stack.prefix) as probe:
         yield probe
-
-
-async def dead_letters(kafka: KafkaProbe) -> list:
-    """Every record in the stack's dead-letter topics."""
-    dead = await asyncio.gather(
-        *(
-            kafka.read(f"dlq.{name}", until=lambda got: True, timeout=10, settle=1.0)
-            for name in SERVICES
-        )
-    )
-    return [r for records in dead for r in records]
 
 
 @pytest.fixture

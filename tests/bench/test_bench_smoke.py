@@ -63,3 +63,45 @@ def test_smoke_run_measures_every_scenario_and_writes_the_reports(
     pngs = sorted(p.name.rsplit("-", 1)[-1] for p in tmp_path.glob("*.png"))
     assert pngs == ["lag.png", "throughput.png"]
     assert all(p.stat().st_size > 1000 for p in tmp_path.glob("*.png"))
+
+
+def test_smoke_e2e_carries_every_charge_to_delivered_and_writes_the_reports(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "e2e", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+
+    [report] = tmp_path.glob("*-e2e.json")
+    results = json.loads(report.read_text())
+    assert (results["ok"], results["charges"], results["verified_in_quotes"]) == (True, 10, 10)
+    assert results["errors"] == [] and not any(results["dead_letters"].values())
+    assert set(results["counts"].values()) == {10}  # every charge passed every point
+    assert set(results["stages"]) == {
+        "won→need_order",
+        "won→queue",
+        "receipt→ready",
+        "receipt→ready (quotes)",
+        "delivery→delivered",
+        "won→delivered",
+    }
+    for stage in results["stages"].values():
+        assert stage["count"] == 10 and {"p50_ms", "p95_ms", "p99_ms", "max_ms"} <= set(stage)
+    assert {"offered_per_s", "routed_per_s", "whole_flow_per_s"} == set(results["throughput"])
+    assert set(results["goals"]) == {"won→queue", "receipt→ready", "receipt→ready (quotes)"}
+    services = {"quotes", "inventory", "purchasing", "receiving", "shipping", "notifier"}
+    assert set(results["series"]["lag"][-1][1]) == services
+    assert set(results["series"]["processes"][-1][1]) == services
+
+    summary = (tmp_path / "latest-e2e.md").read_text()
+    assert "| won→queue | 10 |" in summary and "indicative" in summary
+    pngs = sorted(p.name.rsplit("-", 1)[-1] for p in tmp_path.glob("*.png"))
+    assert pngs == ["flow.png", "latency.png", "rss.png"]
+    assert all(p.stat().st_size > 1000 for p in tmp_path.glob("*.png"))

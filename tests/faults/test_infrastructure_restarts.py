@@ -1,112 +1,77 @@
-"""Faults: PostgreSQL, then the Kafka broker, stopped and started again while a stream of
-`opportunity.won` flows through quotes. Nothing is lost, nothing doubled, nothing
-dead-lettered (outages are retried, never dead-lettered)."""
+"""Faults 2 and 3: the Kafka broker, then PostgreSQL, stopped and started again while N
+charges go through approval, PO, receipt and delivery on the six-process stack.
+
+The broker is stopped with events in flight and stays down while people keep working
+(approvals, receipts are accepted: each is a database commit with its events in the
+outbox); the relays publish once it is back. PostgreSQL is stopped twice with events in
+flight; consumers retry (never dead-letter) until it is back. The end state is exact
+(flow.check): nothing lost, nothing doubled, one email per trigger."""
 
 import asyncio
 import os
 import subprocess
-from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
-from procure_contracts.registry import spec_for_topic
-from procure_devstack import factories as f
 from procure_devstack.kafka import LocalKafka
-from procure_devstack.testing import KafkaProbe, eventually, free_port, running
-from procure_quotes.app import build
-from procure_quotes.models import sales_orders
+from procure_devstack.stackclient import StackClient, dead_letters
+from procure_devstack.testing import free_port
 
-pytestmark = [pytest.mark.kafka, pytest.mark.faults(checks=("lost", "duplicates", "dead_letters"))]
-TOTAL = int(os.environ.get("PROCURE_FAULT_CHARGES", "60"))
+from . import flow
 
-
-async def _stream_with_outage(settings, runtime, outage) -> None:
-    wins = [f.opportunity_won(f.charge(f.product(procurement=i % 2 == 0), 1)) for i in range(TOTAL)]
-    async with KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka:
-
-        async def stream() -> None:
-            for won in wins:
-                await kafka.publish(spec_for_topic("opportunity.won"), won)
-                await asyncio.sleep(0.01)
-
-        producer = asyncio.create_task(stream())
-        await eventually(lambda: _at_least(runtime, TOTAL // 4), timeout=60, interval=0.05)
-        await outage()
-        await producer
-        await eventually(lambda: _at_least(runtime, TOTAL), timeout=120)
-        await eventually(lambda: _backlog_empty(runtime), timeout=60)
-        await asyncio.sleep(1)
-        assert await _count(runtime) == TOTAL
-        routed = defaultdict(set)
-        for topic in ("charge.ready", "charge.need_order"):
-            for record in await kafka.read(topic, timeout=5):
-                routed[record.event.data["charge_id"]].add(record.event.id)
-        assert set(routed) == {w.charges[0].id for w in wins}
-        assert all(len(ids) == 1 for ids in routed.values())
-        assert await kafka.read("dlq.quotes", timeout=1.0) == []
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.e2e,
+    pytest.mark.faults(checks=("lost", "duplicates", "emails", "dead_letters")),
+]
+OUTAGE_S = 3.0
 
 
-async def _count(runtime) -> int:
-    async with runtime.db.session() as session:
-        return int(await session.scalar(select(func.count()).select_from(sales_orders)) or 0)
-
-
-async def _at_least(runtime, n: int) -> bool:
-    try:
-        return await _count(runtime) >= n
-    except Exception:  # the database is away: not yet
-        return False
-
-
-async def _backlog_empty(runtime) -> bool:
-    try:
-        return await runtime.relay.backlog() == 0
-    except Exception:
-        return False
-
-
-@pytest.mark.parametrize("db_backend", ["postgresql"], indirect=True)
-async def test_postgresql_restart_mid_stream(service_settings) -> None:
-    if os.environ.get("PROCURE_TEST_DATABASE_URL"):
-        pytest.skip("stops the machine's PostgreSQL cluster; not with an external database")
-    settings = service_settings("quotes", topic_partitions=3)
-    app, runtime = build(settings)
-
-    async def outage() -> None:
-        await asyncio.to_thread(
-            subprocess.run, ["pg_ctlcluster", "15", "main", "stop", "-m", "fast"], check=True
-        )
-        await asyncio.sleep(3)
-        await asyncio.to_thread(
-            subprocess.run, ["pg_ctlcluster", "15", "main", "start"], check=True
-        )
-
-    async with running(app, runtime):
-        await _stream_with_outage(settings, runtime, outage)
-
-
-@pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
-async def test_kafka_restart_mid_stream(service_settings, tmp_path: Path) -> None:
+async def test_kafka_broker_restart_mid_stream(
+    tmp_path: Path, postgres_url: Callable[[str], str]
+) -> None:
     broker = LocalKafka(
-        tmp_path / "kafka", port=free_port(), controller_port=free_port(), heap="512m"
+        tmp_path / "kafka", port=free_port(), controller_port=free_port(), heap="768m"
     )
     broker.start()
-    broker.wait_ready(timeout=90)
+    await asyncio.to_thread(broker.wait_ready, 90)
     try:
-        settings = service_settings(
-            "quotes", kafka_bootstrap_servers=broker.bootstrap, topic_partitions=3
-        )
-        app, runtime = build(settings)
+        async with flow.own_stack(tmp_path / "stack", broker.bootstrap, postgres_url) as c:
 
-        async def outage() -> None:
-            await asyncio.to_thread(broker.stop)
-            await asyncio.sleep(3)
-            await asyncio.to_thread(broker.start)
-            await asyncio.to_thread(broker.wait_ready, 90)
+            async def down() -> None:
+                await asyncio.to_thread(broker.stop)
 
-        async with running(app, runtime):
-            await _stream_with_outage(settings, runtime, outage)
+            async def up() -> None:
+                await asyncio.sleep(OUTAGE_S)
+                await asyncio.to_thread(broker.start)
+                await asyncio.to_thread(broker.wait_ready, 90)
+
+            # Down while half the approvals, then half the receipts, are accepted
+            # (database commits, events in the outbox) with events in flight.
+            done = await flow.run(
+                c, flow.Hooks(approved_half=down, approved=up, received_half=down, received=up)
+            )
+            await flow.check(c, done)
+            assert await dead_letters(c.kafka) == []
     finally:
         broker.kill()
+
+
+def _pg(action: str) -> None:
+    args = ["pg_ctlcluster", "15", "main", action, *(["-m", "fast"] if action == "stop" else [])]
+    subprocess.run(args, check=True)
+
+
+async def test_postgresql_restart_mid_stream(client: StackClient) -> None:
+    if os.environ.get("PROCURE_TEST_DATABASE_URL"):
+        pytest.skip("stops the machine's PostgreSQL cluster; not with an external database")
+
+    async def outage() -> None:
+        await asyncio.to_thread(_pg, "stop")
+        await asyncio.sleep(OUTAGE_S)
+        await asyncio.to_thread(_pg, "start")
+
+    done = await flow.run(client, flow.Hooks(charged=outage, submitted=outage, delivered=outage))
+    await flow.check(client, done)

@@ -2,15 +2,17 @@
 service, a token per person) plus a `KafkaProbe`, the SMTP sink and a few assertions that
 wait."""
 
+import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from procure_contracts import CloudEvent
 
+from .cli import SERVICES
 from .demo import Actor, Api, ApiError, Cast, address, parent
 from .smtp import ReceivedMessage
 from .stack import Stack
-from .testing import KafkaProbe, eventually, unique
+from .testing import KafkaProbe, Landed, eventually, unique
 
 STATUSES = (
     "Waiting Approval",
@@ -21,6 +23,17 @@ STATUSES = (
     "Canceled",
 )
 TIMEOUT = 30.0
+
+
+async def dead_letters(kafka: KafkaProbe) -> list[Landed]:
+    """Every record in the stack's dead-letter topics."""
+    dead = await asyncio.gather(
+        *(
+            kafka.read(f"dlq.{name}", until=lambda got: True, timeout=10, settle=1.0)
+            for name in SERVICES
+        )
+    )
+    return [r for records in dead for r in records]
 
 
 def units(**counts: int) -> dict[str, int]:

@@ -56,7 +56,7 @@ REGISTRY: tuple[EventSpec, ...] = (
         _attr("id"),
         "product id",
         ("inventory",),
-        ("quotes", "purchasing", "receiving", "shipping"),
+        ("quotes", "purchasing", "receiving"),
         "A product was created or changed (latest version per key).",
         compacted=True,
     ),
@@ -162,7 +162,7 @@ REGISTRY: tuple[EventSpec, ...] = (
         _attr("charge_id"),
         "charge id",
         ("purchasing",),
-        ("inventory",),
+        ("inventory", "quotes"),
         "A person picks stock instead of ordering.",
     ),
     EventSpec(

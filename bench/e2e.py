@@ -104,6 +104,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         await flow.ready_marks()
         verified = await flow.delivered_in_quotes(ids)
         dead = await flow.dead_letters()
+        handlers = await flow.handler_time()
     if not done:
         print(stack.logs(20))
     return {
@@ -114,6 +115,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         "verified_in_quotes": verified,
         "errors": flow.errors,
         "dead_letters": dead,
+        "handlers": handlers,
         "seconds": round(seconds, 1),
         "counts": {p: flow.count(p, ids) for p in POINTS},
         "offer": {"rate": args.rate, "max_slip_s": round(flow.slip_s, 3)},

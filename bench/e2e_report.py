@@ -97,6 +97,25 @@ def _dead(r: dict[str, Any]) -> str:
     return ", ".join(f"{n} {c}" for n, c in dead.items()) if dead else "none"
 
 
+def _handler_lines(r: dict[str, Any]) -> list[str]:
+    """Where each consumer's time went: seconds inside its handlers' transactions, and
+    the event types costing most (events x mean ms)."""
+    lines = [
+        "Time in handlers (each service's `/metrics`, `procure_handler_seconds`; one "
+        "consumer per service applies its events one at a time):",
+        "",
+    ]
+    for name, per in r["handlers"].items():
+        busy = sum(total for _, total in per.values())
+        top = sorted(per.items(), key=lambda kv: -kv[1][1])[:4]
+        costs = ", ".join(
+            f"{kind} {count:.0f} x {1000 * total / max(count, 1):.0f} ms"
+            for kind, (count, total) in top
+        )
+        lines.append(f"- {name}: {busy:.1f} s in {r['seconds']} s; {costs}")
+    return lines
+
+
 def e2e_markdown(r: dict[str, Any], paths: dict[str, Path]) -> str:
     t, offer = r["throughput"], r["offer"]
     lines = _header(r, "End-to-end benchmark")
@@ -129,8 +148,12 @@ def e2e_markdown(r: dict[str, Any], paths: dict[str, Path]) -> str:
         "(Ready tab); (quotes): quotes applied it (the units' status). Their inbox rows.",
         "- delivery→delivered: the delivery POST returned → `salesorder.ready_to_fulfill`.",
         "- won→delivered includes the people's cadence (they act in bulk).",
+        "- The charges of one receipt or one delivery share its time: those stages have as "
+        "many distinct values as there were receipts or deliveries.",
         "",
         *_service_table(r),
+        "",
+        *_handler_lines(r),
         "",
         f"![charges per second and lag]({paths['flow_png'].name})",
         "",
@@ -180,6 +203,8 @@ def memory_markdown(r: dict[str, Any], paths: dict[str, Path]) -> str:
         f"{FLAT_MB:g} MB of fitted growth over the second half): **{verdict}**.",
         "",
         *_service_table(r),
+        "",
+        *_handler_lines(r),
         "",
         f"![RSS and CPU]({paths['rss_png'].name})",
         "",

@@ -23,6 +23,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -293,6 +294,25 @@ class Flow:
         probe = self.client.kafka
         found = await probe.end_offsets([f"dlq.{name}" for name in self.stack.procs])
         return {topic.removeprefix("dlq."): n for topic, n in found.items()}
+
+    async def handler_time(self) -> dict[str, dict[str, list[float]]]:
+        """Per service and event type: [events applied, seconds in their transactions],
+        from each service's /metrics (`procure_handler_seconds`)."""
+        out: dict[str, dict[str, list[float]]] = {}
+        for name, url in self.stack.urls.items():
+            text = (await self.client.api.http.get(f"{url}/metrics")).text
+            per = out.setdefault(name, {})
+            for family in text_string_to_metric_families(text):
+                if family.name != "procure_handler_seconds":
+                    continue
+                for sample in family.samples:
+                    kind = sample.name.rsplit("_", 1)[-1]
+                    if kind in ("count", "sum"):
+                        short = sample.labels["type"].removeprefix("procurement.")
+                        per.setdefault(short, [0, 0.0])[1 if kind == "sum" else 0] = round(
+                            sample.value, 3
+                        )
+        return out
 
     async def delivered_in_quotes(self, ids: list[str]) -> int:
         """How many of these charges quotes shows with every unit Delivered/Shipped."""

@@ -41,6 +41,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         flow.stop.set()
         await asyncio.gather(*tasks)
         dead = await flow.dead_letters()
+        handlers = await flow.handler_time()
     return {
         "scenario": "memory",
         "ok": not flow.errors and not any(dead.values()),
@@ -50,6 +51,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         "delivered": flow.count("delivered", ids),
         "errors": flow.errors,
         "dead_letters": dead,
+        "handlers": handlers,
         "offer": {"rate": args.rate, "max_slip_s": round(flow.slip_s, 3)},
         "stages": {name: stats(v) for name, v in latencies(flow.marks, ids).items()},
         "rss": rss_summary(samplers.processes),

@@ -123,6 +123,7 @@ def launch_stack(
         "PROCURE_SMTP_TLS": "none",
         "PROCURE_SMTP_FROM": "procure@stack.example",
         "PROCURE_SMTP_RETRY_BACKOFF_S": "0.5",
+        "PROCURE_SMTP_RETRY_MAX_S": "2",  # a test's outage ends; mail should follow soon
         "PROCURE_JWT_SECRET": secret,
         "PROCURE_RETRY_BACKOFF_S": "0.1",
         "PYTHONUNBUFFERED": "1",

@@ -39,13 +39,13 @@ def hold_until_set(runtime: Any) -> asyncio.Event:
     """The consumer applies nothing until the returned event is set: counting and timing
     start with the first event, after the service's startup."""
     gate = asyncio.Event()
-    process = runtime.consumer.process
+    process_batch = runtime.consumer.process_batch
 
-    async def gated(record: Any) -> Any:
+    async def gated(records: Any) -> Any:
         await gate.wait()
-        return await process(record)
+        return await process_batch(records)
 
-    runtime.consumer.process = gated
+    runtime.consumer.process_batch = gated
     return gate
 
 

@@ -26,7 +26,7 @@ async def test_two_instances_share_the_work_and_double_nothing(service_settings)
     app_b, runtime_b = build(second)
     calls = {"a": 0, "b": 0}
     for name, runtime in (("a", runtime_a), ("b", runtime_b)):
-        runtime.consumer.process = _counting(runtime.consumer.process, calls, name)
+        runtime.consumer.process_batch = _counting(runtime.consumer.process_batch, calls, name)
     async with running(app_a, runtime_a), running(app_b, runtime_b):
         async with KafkaProbe(first.kafka_bootstrap_servers, first.topic_prefix) as kafka:
             await asyncio.gather(
@@ -50,10 +50,10 @@ async def test_two_instances_share_the_work_and_double_nothing(service_settings)
         assert calls["a"] > 0 and calls["b"] > 0, f"both instances consumed: {calls}"
 
 
-def _counting(process, calls: dict[str, int], name: str):
-    async def counted(record):
-        calls[name] += 1
-        return await process(record)
+def _counting(process_batch, calls: dict[str, int], name: str):
+    async def counted(records):
+        calls[name] += len(records)
+        return await process_batch(records)
 
     return counted
 

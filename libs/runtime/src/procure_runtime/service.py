@@ -88,23 +88,33 @@ class ServiceRuntime:
             ack_policy=AckPolicy.MANUAL,
             auto_offset_reset="earliest",
             decoder=_raw_body,
+            batch=True,
+            max_records=s.consume_batch,
+            # How long a fetch waits when nothing is there (FastStream then also sleeps
+            # that long): the latency an idle service adds to the first record.
+            batch_timeout_ms=20,
             title=f"{s.service}:consume",
             description="Consumes: " + ", ".join(topics),
         )
-        async def on_record(body: bytes, msg: KafkaMessage) -> None:
-            raw = cast(ConsumerRecord, msg.raw_message)
-            record = Record(
-                topic=raw.topic[len(s.topic_prefix) :],
-                partition=raw.partition,
-                offset=raw.offset,
-                key=raw.key,
-                value=body,
-            )
+        async def on_records(body: Any, msg: KafkaMessage) -> None:
+            raws = cast(tuple[ConsumerRecord, ...], msg.raw_message)
+            records = [
+                Record(
+                    topic=raw.topic[len(s.topic_prefix) :],
+                    partition=raw.partition,
+                    offset=raw.offset,
+                    key=raw.key,
+                    value=raw.value or b"",
+                )
+                for raw in raws
+            ]
             try:
-                await self.consumer.process(record)
+                await self.consumer.process_batch(records)
             finally:
                 clear()
-            await msg.ack()  # only now: the database commit (or the dead letter) is durable
+            # Only now: the database commit (or the dead letters) is durable. This commits
+            # the consumer's positions, which are just past the batch.
+            await msg.ack()
 
     # --- lifecycle ---------------------------------------------------------------------
 

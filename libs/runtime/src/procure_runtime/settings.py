@@ -46,6 +46,9 @@ class ServiceSettings(BaseSettings):
     topic_prefix: str = Field("", validation_alias=_env("PROCURE_TOPIC_PREFIX"))
     topic_partitions: int = Field(3, validation_alias=_env("PROCURE_TOPIC_PARTITIONS"))
     topic_replication: int = Field(1, validation_alias=_env("PROCURE_TOPIC_REPLICATION"))
+    # Records fetched and applied per transaction (and per offset commit); 1 = one at a
+    # time. Larger batches trade a little latency under load for throughput.
+    consume_batch: int = Field(200, ge=1, validation_alias=_env("PROCURE_CONSUME_BATCH"))
     park_timeout_s: float = Field(600.0, validation_alias=_env("PROCURE_PARK_TIMEOUT_S"))
     handler_max_attempts: int = Field(5, validation_alias=_env("PROCURE_HANDLER_MAX_ATTEMPTS"))
     retry_backoff_s: float = Field(0.2, validation_alias=_env("PROCURE_RETRY_BACKOFF_S"))

@@ -2,6 +2,7 @@
 (R3/R4) and the charge status ledger; rules live in `domain`, persistence in `ledger`."""
 
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -74,11 +75,8 @@ async def on_reservation(uow: UnitOfWork, data: ev.StockReservationV1, event: Cl
 @handlers.on(topic("opportunity.won"))
 async def on_opportunity_won(uow: UnitOfWork, data: ev.OpportunityWonV1, event: CloudEvent) -> None:
     so = data.sales_order
-    if await uow.session.scalar(select(sales_orders.c.id).where(sales_orders.c.id == so.id)):
-        log.info("sales order exists already; event ignored", sales_order_id=so.id)
-        return
-    await uow.session.execute(
-        sales_orders.insert().values(
+    inserted = await uow.session.execute(
+        insert_ignore(sales_orders, uow.dialect).values(
             id=so.id,
             opportunity_id=data.opportunity.id,
             status=SalesOrderStatus.NEW,
@@ -87,15 +85,21 @@ async def on_opportunity_won(uow: UnitOfWork, data: ev.OpportunityWonV1, event: 
             ship_to=so.ship_to.model_dump(mode="json"),
         )
     )
+    if inserted.rowcount == 0:  # type: ignore[attr-defined]
+        log.info("sales order exists already; event ignored", sales_order_id=so.id)
+        return
     await uow.session.execute(
         update(opportunities).where(opportunities.c.id == data.opportunity.id).values(status="Won")
     )
+    rows = []
     for charge in data.charges:
         destination = charge.ship_to or so.ship_to
-        await create_charge(
+        row = await create_charge(
             uow, charge, data.organization, destination, so.id, data.opportunity.id, event
         )
-    await ledger.refresh_sales_order(uow, so.id)
+        if row is not None:
+            rows.append(row)
+    await ledger.settle_new_sales_order(uow, so.id, so.owner, rows)
 
 
 @handlers.on(topic("charge.created"))
@@ -118,11 +122,9 @@ async def create_charge(
     sales_order_id: str | None,
     opportunity_id: str | None,
     event: CloudEvent,
-) -> None:
-    """Store a charge once and route its units (R3/R4) through the outbox."""
-    if await uow.session.scalar(select(charges.c.id).where(charges.c.id == charge.id)):
-        log.info("charge exists already; ignored", charge_id=charge.id)
-        return
+) -> Any:
+    """Store a charge once and route its units (R3/R4) through the outbox; the new row
+    (None if the charge existed already)."""
     try:
         routing = route_charge(
             charge.quantity,
@@ -131,8 +133,8 @@ async def create_charge(
         )
     except ReservationsExceedQuantity as exc:
         raise Reject(f"charge {charge.id}: {exc}") from None
-    await uow.session.execute(
-        charges.insert().values(
+    inserted = await uow.session.execute(
+        insert_ignore(charges, uow.dialect).values(
             id=charge.id,
             sales_order_id=sales_order_id,
             opportunity_id=opportunity_id,
@@ -149,6 +151,9 @@ async def create_charge(
             sent_to_procurement=routing.to_procurement,
         )
     )
+    if inserted.rowcount == 0:  # type: ignore[attr-defined]
+        log.info("charge exists already; ignored", charge_id=charge.id)
+        return None
     row = (await uow.session.execute(select(charges).where(charges.c.id == charge.id))).one()
     summary = (
         f"created: {routing.ready} ready, {routing.awaiting_pick} awaiting pick, "
@@ -174,6 +179,7 @@ async def create_charge(
             _need_order(row, routing.to_procurement, None),
             correlationid=correlation,
         )
+    return row
 
 
 def _need_order(row, units: int, reservation_id: str | None) -> ev.ChargeNeedOrderV1:
@@ -220,7 +226,8 @@ async def apply(
             uow.session, uow.dialect, charge_id, before, after, **(extra or {}).get(charge_id, {})
         )
         await ledger.record(uow, row, event, "; ".join(summary for _, summary in charge_steps))
-        touched_orders.add(row.sales_order_id)
+        if after != before:  # the sales order's view derives from its charges' ledgers only
+            touched_orders.add(row.sales_order_id)
     for so_id in sorted(filter(None, touched_orders)):
         await ledger.refresh_sales_order(uow, so_id)
 

@@ -139,14 +139,29 @@ async def refresh_sales_order(uow: UnitOfWork, sales_order_id: str | None) -> No
     if now_can != so.can_fulfill:
         values["can_fulfill"] = now_can
         if now_can:
-            uow.emit(
-                READY_TO_FULFILL,
-                ev.SalesOrderReadyToFulfillV1(
-                    sales_order_id=so.id, owner=Person.model_validate(so.owner)
-                ),
-                correlationid=so.id,
-            )
+            _ready_to_fulfill(uow, so.id, Person.model_validate(so.owner))
     if values:
         await session.execute(
             update(sales_orders).where(sales_orders.c.id == so.id).values(**values)
         )
+
+
+async def settle_new_sales_order(
+    uow: UnitOfWork, sales_order_id: str, owner: Person, rows: list[Any]
+) -> None:
+    """`refresh_sales_order` for a sales order created in this transaction, `rows` being
+    all its charges, just created: no PO line, approval or delivery can exist for them
+    yet (events naming them park until they exist), so nothing needs reading back."""
+    if can_fulfill([ledger_of(r, ([], [])) for r in rows]):
+        _ready_to_fulfill(uow, sales_order_id, owner)
+        await uow.session.execute(
+            update(sales_orders).where(sales_orders.c.id == sales_order_id).values(can_fulfill=True)
+        )
+
+
+def _ready_to_fulfill(uow: UnitOfWork, sales_order_id: str, owner: Person) -> None:
+    uow.emit(
+        READY_TO_FULFILL,
+        ev.SalesOrderReadyToFulfillV1(sales_order_id=sales_order_id, owner=owner),
+        correlationid=sales_order_id,
+    )

@@ -287,12 +287,20 @@ async def on_approval_decided(
 async def on_queue_change(
     uow: UnitOfWork, data: ev.ChargeForwardedV1 | ev.PickRequestedV1, event: CloudEvent
 ) -> None:
-    """Queue membership only: history, no ledger change."""
+    """Queue membership only: a history line, no ledger change (so no lock, no ledger
+    load, no sales order refresh)."""
     if isinstance(data, ev.PickRequestedV1):
         summary = f"pick of {data.quantity} requested at {data.location_id}"
     else:
         summary = f"{data.quantity} forwarded to Purchasing & Fulfillment"
-    await apply(uow, event, {data.charge_id: [(lambda led: led, summary)]})
+    row = (
+        await uow.session.execute(
+            select(charges.c.id, charges.c.sales_order_id).where(charges.c.id == data.charge_id)
+        )
+    ).first()
+    if row is None:
+        raise Park(f"charges not seen yet: {data.charge_id}")
+    await ledger.record(uow, row, event, summary)
 
 
 @handlers.on(topic("po.submitted"))

@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: run test setup system-deps kafka-jars postgres lint format schemas docs faults bench down
+.PHONY: run test setup system-deps kafka-jars postgres lint format schemas docs faults bench bench-memory down
 
 run: setup kafka-jars
 	$(UV) run procure up
@@ -52,6 +52,11 @@ migration:
 BENCH_ARGS ?=
 bench: setup kafka-jars postgres
 	$(UV) run python -m bench run $(BENCH_ARGS)
+	$(UV) run python -m bench e2e
+
+# Memory of every service under a steady load of the whole flow, 10 minutes.
+bench-memory: setup kafka-jars postgres
+	$(UV) run python -m bench memory
 
 # The fault-injection suite alone (it also runs, in its short form, within `make test`).
 faults: setup kafka-jars postgres

@@ -20,10 +20,12 @@ pytestmark = [
 
 async def test_smtp_down_for_a_while_sends_every_email_once(client: StackClient) -> None:
     sink = client.stack.sink
-    sent_before = len(sink.messages)
+    sent_before = 0
 
     async def down() -> None:
+        nonlocal sent_before
         sink.stop()
+        sent_before = len(sink.messages)
 
     async def up() -> None:
         await asyncio.sleep(2)  # retries keep failing for a while after the last trigger

@@ -2,9 +2,9 @@
 request, valid or not, may get a 5xx (spec section 5: bad input is a 4xx), and a
 response must match the schema its operation declares for that status.
 
-The services run in-process with `running()` (SQLite, the real broker). Schemathesis
-generates the cases; they are sent through the service's own in-process client, in the
-event loop the service runs in. (`schemathesis.openapi.from_asgi` would start the app's
+The services run in-process with `running()`, on SQLite and on PostgreSQL, with the
+real broker. Schemathesis generates the cases; they are sent through the service's own
+in-process client, in the event loop the service runs in. (`schemathesis.openapi.from_asgi` would start the app's
 lifespan a second time in schemathesis' own loop: a second runtime on the same database.)
 Failures are collected per operation with a curl command that reproduces them.
 """
@@ -42,11 +42,6 @@ CHECKS = {
     GenerationMode.POSITIVE: [not_a_server_error, response_schema_conformance],
     GenerationMode.NEGATIVE: [not_a_server_error],
 }
-
-
-@pytest.fixture
-def db_backend() -> str:
-    return "sqlite"
 
 
 async def send(http: httpx.AsyncClient, kwargs: dict[str, Any]) -> httpx.Response:

@@ -45,7 +45,8 @@ async def client(
     stack: Stack, kafka: KafkaProbe, request: pytest.FixtureRequest
 ) -> AsyncIterator[StackClient]:
     before = {(r.topic, r.partition, r.offset) for r in await dead_letters(kafka)}
-    async with StackClient(stack, kafka) as c:
+    # Patient waits: after a SIGKILL a mail waits out its lease (PROCURE_SMTP_TIMEOUT_S).
+    async with StackClient(stack, kafka, timeout=90.0) as c:
         yield c
         if getattr(request.node, "rep_call", None) and request.node.rep_call.failed:
             print(stack.logs(), file=sys.stderr)

@@ -124,6 +124,9 @@ def launch_stack(
         "PROCURE_SMTP_FROM": "procure@stack.example",
         "PROCURE_SMTP_RETRY_BACKOFF_S": "0.5",
         "PROCURE_SMTP_RETRY_MAX_S": "2",  # a test's outage ends; mail should follow soon
+        # A mail a SIGKILLed notifier had claimed waits out the claim's lease (10 x this,
+        # 300 s by default) before another start sends it: 50 s here.
+        "PROCURE_SMTP_TIMEOUT_S": "5",
         "PROCURE_JWT_SECRET": secret,
         "PROCURE_RETRY_BACKOFF_S": "0.1",
         "PYTHONUNBUFFERED": "1",

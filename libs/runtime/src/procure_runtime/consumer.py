@@ -154,6 +154,9 @@ class Consumer:
         decoded = await self._decode(record)
         if isinstance(decoded, Outcome):
             return decoded
+        return await self._apply_one(record, decoded)
+
+    async def _apply_one(self, record: Record, decoded: _Decoded) -> Outcome:
         bind(
             event_id=decoded.event.id,
             correlation_id=decoded.event.correlationid,
@@ -194,14 +197,7 @@ class Consumer:
         except Exception as exc:
             log.info("batch rolled back; one record at a time", error=repr(exc))
             for record, decoded in pending:
-                bind(
-                    event_id=decoded.event.id,
-                    correlation_id=decoded.event.correlationid,
-                    type=decoded.event.type,
-                )
-                outcome = await self._apply_with_retries(record, decoded, from_parking=False)
-                if outcome is Outcome.APPLIED and self.has_parked:
-                    self._parking_wake.set()
+                await self._apply_one(record, decoded)
             return
         if applied and self.has_parked:
             self._parking_wake.set()

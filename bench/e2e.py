@@ -90,8 +90,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         started = time.time()
         samplers = Samplers(stack, started)
         sampled = asyncio.Event()
-        tasks = [flow.run(samplers.run(sampled, every_s=1.0, lag_every_s=1.0))]
-        tasks += [flow.run(w()) for w in (flow.watch, flow.buyer, flow.receiver, flow.shipper)]
+        tasks = flow.start(samplers.run(sampled, every_s=1.0, lag_every_s=1.0))
         warm = await flow.offer(args.rate, count=args.warmup)  # first connections, caches
         await until(lambda: flow.count("queue", warm) == len(warm), flow, 120)
         ids = await flow.offer(args.rate, count=args.n)

@@ -116,6 +116,14 @@ def _handler_lines(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _trailer(r: dict[str, Any], paths: dict[str, Path], *images: tuple[str, str]) -> list[str]:
+    """What every summary ends with: the services, their handlers, the plots, the JSON."""
+    lines = [*_service_table(r), "", *_handler_lines(r), ""]
+    for alt, key in images:
+        lines += [f"![{alt}]({paths[key].name})", ""]
+    return [*lines, f"Raw figures: [{paths['json'].name}]({paths['json'].name})", ""]
+
+
 def e2e_markdown(r: dict[str, Any], paths: dict[str, Path]) -> str:
     t, offer = r["throughput"], r["offer"]
     lines = _header(r, "End-to-end benchmark")
@@ -151,18 +159,13 @@ def e2e_markdown(r: dict[str, Any], paths: dict[str, Path]) -> str:
         "- The charges of one receipt or one delivery share its time: those stages have as "
         "many distinct values as there were receipts or deliveries.",
         "",
-        *_service_table(r),
-        "",
-        *_handler_lines(r),
-        "",
-        f"![charges per second and lag]({paths['flow_png'].name})",
-        "",
-        f"![latency per stage]({paths['latency_png'].name})",
-        "",
-        f"![RSS and CPU]({paths['rss_png'].name})",
-        "",
-        f"Raw figures: [{paths['json'].name}]({paths['json'].name})",
-        "",
+        *_trailer(
+            r,
+            paths,
+            ("charges per second and lag", "flow_png"),
+            ("latency per stage", "latency_png"),
+            ("RSS and CPU", "rss_png"),
+        ),
     ]
     return "\n".join(lines)
 
@@ -202,14 +205,7 @@ def memory_markdown(r: dict[str, Any], paths: dict[str, Path]) -> str:
         f"Goal (issue 10): memory per service stays flat over a 10-minute run (flat: under "
         f"{FLAT_MB:g} MB of fitted growth over the second half): **{verdict}**.",
         "",
-        *_service_table(r),
-        "",
-        *_handler_lines(r),
-        "",
-        f"![RSS and CPU]({paths['rss_png'].name})",
-        "",
-        f"Raw figures: [{paths['json'].name}]({paths['json'].name})",
-        "",
+        *_trailer(r, paths, ("RSS and CPU", "rss_png")),
     ]
     return "\n".join(lines)
 

@@ -231,6 +231,11 @@ class Flow:
 
         return asyncio.create_task(guarded())
 
+    def start(self, sampling: Coroutine[Any, Any, None]) -> list[asyncio.Task[None]]:
+        """The samplers, the topic watcher and the people, as guarded tasks."""
+        people = (self.watch, self.buyer, self.receiver, self.shipper)
+        return [self.run(sampling), *(self.run(w()) for w in people)]
+
     # --- what landed -----------------------------------------------------------------------
 
     async def watch(self) -> None:

@@ -33,8 +33,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         started = time.time()
         samplers = Samplers(stack, started)
         sampled = asyncio.Event()
-        tasks = [flow.run(samplers.run(sampled, every_s=args.every, lag_every_s=args.every))]
-        tasks += [flow.run(w()) for w in (flow.watch, flow.buyer, flow.receiver, flow.shipper)]
+        tasks = flow.start(samplers.run(sampled, every_s=args.every, lag_every_s=args.every))
         ids = await flow.offer(args.rate, seconds=args.minutes * 60)
         seconds = time.time() - started
         sampled.set()

@@ -35,7 +35,7 @@ from procure_contracts.shapes import Shape
 from procure_runtime import metrics
 from procure_runtime.db import Database, insert_ignore, utcnow
 from procure_runtime.logging import bind, get_logger
-from procure_runtime.outbox import write_outbox
+from procure_runtime.outbox import write_effects
 from procure_runtime.settings import ServiceSettings
 from procure_runtime.uow import UnitOfWork
 
@@ -203,36 +203,50 @@ class Consumer:
             self._parking_wake.set()
 
     async def _apply_batch(self, pending: list[tuple[Record, _Decoded]]) -> int:
-        """One transaction for the batch: per record, claim the event id in the inbox
-        (a duplicate, even within the batch, is skipped) and run the handler; then every
-        outgoing event into the outbox. Returns how many records applied."""
+        """One transaction for the batch: claim every event id in the inbox with one
+        statement (an id already there, or twice in the batch, is a duplicate and
+        skipped), run the handlers in order, then write every unit of work's deferred rows
+        and outgoing events (one statement per table). Returns how many records applied."""
         inbox = self.metadata.tables["inbox"]
         started = time.perf_counter()
-        outgoing = []
+        uows: list[UnitOfWork] = []
         applied: list[_Decoded] = []
         duplicates: list[Record] = []
+        first: dict[str, Record] = {}
+        for record, d in pending:
+            first.setdefault(d.event.id, record)
+        now = utcnow()
         async with self.db.session() as session:
-            for record, d in pending:
-                claimed: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
-                    insert_ignore(inbox, self.db.dialect).values(
-                        event_id=d.event.id, topic=record.topic
+            claimed = set(
+                (
+                    await session.execute(
+                        insert_ignore(inbox, self.db.dialect)
+                        .values(
+                            [
+                                {"event_id": eid, "topic": r.topic, "processed_at": now}
+                                for eid, r in first.items()
+                            ]
+                        )
+                        .returning(inbox.c.event_id)
                     )
-                )
-                if claimed.rowcount == 0:
+                ).scalars()
+            )
+            for record, d in pending:
+                if d.event.id not in claimed or first[d.event.id] is not record:
                     duplicates.append(record)
                     continue
                 bind(event_id=d.event.id, correlation_id=d.event.correlationid, type=d.event.type)
                 uow = UnitOfWork(session, self.source, cause=d.event)
                 await d.handler(uow, d.data, d.event)
-                outgoing += uow.outgoing
+                uows.append(uow)
                 applied.append(d)
-            await write_outbox(session, self.metadata, outgoing)
+            await write_effects(session, self.metadata, uows)
         each = (time.perf_counter() - started) / len(pending)
         for d in applied:
             metrics.HANDLER_SECONDS.labels(self.settings.service, d.event.type).observe(each)
         for record in duplicates:
             self._duplicate(record)
-        if outgoing:
+        if any(uow.outgoing for uow in uows):
             self.on_commit()
         return len(applied)
 
@@ -323,7 +337,7 @@ class Consumer:
                 if from_parking:
                     parked = self.metadata.tables["parked"]
                     await session.execute(delete(parked).where(parked.c.event_id == d.event.id))
-                await write_outbox(session, self.metadata, uow.outgoing)
+                await write_effects(session, self.metadata, [uow])
         except Park as park:  # the whole transaction, inbox row included, was rolled back
             async with self.db.session() as session:
                 await self._park(

@@ -16,7 +16,7 @@ from procure_runtime import metrics
 from procure_runtime.db import Database, utcnow
 from procure_runtime.logging import get_logger
 from procure_runtime.settings import ServiceSettings
-from procure_runtime.uow import Outgoing
+from procure_runtime.uow import Outgoing, UnitOfWork, write_deferred
 
 log = get_logger("procure.outbox")
 BATCH = 500
@@ -41,6 +41,13 @@ async def write_outbox(session: AsyncSession, metadata: MetaData, outgoing: list
             for o in outgoing
         ],
     )
+
+
+async def write_effects(session: AsyncSession, metadata: MetaData, uows: list[UnitOfWork]) -> None:
+    """What units of work leave for their end, in their transaction: the deferred rows,
+    then the outgoing events into the outbox (each one statement per table)."""
+    await write_deferred(session, uows)
+    await write_outbox(session, metadata, [o for uow in uows for o in uow.outgoing])
 
 
 class OutboxRelay:

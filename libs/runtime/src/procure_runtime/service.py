@@ -21,7 +21,7 @@ from procure_runtime.consumer import Consumer, EventHandlers, Record, is_transie
 from procure_runtime.db import Database
 from procure_runtime.kafka import ensure_topics, make_broker
 from procure_runtime.logging import clear, configure_logging, get_logger
-from procure_runtime.outbox import OutboxRelay, write_outbox
+from procure_runtime.outbox import OutboxRelay, write_effects
 from procure_runtime.settings import ServiceSettings, load_settings
 from procure_runtime.uow import UnitOfWork
 
@@ -192,7 +192,7 @@ class ServiceRuntime:
         async with self.db.session() as session:
             uow = UnitOfWork(session, self.source, cause=cause)
             yield uow
-            await write_outbox(session, self.metadata, uow.outgoing)
+            await write_effects(session, self.metadata, [uow])
         if uow.outgoing:
             self.relay.wake()
 

@@ -1,13 +1,17 @@
 """The unit of work handed to handlers and routes: one DB transaction plus the events it
 emits, which land in the outbox inside that same transaction."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from procure_contracts import CloudEvent, new_event
 from procure_contracts.registry import EventSpec
 from procure_contracts.shapes import Shape
+from procure_runtime.db import insert_ignore
 
 
 @dataclass
@@ -23,6 +27,8 @@ class UnitOfWork:
     source: str
     cause: CloudEvent | None = None
     outgoing: list[Outgoing] = field(default_factory=list)
+    # Insert-or-ignore rows written when the unit of work ends (see `insert_later`).
+    deferred: list[tuple[Table, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def dialect(self) -> str:
@@ -49,3 +55,23 @@ class UnitOfWork:
         )
         self.outgoing.append(Outgoing(spec, event, key))
         return event
+
+    def insert_later(self, table: Table, **row: Any) -> None:
+        """Insert-or-ignore `row` when the unit of work ends, in one statement with every
+        other deferred row of `table` (of the whole batch, for consumers): for rows that
+        nothing reads back in the same transaction and whose insert has no outcome to
+        check (history lines). Rows are written in the order they were deferred."""
+        self.deferred.append((table, row))
+
+
+async def write_deferred(session: AsyncSession, uows: Iterable[UnitOfWork]) -> None:
+    """The deferred rows of `uows`, one executemany per table (in first-use order)."""
+    by_table: dict[Table, list[dict[str, Any]]] = {}
+    for uow in uows:
+        for table, row in uow.deferred:
+            by_table.setdefault(table, []).append(row)
+    if not by_table:
+        return
+    dialect = session.get_bind().dialect.name
+    for table, rows in by_table.items():
+        await session.execute(insert_ignore(table, dialect), rows)

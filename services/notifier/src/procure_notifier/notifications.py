@@ -12,7 +12,7 @@ from procure_contracts import CloudEvent
 from procure_notifier.domain import Mail, Notice, NotificationStatus, NotificationType, subject
 from procure_notifier.models import notification_settings, notifications
 from procure_runtime import UnitOfWork
-from procure_runtime.db import insert_ignore, utcnow
+from procure_runtime.db import utcnow
 from procure_runtime.logging import get_logger
 
 log = get_logger("procure.notifier")
@@ -35,9 +35,12 @@ async def enabled_types(session: AsyncSession) -> dict[str, bool]:
 
 
 async def is_enabled(session: AsyncSession, type_: NotificationType) -> bool:
-    value = await session.scalar(
-        select(notification_settings.c.enabled).where(notification_settings.c.type == type_)
-    )
+    """Read once per transaction (a consumer's batch applies many triggers in one); only
+    `PUT /notification-settings` changes them, in a transaction of its own."""
+    cached: dict[str, bool] | None = session.info.get("notification_settings")
+    if cached is None:
+        cached = session.info["notification_settings"] = await enabled_types(session)
+    value = cached[type_.value]
     if value is False:
         log.info("notification type disabled; nothing sent", notification_type=type_.value)
     return value is not False
@@ -60,21 +63,22 @@ def render(notice: Notice, mail: Mail) -> tuple[str, str, str]:
 
 async def record(uow: UnitOfWork, event: CloudEvent, notice: Notice, mails: list[Mail]) -> None:
     """Queue one email per address; a row that exists already (same event) stays as is."""
+    # Deferred: the sender reads them only once the transaction has committed.
+    now = utcnow()
     for mail in mails:
         title, text, html = render(notice, mail)
-        await uow.session.execute(
-            insert_ignore(notifications, uow.dialect).values(
-                event_id=event.id,
-                type=notice.type.value,
-                recipient=mail.recipient,
-                subject=title,
-                body_text=text,
-                body_html=html,
-                status=NotificationStatus.PENDING.value,
-                attempts=0,
-                next_attempt_at=utcnow(),
-                created_at=utcnow(),
-            )
+        uow.insert_later(
+            notifications,
+            event_id=event.id,
+            type=notice.type.value,
+            recipient=mail.recipient,
+            subject=title,
+            body_text=text,
+            body_html=html,
+            status=NotificationStatus.PENDING.value,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
         )
     log.info(
         "notifications queued",

@@ -38,17 +38,21 @@ async def send_to_procurement(uow: UnitOfWork, data: ev.ChargeNeedOrderV1) -> No
     settings = await fulfillment.current_settings(session)
     waits = needs_approval(data.extended_cost, settings.approval_threshold)
     counter = "waiting" if waits else "queued"
-    await session.execute(
-        update(charges)
-        .where(charges.c.id == data.charge_id)
-        .values(
-            {"sent": charges.c.sent + data.quantity, counter: charges.c[counter] + data.quantity}
+    row = (
+        await session.execute(
+            update(charges)
+            .where(charges.c.id == data.charge_id)
+            .values(
+                {
+                    "sent": charges.c.sent + data.quantity,
+                    counter: charges.c[counter] + data.quantity,
+                }
+            )
+            .returning(*charges.c)
         )
-    )
+    ).one()
     if not waits:
-        fulfillment.emit_forwarded(
-            uow, await fulfillment.charge(session, data.charge_id), data.quantity, settings
-        )
+        fulfillment.emit_forwarded(uow, row, data.quantity, settings)
         return
     approval_id = f"apr-{uuid.uuid4().hex[:12]}"
     assert settings.approval_threshold is not None

@@ -20,6 +20,16 @@ SETTINGS_KEY = "procurement"
 
 
 async def current_settings(session: AsyncSession) -> ev.ProcurementSettingsV1:
+    """The settings in force, read once per transaction (a consumer's batch applies many
+    `charge.need_order` in one). Only `PUT /settings` changes them, in a transaction of
+    its own, so a batch sees them as they were when it first read them."""
+    cached = session.info.get("procurement_settings")
+    if cached is None:
+        cached = session.info["procurement_settings"] = await _read_settings(session)
+    return cached
+
+
+async def _read_settings(session: AsyncSession) -> ev.ProcurementSettingsV1:
     row = (
         await session.execute(
             select(procurement_settings).where(procurement_settings.c.id == SETTINGS_KEY)

@@ -85,7 +85,7 @@ async def _set_status(
                 correlationid=so_id,
             )
         summary = f"set {status} by {user.name}"
-        await ledger.record(uow, None, event or _manual(status), summary, sales_order_id=so_id)
+        ledger.record(uow, None, event or _manual(status), summary, sales_order_id=so_id)
     async with _runtime(request).db.session() as session:
         return await views.one_sales_order(session, so_id)  # type: ignore[return-value]
 
@@ -163,7 +163,7 @@ async def post_charge(charge_id: str, request: Request, user: Billing) -> dict[s
             ev.ChargePostedV1(charge_id=charge_id, posted_by=user.person, amount=amount),
             correlationid=row.sales_order_id or charge_id,
         )
-        await ledger.record(uow, row, posted_event, f"posted ({amount}) by {user.name}")
+        ledger.record(uow, row, posted_event, f"posted ({amount}) by {user.name}")
     async with _runtime(request).db.session() as session:
         return await views.one_charge(session, charge_id)  # type: ignore[return-value]
 

@@ -134,7 +134,8 @@ async def create_charge(
     except ReservationsExceedQuantity as exc:
         raise Reject(f"charge {charge.id}: {exc}") from None
     inserted = await uow.session.execute(
-        insert_ignore(charges, uow.dialect).values(
+        insert_ignore(charges, uow.dialect)
+        .values(
             id=charge.id,
             sales_order_id=sales_order_id,
             opportunity_id=opportunity_id,
@@ -150,16 +151,17 @@ async def create_charge(
             reserved_at_routing=routing.awaiting_pick,
             sent_to_procurement=routing.to_procurement,
         )
+        .returning(*charges.c)
     )
-    if inserted.rowcount == 0:  # type: ignore[attr-defined]
+    row = inserted.first()
+    if row is None:
         log.info("charge exists already; ignored", charge_id=charge.id)
         return None
-    row = (await uow.session.execute(select(charges).where(charges.c.id == charge.id))).one()
     summary = (
         f"created: {routing.ready} ready, {routing.awaiting_pick} awaiting pick, "
         f"{routing.to_procurement} to procurement"
     )
-    await ledger.record(uow, row, event, summary)
+    ledger.record(uow, row, event, summary)
     correlation = sales_order_id or charge.id
     if routing.ready:
         uow.emit(
@@ -214,6 +216,7 @@ async def apply(
     if missing:
         raise Park(f"charges not seen yet: {', '.join(missing)}")
     touched_orders = set()
+    changes = []
     for charge_id, charge_steps in steps.items():
         row, before = loaded[charge_id]
         after = before
@@ -222,14 +225,12 @@ async def apply(
                 after = step(after)
         except TooEarly as exc:
             raise Park(f"charge {charge_id}: {exc}") from None
-        await ledger.save(
-            uow.session, uow.dialect, charge_id, before, after, **(extra or {}).get(charge_id, {})
-        )
-        await ledger.record(uow, row, event, "; ".join(summary for _, summary in charge_steps))
+        changes.append((charge_id, before, after, (extra or {}).get(charge_id, {})))
+        ledger.record(uow, row, event, "; ".join(summary for _, summary in charge_steps))
         if after != before:  # the sales order's view derives from its charges' ledgers only
             touched_orders.add(row.sales_order_id)
-    for so_id in sorted(filter(None, touched_orders)):
-        await ledger.refresh_sales_order(uow, so_id)
+    await ledger.save(uow.session, uow.dialect, changes)
+    await ledger.refresh_sales_orders(uow, list(touched_orders))
 
 
 @handlers.on(topic("units.picked"))
@@ -251,11 +252,11 @@ async def on_pick_failed(uow: UnitOfWork, data: ev.PickFailedV1, event: CloudEve
             _need_order(row, data.quantity, data.reservation_id),
             correlationid=correlation,
         )
-        await ledger.record(
+        ledger.record(
             uow, row, event, f"pick of {data.quantity} failed ({data.reason}); sent to procurement"
         )
     else:
-        await ledger.record(
+        ledger.record(
             uow, row, event, f"pick of {data.quantity} failed ({data.reason}); back on the queue"
         )
 
@@ -300,28 +301,31 @@ async def on_queue_change(
     ).first()
     if row is None:
         raise Park(f"charges not seen yet: {data.charge_id}")
-    await ledger.record(uow, row, event, summary)
+    ledger.record(uow, row, event, summary)
 
 
 @handlers.on(topic("po.submitted"))
 async def on_po_submitted(uow: UnitOfWork, data: ev.POSubmittedV1, event: CloudEvent) -> None:
     steps: dict[str, list[tuple[Step, str]]] = {}
+    new_lines = []
     for line in data.lines:
         if line.charge_id is None:
             continue
-        await uow.session.execute(
-            insert_ignore(charge_po_lines, uow.dialect).values(
-                line_id=line.line_id,
-                charge_id=line.charge_id,
-                po_id=data.po.id,
-                po_number=data.po.number,
-                ordered=0,
-            )
+        new_lines.append(
+            {
+                "line_id": line.line_id,
+                "charge_id": line.charge_id,
+                "po_id": data.po.id,
+                "po_number": data.po.number,
+                "ordered": 0,
+            }
         )
         steps.setdefault(line.charge_id, []).append(
             (_order(line.line_id, line.quantity), f"{line.quantity} on order ({data.po.number})")
         )
     if steps:
+        # Before the ledgers load, which read each charge's PO lines.
+        await uow.session.execute(insert_ignore(charge_po_lines, uow.dialect), new_lines)
         await apply(uow, event, steps)
 
 

@@ -3,7 +3,7 @@ and the sales order consequences of a ledger change (In Progress, can_fulfill, R
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from procure_contracts import CloudEvent
@@ -66,84 +66,142 @@ async def load(session: AsyncSession, charge_ids: list[str]) -> dict[str, tuple[
 
 
 async def save(
-    session: AsyncSession, dialect: str, charge_id: str, before: Ledger, after: Ledger, **extra: Any
+    session: AsyncSession, dialect: str, changes: list[tuple[str, Ledger, Ledger, dict[str, Any]]]
 ) -> None:
-    values = {
-        name: getattr(after, name)
-        for name in COUNTERS
-        if getattr(after, name) != getattr(before, name)
-    }
-    values.update(extra)
-    if values:
-        await session.execute(update(charges).where(charges.c.id == charge_id).values(**values))
-    for line_id, line in after.lines.items():
-        if before.lines.get(line_id) != line:
-            await session.execute(
-                update(charge_po_lines)
-                .where(charge_po_lines.c.line_id == line_id)
-                .values(ordered=line.ordered, received=line.received, closed=line.closed)
+    """Write what changed between each charge's ledger before and after (plus `extra`
+    columns), as few statements as the changes allow: one executemany per shape of update."""
+    charge_updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    line_updates: list[dict[str, Any]] = []
+    approval_rows: list[dict[str, Any]] = []
+    for charge_id, before, after, extra in changes:
+        values = {
+            name: getattr(after, name)
+            for name in COUNTERS
+            if getattr(after, name) != getattr(before, name)
+        }
+        values.update(extra)
+        if values:
+            charge_updates.setdefault(tuple(sorted(values)), []).append(
+                {"_id": charge_id, **values}
             )
-    for approval_id, a in after.approvals.items():
-        if before.approvals.get(approval_id) == a:
-            continue
-        values = {"requested": a.requested, "decided": a.decided, "approved": a.approved}
-        await session.execute(
-            insert_ignore(approvals, dialect).values(
-                id=approval_id, charge_id=charge_id, quantity=a.quantity, **values
-            )
+        for line_id, line in after.lines.items():
+            if before.lines.get(line_id) != line:
+                line_updates.append(
+                    {
+                        "_id": line_id,
+                        "ordered": line.ordered,
+                        "received": line.received,
+                        "closed": line.closed,
+                    }
+                )
+        for approval_id, a in after.approvals.items():
+            if before.approvals.get(approval_id) != a:
+                approval_rows.append(
+                    {
+                        "_id": approval_id,
+                        "charge_id": charge_id,
+                        "quantity": a.quantity,
+                        "requested": a.requested,
+                        "decided": a.decided,
+                        "approved": a.approved,
+                    }
+                )
+    for columns, params in charge_updates.items():
+        await _update_many(session, charges, charges.c.id, columns, params)
+    if line_updates:
+        columns = ("ordered", "received", "closed")
+        await _update_many(
+            session, charge_po_lines, charge_po_lines.c.line_id, columns, line_updates
         )
+    if approval_rows:
         await session.execute(
-            update(approvals).where(approvals.c.id == approval_id).values(**values)
+            insert_ignore(approvals, dialect),
+            [{**{k: v for k, v in r.items() if k != "_id"}, "id": r["_id"]} for r in approval_rows],
         )
+        columns = ("requested", "decided", "approved")
+        await _update_many(session, approvals, approvals.c.id, columns, approval_rows)
 
 
-async def record(
+async def _update_many(
+    session: AsyncSession,
+    table: Any,
+    key: Any,
+    columns: tuple[str, ...],
+    params: list[dict[str, Any]],
+) -> None:
+    """`UPDATE table SET columns WHERE key = _id`, once per params row, in one executemany."""
+    # Bind names must differ from column names (SQLAlchemy reserves those for SET).
+    stmt = (
+        update(table)
+        .where(key == bindparam("k_id"))
+        .values({c: bindparam(f"v_{c}") for c in columns})
+    )
+    rows = [{"k_id": p["_id"], **{f"v_{c}": p[c] for c in columns}} for p in params]
+    if len(rows) == 1:  # executemany's batching buys nothing for one row
+        await session.execute(stmt, rows[0])
+    else:
+        await session.execute(stmt, rows)
+
+
+def record(
     uow: UnitOfWork, row: Any, event: CloudEvent, summary: str, *, sales_order_id: str | None = None
 ) -> None:
-    """One line of a charge's history (or, with `row` None, of a sales order's timeline)."""
-    await uow.session.execute(
-        insert_ignore(history, uow.dialect).values(
-            charge_id=row.id if row is not None else None,
-            sales_order_id=row.sales_order_id if row is not None else sales_order_id,
-            time=event.time or utcnow(),
-            type=event.type,
-            event_id=event.id,
-            summary=summary,
-        )
+    """One line of a charge's history (or, with `row` None, of a sales order's timeline).
+    Nothing reads history while events apply, so the lines of a whole batch are written
+    together at its end."""
+    uow.insert_later(
+        history,
+        charge_id=row.id if row is not None else None,
+        sales_order_id=row.sales_order_id if row is not None else sales_order_id,
+        time=event.time or utcnow(),
+        type=event.type,
+        event_id=event.id,
+        summary=summary,
     )
 
 
-async def refresh_sales_order(uow: UnitOfWork, sales_order_id: str | None) -> None:
+async def refresh_sales_orders(uow: UnitOfWork, sales_order_ids: list[str]) -> None:
     """In Progress once any unit is delivered (never back by itself); `can_fulfill` and
-    `salesorder.ready_to_fulfill` each time it becomes true (R16)."""
-    if sales_order_id is None:
+    `salesorder.ready_to_fulfill` each time it becomes true (R16). For many sales orders
+    at once: a bulk event (a PO, a receipt, a delivery) touches one per charge."""
+    ids = sorted(set(filter(None, sales_order_ids)))
+    if not ids:
         return
     session = uow.session
-    so = (
+    orders = (
         await session.execute(
-            select(sales_orders).where(sales_orders.c.id == sales_order_id).with_for_update()
+            select(sales_orders)
+            .where(sales_orders.c.id.in_(ids))
+            .order_by(sales_orders.c.id)
+            .with_for_update()
         )
-    ).first()
-    if so is None:
-        return
-    rows = (
-        await session.execute(select(charges).where(charges.c.sales_order_id == sales_order_id))
     ).all()
+    rows = (await session.execute(select(charges).where(charges.c.sales_order_id.in_(ids)))).all()
     lines = await lines_of(session, [r.id for r in rows])
-    ledgers = [ledger_of(r, lines[r.id]) for r in rows]
-    now_can = can_fulfill(ledgers)
-    any_delivered = any(led.units()[UnitStatus.DELIVERED] > 0 for led in ledgers)
-    values: dict[str, Any] = {}
-    if any_delivered and so.status == SalesOrderStatus.NEW:
-        values["status"] = SalesOrderStatus.IN_PROGRESS
-    if now_can != so.can_fulfill:
-        values["can_fulfill"] = now_can
-        if now_can:
-            _ready_to_fulfill(uow, so.id, Person.model_validate(so.owner))
-    if values:
+    ledgers: dict[str, list[Ledger]] = {so.id: [] for so in orders}
+    for r in rows:
+        ledgers[r.sales_order_id].append(ledger_of(r, lines[r.id]))
+    changed: dict[tuple[tuple[str, Any], ...], list[str]] = {}
+    for so in orders:
+        now_can = can_fulfill(ledgers[so.id])
+        any_delivered = any(led.units()[UnitStatus.DELIVERED] > 0 for led in ledgers[so.id])
+        values: dict[str, Any] = {}
+        if any_delivered and so.status == SalesOrderStatus.NEW:
+            values["status"] = SalesOrderStatus.IN_PROGRESS
+        if now_can != so.can_fulfill:
+            values["can_fulfill"] = now_can
+            if now_can:
+                _ready_to_fulfill(uow, so.id, Person.model_validate(so.owner))
+        if values:
+            changed.setdefault(tuple(sorted(values.items())), []).append(so.id)
+    for values_key, so_ids in changed.items():  # few distinct changes: one UPDATE for each
         await session.execute(
-            update(sales_orders).where(sales_orders.c.id == so.id).values(**values)
+            update(sales_orders).where(sales_orders.c.id.in_(so_ids)).values(dict(values_key))
         )
+
+
+async def refresh_sales_order(uow: UnitOfWork, sales_order_id: str | None) -> None:
+    await refresh_sales_orders(uow, [sales_order_id] if sales_order_id else [])
 
 
 async def settle_new_sales_order(

@@ -1,5 +1,5 @@
 """A tiny service used to test the runtime on the real broker: it stores charges from
-`charge.created` and emits `charge.ready`; `charge.ready` for a charge it has not seen
+`charge.created` (and a note, deferred) and emits `charge.ready`; `charge.ready` for a charge it has not seen
 parks; `units.picked` always fails."""
 
 from typing import Any
@@ -29,6 +29,12 @@ readies = Table(
     Column("charge_id", String(200)),
     Column("event_id", String(200)),
 )
+notes = Table(  # written with `insert_later`, like quotes' history lines
+    "notes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("charge_id", String(200), unique=True),
+)
 handlers = EventHandlers()
 
 
@@ -37,6 +43,7 @@ async def on_created(uow: UnitOfWork, data: ev.ChargeCreatedV1, event: CloudEven
     await uow.session.execute(
         charges.insert().values(id=data.charge.id, quantity=data.charge.quantity)
     )
+    uow.insert_later(notes, charge_id=data.charge.id)
     uow.emit(
         READY,
         ev.ChargeReadyV1(

@@ -5,8 +5,9 @@ arrives before what it needs parked then applied, a failing handler retried then
 dead-lettered, and offsets committed past everything."""
 
 import pytest
+from sqlalchemy import event, select
 
-from probe_service import CREATED, PICKED, READY, build, charges, count, readies
+from probe_service import CREATED, PICKED, READY, build, charges, count, notes, readies
 from procure_contracts import events as ev
 from procure_contracts import new_event
 from procure_devstack import factories as f
@@ -55,6 +56,7 @@ async def test_a_backlog_applies_in_batches_with_the_same_outcomes(service_setti
 
             async def done() -> bool:
                 assert await count(runtime, charges) == N
+                assert await count(runtime, notes) == N  # deferred rows: once each
                 # each charge's own charge.ready applies, and the early one once
                 assert await count(runtime, readies) == N + 1
                 assert await runtime.consumer.parked_count() == 0
@@ -83,3 +85,52 @@ async def _lag_is_zero(kafka: KafkaProbe, settings) -> bool:
     return (
         await kafka.lag(settings.group_id, ["charge.created", "charge.ready", "units.picked"]) == 0
     )
+
+
+async def test_a_batch_claims_its_event_ids_and_writes_deferred_rows_in_one_statement_each(
+    service_settings,
+) -> None:
+    """The inbox claim and every table's deferred rows cost one statement per batch, not
+    one per event; deferred rows keep the order of their events."""
+    settings = service_settings("probe", topic_partitions=1)
+    app, runtime = build(settings)
+    transactions: list[int] = []  # records per applying transaction
+    apply_batch, apply_one = runtime.consumer._apply_batch, runtime.consumer._apply
+
+    async def spy_batch(pending):
+        transactions.append(len(pending))
+        return await apply_batch(pending)
+
+    async def spy_one(record, d, *, from_parking):
+        transactions.append(1)
+        return await apply_one(record, d, from_parking=from_parking)
+
+    runtime.consumer._apply_batch = spy_batch  # type: ignore[method-assign]
+    runtime.consumer._apply = spy_one  # type: ignore[method-assign]
+    statements: list[str] = []
+
+    @event.listens_for(runtime.db.engine.sync_engine, "before_cursor_execute")
+    def _count(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(" ".join(statement.split()[:3]).lower())
+
+    created = [f.charge_created() for _ in range(N)]
+    async with KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka:
+        for data in created:
+            await kafka.publish(CREATED, data)
+        async with running(app, runtime):
+            await eventually(lambda: _all_noted(runtime), timeout=60)
+    # N charge.created, then the N charge.ready they emit (the probe consumes those too).
+    assert sum(transactions) == 2 * N, transactions
+    assert max(transactions) > 1, transactions  # the backlog came in batches
+    # One inbox claim per transaction, not one per event; at most one notes insert each.
+    assert statements.count("insert into inbox") == len(transactions) < 2 * N
+    assert statements.count("insert into notes") <= len(transactions)
+    assert statements.count("insert into notes") < N
+    async with runtime.db.session() as session:
+        noted = (await session.execute(select(notes.c.charge_id).order_by(notes.c.id))).scalars()
+        assert list(noted) == [c.charge.id for c in created]
+
+
+async def _all_noted(runtime) -> bool:
+    assert await count(runtime, notes) == N
+    return True

@@ -18,8 +18,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     event,
     text,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
@@ -113,6 +115,22 @@ def insert_ignore(table: Table, dialect: str) -> Insert:
     if dialect == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
+
+
+async def update_many(
+    session: AsyncSession, table: Table, key: str, rows: list[dict[str, Any]], *, add: bool = False
+) -> None:
+    """`UPDATE table SET col = :col WHERE key = :key` (with `add`, `col = col + :col`) for
+    each row, as one executemany: a bulk event changes hundreds of rows in one round trip's
+    worth of work instead of one statement each. Every row has the same keys."""
+    if not rows:
+        return
+    columns = [c for c in rows[0] if c != key]
+    # Bind names must differ from column names: SQLAlchemy reserves those for SET.
+    values = {c: table.c[c] + bindparam(f"v_{c}") if add else bindparam(f"v_{c}") for c in columns}
+    stmt = update(table).where(table.c[key] == bindparam("k_key")).values(values)
+    params = [{"k_key": r[key], **{f"v_{c}": r[c] for c in columns}} for r in rows]
+    await session.execute(stmt, params if len(params) > 1 else params[0])
 
 
 class Database:

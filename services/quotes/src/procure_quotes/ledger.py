@@ -3,7 +3,7 @@ and the sales order consequences of a ledger change (In Progress, can_fulfill, R
 
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from procure_contracts import CloudEvent
@@ -14,7 +14,7 @@ from procure_contracts.status import SalesOrderStatus, UnitStatus
 from procure_quotes.domain import Approval, Ledger, POLineUnits, can_fulfill
 from procure_quotes.models import approvals, charge_po_lines, charges, history, sales_orders
 from procure_runtime import UnitOfWork
-from procure_runtime.db import insert_ignore, utcnow
+from procure_runtime.db import insert_ignore, update_many, utcnow
 
 READY_TO_FULFILL = spec_for_topic("salesorder.ready_to_fulfill")
 COUNTERS = (
@@ -81,14 +81,12 @@ async def save(
         }
         values.update(extra)
         if values:
-            charge_updates.setdefault(tuple(sorted(values)), []).append(
-                {"_id": charge_id, **values}
-            )
+            charge_updates.setdefault(tuple(sorted(values)), []).append({"id": charge_id, **values})
         for line_id, line in after.lines.items():
             if before.lines.get(line_id) != line:
                 line_updates.append(
                     {
-                        "_id": line_id,
+                        "line_id": line_id,
                         "ordered": line.ordered,
                         "received": line.received,
                         "closed": line.closed,
@@ -98,7 +96,7 @@ async def save(
             if before.approvals.get(approval_id) != a:
                 approval_rows.append(
                     {
-                        "_id": approval_id,
+                        "id": approval_id,
                         "charge_id": charge_id,
                         "quantity": a.quantity,
                         "requested": a.requested,
@@ -106,41 +104,17 @@ async def save(
                         "approved": a.approved,
                     }
                 )
-    for columns, params in charge_updates.items():
-        await _update_many(session, charges, charges.c.id, columns, params)
-    if line_updates:
-        columns = ("ordered", "received", "closed")
-        await _update_many(
-            session, charge_po_lines, charge_po_lines.c.line_id, columns, line_updates
-        )
+    for rows in charge_updates.values():
+        await update_many(session, charges, "id", rows)
+    await update_many(session, charge_po_lines, "line_id", line_updates)
     if approval_rows:
-        await session.execute(
-            insert_ignore(approvals, dialect),
-            [{**{k: v for k, v in r.items() if k != "_id"}, "id": r["_id"]} for r in approval_rows],
+        await session.execute(insert_ignore(approvals, dialect), approval_rows)
+        await update_many(
+            session,
+            approvals,
+            "id",
+            [{k: r[k] for k in ("id", "requested", "decided", "approved")} for r in approval_rows],
         )
-        columns = ("requested", "decided", "approved")
-        await _update_many(session, approvals, approvals.c.id, columns, approval_rows)
-
-
-async def _update_many(
-    session: AsyncSession,
-    table: Any,
-    key: Any,
-    columns: tuple[str, ...],
-    params: list[dict[str, Any]],
-) -> None:
-    """`UPDATE table SET columns WHERE key = _id`, once per params row, in one executemany."""
-    # Bind names must differ from column names (SQLAlchemy reserves those for SET).
-    stmt = (
-        update(table)
-        .where(key == bindparam("k_id"))
-        .values({c: bindparam(f"v_{c}") for c in columns})
-    )
-    rows = [{"k_id": p["_id"], **{f"v_{c}": p[c] for c in columns}} for p in params]
-    if len(rows) == 1:  # executemany's batching buys nothing for one row
-        await session.execute(stmt, rows[0])
-    else:
-        await session.execute(stmt, rows)
 
 
 def record(

@@ -13,7 +13,7 @@ from procure_runtime import EventHandlers, Park, UnitOfWork
 from procure_runtime.db import insert_ignore
 from procure_runtime.replica import replicate
 from procure_shipping.models import charges, delivered_items, deliveries, metadata
-from procure_shipping.store import add_ready, lock_charges, new_id, next_seq
+from procure_shipping.store import add_ready, add_ready_many, lock_charges, new_id, next_seq
 
 handlers = EventHandlers()
 replicate(handlers, metadata, "locations")
@@ -88,15 +88,11 @@ async def on_units_received(uow: UnitOfWork, data: ev.UnitsReceivedV1, event: Cl
     if data.drop_ship:
         await deliver_drop_ship(uow, data, lines, known)
         return
-    for line in lines:
-        await add_ready(
-            uow.session,
-            uow.dialect,
-            str(line.charge_id),
-            line.location_id,
-            line.quantity,
-            line.serials,
-        )
+    await add_ready_many(
+        uow.session,
+        uow.dialect,
+        [(str(line.charge_id), line.location_id, line.quantity, line.serials) for line in lines],
+    )
 
 
 async def deliver_drop_ship(

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from procure_runtime.db import insert_ignore
+from procure_runtime.db import insert_ignore, update_many
 from procure_shipping.domain import Units
 from procure_shipping.models import charges, delivered_items, deliveries, ready_items
 
@@ -45,30 +45,55 @@ async def add_ready(
     serials: list[str],
 ) -> str:
     """Units join the charge's Ready item at that location (made once: a stable id)."""
+    ids = await add_ready_many(session, dialect, [(charge_id, location_id, quantity, serials)])
+    return ids[0]
+
+
+Adding = tuple[str, str | None, int, list[str]]  # charge id, location id, units, serials
+
+
+async def add_ready_many(session: AsyncSession, dialect: str, adding: list[Adding]) -> list[str]:
+    """`add_ready` for many (a receipt's lines) in a fixed number of statements; the
+    caller holds the charges' locks. The Ready item id of each, in order."""
+    added: dict[tuple[str, str], tuple[str | None, int, list[str]]] = {}
+    for charge_id, location_id, quantity, serials in adding:
+        key = (charge_id, location_id or "")
+        _, before, numbers = added.get(key, (location_id, 0, []))
+        added[key] = (location_id, before + quantity, [*numbers, *serials])
     await session.execute(
-        insert_ignore(ready_items, dialect).values(
-            item_id=new_id("ri"),
-            charge_id=charge_id,
-            location_key=location_id or "",
-            location_id=location_id,
-            quantity=0,
-            serials=[],
-        )
+        insert_ignore(ready_items, dialect),
+        [
+            {
+                "item_id": new_id("ri"),
+                "charge_id": charge_id,
+                "location_key": location_key,
+                "location_id": location_id,
+                "quantity": 0,
+                "serials": [],
+            }
+            for (charge_id, location_key), (location_id, _, _) in added.items()
+        ],
     )
-    row = (
-        await session.execute(
-            select(ready_items).where(
-                ready_items.c.charge_id == charge_id,
-                ready_items.c.location_key == (location_id or ""),
-            )
+    rows = {
+        (row.charge_id, row.location_key): row
+        for row in await session.execute(
+            select(ready_items).where(ready_items.c.charge_id.in_({c for c, _ in added}))
         )
-    ).one()
-    await session.execute(
-        update(ready_items)
-        .where(ready_items.c.item_id == row.item_id)
-        .values(quantity=ready_items.c.quantity + quantity, serials=[*row.serials, *serials])
+    }
+    await update_many(
+        session,
+        ready_items,
+        "item_id",
+        [
+            {
+                "item_id": rows[key].item_id,
+                "quantity": rows[key].quantity + quantity,
+                "serials": [*rows[key].serials, *serials],
+            }
+            for key, (_, quantity, serials) in added.items()
+        ],
     )
-    return str(row.item_id)
+    return [str(rows[(c, loc or "")].item_id) for c, loc, _, _ in adding]
 
 
 def units(row: Row[Any]) -> Units:

@@ -9,7 +9,7 @@ from sqlalchemy import Column, Integer, String, Table, func, select
 from procure_contracts import CloudEvent
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
-from procure_runtime import EventHandlers, Park, ServiceRuntime, UnitOfWork
+from procure_runtime import Applying, EventHandlers, Park, ServiceRuntime, UnitOfWork
 from procure_runtime.db import new_metadata
 from procure_runtime.http import create_app
 from procure_runtime.settings import ServiceSettings
@@ -38,21 +38,29 @@ notes = Table(  # written with `insert_later`, like quotes' history lines
 handlers = EventHandlers()
 
 
-@handlers.on(CREATED)
-async def on_created(uow: UnitOfWork, data: ev.ChargeCreatedV1, event: CloudEvent) -> None:
-    await uow.session.execute(
-        charges.insert().values(id=data.charge.id, quantity=data.charge.quantity)
+RUNS: list[list[str]] = []  # the charge ids of each run `on_created` was handed
+
+
+@handlers.on_batch(CREATED)
+async def on_created(items: list[Applying]) -> None:
+    """A batch handler: the run's charges in one statement."""
+    RUNS.append([i.data.charge.id for i in items])
+    await items[0].uow.session.execute(
+        charges.insert(),
+        [{"id": i.data.charge.id, "quantity": i.data.charge.quantity} for i in items],
     )
-    uow.insert_later(notes, charge_id=data.charge.id)
-    uow.emit(
-        READY,
-        ev.ChargeReadyV1(
-            charge_id=data.charge.id,
-            product=data.charge.product,
-            quantity=data.charge.quantity,
-            destination=data.ship_to,
-        ),
-    )
+    for item in items:
+        data = item.data
+        item.uow.insert_later(notes, charge_id=data.charge.id)
+        item.uow.emit(
+            READY,
+            ev.ChargeReadyV1(
+                charge_id=data.charge.id,
+                product=data.charge.product,
+                quantity=data.charge.quantity,
+                destination=data.ship_to,
+            ),
+        )
 
 
 @handlers.on(READY)

@@ -7,7 +7,7 @@ dead-lettered, and offsets committed past everything."""
 import pytest
 from sqlalchemy import event, select
 
-from probe_service import CREATED, PICKED, READY, build, charges, count, notes, readies
+from probe_service import CREATED, PICKED, READY, RUNS, build, charges, count, notes, readies
 from procure_contracts import events as ev
 from procure_contracts import new_event
 from procure_devstack import factories as f
@@ -114,6 +114,7 @@ async def test_a_batch_claims_its_event_ids_and_writes_deferred_rows_in_one_stat
         statements.append(" ".join(statement.split()[:3]).lower())
 
     created = [f.charge_created() for _ in range(N)]
+    RUNS.clear()
     async with KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka:
         for data in created:
             await kafka.publish(CREATED, data)
@@ -126,6 +127,9 @@ async def test_a_batch_claims_its_event_ids_and_writes_deferred_rows_in_one_stat
     assert statements.count("insert into inbox") == len(transactions) < 2 * N
     assert statements.count("insert into notes") <= len(transactions)
     assert statements.count("insert into notes") < N
+    # The batch handler got runs of many events: its charges cost one statement a run.
+    assert statements.count("insert into charges") < N
+    assert max(len(run) for run in RUNS) > 1, RUNS
     async with runtime.db.session() as session:
         noted = (await session.execute(select(notes.c.charge_id).order_by(notes.c.id))).scalars()
         assert list(noted) == [c.charge.id for c in created]
@@ -134,3 +138,31 @@ async def test_a_batch_claims_its_event_ids_and_writes_deferred_rows_in_one_stat
 async def _all_noted(runtime) -> bool:
     assert await count(runtime, notes) == N
     return True
+
+
+async def test_a_batch_handler_never_gets_two_events_of_one_key_in_a_run(service_settings) -> None:
+    """Events of one key stay in order across runs: a run holds one event per key, so a
+    batch handler can treat its events as independent."""
+    settings = service_settings("probe", topic_partitions=1)
+    app, runtime = build(settings)
+    created = [f.charge_created() for _ in range(6)]
+    RUNS.clear()
+    async with KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka:
+        # a, b, c, then a, b, c again under the same keys (new event ids, other charges)
+        for i, data in enumerate(created):
+            key = f"k{i % 3}"
+            event = new_event(CREATED.type, data, source="/tests", subject=key)
+            await kafka.send_raw("charge.created", event.to_bytes(), key=key.encode())
+        async with running(app, runtime):
+
+            async def all_in() -> bool:
+                assert await count(runtime, charges) == 6
+                return True
+
+            await eventually(all_in, timeout=60)
+    ids = [c.charge.id for c in created]
+    assert [i for run in RUNS for i in run] == ids  # in order, each once
+    key_of = {charge_id: i % 3 for i, charge_id in enumerate(ids)}
+    for run in RUNS:  # split where a key repeats
+        assert len({key_of[i] for i in run}) == len(run), RUNS
+    assert max(len(run) for run in RUNS) > 1, RUNS  # the backlog came as one fetch

@@ -12,75 +12,91 @@ from procure_contracts.status import ApprovalStatus
 from procure_purchasing import fulfillment
 from procure_purchasing.domain import AlreadyDecided, needs_approval
 from procure_purchasing.models import UNIT_COUNTERS, approvals, charges
-from procure_runtime import NotFound, UnitOfWork
-from procure_runtime.db import insert_ignore, utcnow
+from procure_runtime import Applying, NotFound, UnitOfWork
+from procure_runtime.db import insert_ignore, update_many, utcnow
 
 APPROVAL_REQUESTED = spec_for_topic("approval.requested")
 APPROVAL_DECIDED = spec_for_topic("approval.decided")
 
 
-async def send_to_procurement(uow: UnitOfWork, data: ev.ChargeNeedOrderV1) -> None:
+async def send_to_procurement(items: list[Applying]) -> None:
     """R5: units sent to procurement wait for approval at or over the threshold in force,
-    else join the queue. A need_order replacing a failed pick is handled the same way."""
-    session = uow.session
+    else join the queue. A need_order replacing a failed pick is handled the same way.
+    A run of them is stored in a fixed number of statements."""
+    session, dialect = items[0].uow.session, items[0].uow.dialect
     await session.execute(
-        insert_ignore(charges, uow.dialect).values(
-            id=data.charge_id,
-            sales_order_id=data.sales_order_id,
-            product=data.product.model_dump(mode="json"),
-            vendor_id=data.product.vendor.id if data.product.vendor else None,
-            organization=data.organization.model_dump(mode="json"),
-            destination=data.destination.model_dump(mode="json"),
-            sent=0,
-            **dict.fromkeys(UNIT_COUNTERS, 0),
-        )
+        insert_ignore(charges, dialect),
+        [
+            {
+                "id": i.data.charge_id,
+                "sales_order_id": i.data.sales_order_id,
+                "product": i.data.product.model_dump(mode="json"),
+                "vendor_id": i.data.product.vendor.id if i.data.product.vendor else None,
+                "organization": i.data.organization.model_dump(mode="json"),
+                "destination": i.data.destination.model_dump(mode="json"),
+                "sent": 0,
+                **dict.fromkeys(UNIT_COUNTERS, 0),
+            }
+            for i in items
+        ],
     )
     settings = await fulfillment.current_settings(session)
-    waits = needs_approval(data.extended_cost, settings.approval_threshold)
-    counter = "waiting" if waits else "queued"
-    row = (
-        await session.execute(
-            update(charges)
-            .where(charges.c.id == data.charge_id)
-            .values(
-                {
-                    "sent": charges.c.sent + data.quantity,
-                    counter: charges.c[counter] + data.quantity,
-                }
+    waiting, queued = [], []
+    for item in items:
+        waits = needs_approval(item.data.extended_cost, settings.approval_threshold)
+        (waiting if waits else queued).append(item)
+    for counter, group in (("waiting", waiting), ("queued", queued)):
+        await update_many(
+            session,
+            charges,
+            "id",
+            [
+                {"id": i.data.charge_id, "sent": i.data.quantity, counter: i.data.quantity}
+                for i in group
+            ],
+            add=True,
+        )
+    if queued:
+        rows = await fulfillment.charges_by_id(session, [i.data.charge_id for i in queued])
+        for item in queued:
+            fulfillment.emit_forwarded(
+                item.uow, rows[item.data.charge_id], item.data.quantity, settings
             )
-            .returning(*charges.c)
-        )
-    ).one()
-    if not waits:
-        fulfillment.emit_forwarded(uow, row, data.quantity, settings)
+    if not waiting:
         return
-    approval_id = f"apr-{uuid.uuid4().hex[:12]}"
     assert settings.approval_threshold is not None
+    requests = [(f"apr-{uuid.uuid4().hex[:12]}", i) for i in waiting]
     await session.execute(
-        approvals.insert().values(
-            id=approval_id,
-            charge_id=data.charge_id,
-            sales_order_id=data.sales_order_id,
-            product=data.product.model_dump(mode="json"),
-            quantity=data.quantity,
-            extended_cost=data.extended_cost,
-            threshold=settings.approval_threshold,
-            status=ApprovalStatus.PENDING,
+        approvals.insert(),
+        [
+            {
+                "id": approval_id,
+                "charge_id": i.data.charge_id,
+                "sales_order_id": i.data.sales_order_id,
+                "product": i.data.product.model_dump(mode="json"),
+                "quantity": i.data.quantity,
+                "extended_cost": i.data.extended_cost,
+                "threshold": settings.approval_threshold,
+                "status": ApprovalStatus.PENDING,
+            }
+            for approval_id, i in requests
+        ],
+    )
+    for approval_id, i in requests:
+        data = i.data
+        i.uow.emit(
+            APPROVAL_REQUESTED,
+            ev.ApprovalRequestedV1(
+                approval_id=approval_id,
+                charge_id=data.charge_id,
+                sales_order_id=data.sales_order_id,
+                product=data.product,
+                quantity=data.quantity,
+                extended_cost=data.extended_cost,
+                threshold=settings.approval_threshold,
+                purchasing_team=settings.purchasing_team,
+            ),
         )
-    )
-    uow.emit(
-        APPROVAL_REQUESTED,
-        ev.ApprovalRequestedV1(
-            approval_id=approval_id,
-            charge_id=data.charge_id,
-            sales_order_id=data.sales_order_id,
-            product=data.product,
-            quantity=data.quantity,
-            extended_cost=data.extended_cost,
-            threshold=settings.approval_threshold,
-            purchasing_team=settings.purchasing_team,
-        ),
-    )
 
 
 async def decide(

@@ -57,6 +57,11 @@ async def charge(session: AsyncSession, charge_id: str) -> Any:
     return (await session.execute(select(charges).where(charges.c.id == charge_id))).first()
 
 
+async def charges_by_id(session: AsyncSession, charge_ids: list[str]) -> dict[str, Any]:
+    rows = await session.execute(select(charges).where(charges.c.id.in_(set(charge_ids))))
+    return {row.id: row for row in rows}
+
+
 def correlation(row: Any) -> str:
     return row.sales_order_id or row.id
 

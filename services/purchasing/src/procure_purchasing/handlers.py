@@ -6,7 +6,7 @@ from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
 from procure_purchasing import approvals, picks, receiving_reports
 from procure_purchasing.models import REPLICAS, metadata
-from procure_runtime import EventHandlers, UnitOfWork
+from procure_runtime import Applying, EventHandlers, UnitOfWork
 from procure_runtime.logging import get_logger
 from procure_runtime.replica import replicate
 
@@ -15,9 +15,9 @@ handlers = EventHandlers()
 replicate(handlers, metadata, *REPLICAS)
 
 
-@handlers.on(spec_for_topic("charge.need_order"))
-async def on_need_order(uow: UnitOfWork, data: ev.ChargeNeedOrderV1, event: CloudEvent) -> None:
-    await approvals.send_to_procurement(uow, data)
+@handlers.on_batch(spec_for_topic("charge.need_order"))
+async def on_need_order(items: list[Applying]) -> None:
+    await approvals.send_to_procurement(items)
 
 
 @handlers.on(spec_for_topic("pick.failed"))

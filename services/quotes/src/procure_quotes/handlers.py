@@ -15,6 +15,7 @@ from procure_quotes import ledger
 from procure_quotes.domain import (
     Ledger,
     ReservationsExceedQuantity,
+    Routing,
     TooEarly,
     extended_cost,
     route_charge,
@@ -27,7 +28,7 @@ from procure_quotes.models import (
     reservations,
     sales_orders,
 )
-from procure_runtime import EventHandlers, Park, Reject, UnitOfWork
+from procure_runtime import Applying, EventHandlers, Park, Reject, UnitOfWork
 from procure_runtime.db import insert_ignore
 from procure_runtime.logging import get_logger
 from procure_runtime.replica import replicate
@@ -72,34 +73,83 @@ async def on_reservation(uow: UnitOfWork, data: ev.StockReservationV1, event: Cl
 # --- new charges ------------------------------------------------------------------------
 
 
-@handlers.on(topic("opportunity.won"))
-async def on_opportunity_won(uow: UnitOfWork, data: ev.OpportunityWonV1, event: CloudEvent) -> None:
-    so = data.sales_order
-    inserted = await uow.session.execute(
-        insert_ignore(sales_orders, uow.dialect).values(
-            id=so.id,
-            opportunity_id=data.opportunity.id,
-            status=SalesOrderStatus.NEW,
-            owner=so.owner.model_dump(mode="json"),
-            organization=data.organization.model_dump(mode="json"),
-            ship_to=so.ship_to.model_dump(mode="json"),
-        )
+@handlers.on_batch(topic("opportunity.won"))
+async def on_opportunity_won(items: list[Applying]) -> None:
+    """New sales orders and their charges, routed (R3/R4). A run of won opportunities is
+    stored in a fixed number of statements; the first event naming a sales order wins
+    and any later one is ignored, as one at a time."""
+    session, dialect = items[0].uow.session, items[0].uow.dialect
+    first: dict[str, Applying] = {}
+    for item in items:
+        first.setdefault(item.data.sales_order.id, item)
+    created = set(
+        (
+            await session.execute(
+                insert_ignore(sales_orders, dialect)
+                .values(
+                    [
+                        {
+                            "id": so_id,
+                            "opportunity_id": item.data.opportunity.id,
+                            "status": SalesOrderStatus.NEW,
+                            "owner": item.data.sales_order.owner.model_dump(mode="json"),
+                            "organization": item.data.organization.model_dump(mode="json"),
+                            "ship_to": item.data.sales_order.ship_to.model_dump(mode="json"),
+                        }
+                        for so_id, item in first.items()
+                    ]
+                )
+                .returning(sales_orders.c.id)
+            )
+        ).scalars()
     )
-    if inserted.rowcount == 0:  # type: ignore[attr-defined]
-        log.info("sales order exists already; event ignored", sales_order_id=so.id)
+    won = [
+        i for i in items if i.data.sales_order.id in created and first[i.data.sales_order.id] is i
+    ]
+    kept = {id(i) for i in won}
+    for item in items:
+        if id(item) not in kept:
+            log.info(
+                "sales order exists already; event ignored", sales_order_id=item.data.sales_order.id
+            )
+    if not won:
         return
-    await uow.session.execute(
-        update(opportunities).where(opportunities.c.id == data.opportunity.id).values(status="Won")
+    await session.execute(
+        update(opportunities)
+        .where(opportunities.c.id.in_({i.data.opportunity.id for i in won}))
+        .values(status="Won")
     )
-    rows = []
-    for charge in data.charges:
-        destination = charge.ship_to or so.ship_to
-        row = await create_charge(
-            uow, charge, data.organization, destination, so.id, data.opportunity.id, event
-        )
-        if row is not None:
-            rows.append(row)
-    await ledger.settle_new_sales_order(uow, so.id, so.owner, rows)
+    planned: list[tuple[Applying, ChargeSpec, Address, Routing]] = []
+    for item in won:
+        so = item.data.sales_order
+        for charge in item.data.charges:
+            planned.append((item, charge, charge.ship_to or so.ship_to, _routing(charge)))
+    stored = await _store_charges(
+        session,
+        dialect,
+        [
+            _charge_values(
+                charge,
+                item.data.organization,
+                destination,
+                item.data.sales_order.id,
+                item.data.opportunity.id,
+                routing,
+            )
+            for item, charge, destination, routing in planned
+        ],
+    )
+    rows: dict[str, list[Any]] = {i.data.sales_order.id: [] for i in won}
+    for item, charge, destination, routing in planned:
+        row = stored.pop(charge.id, None)  # popped: a charge id named twice is stored once
+        if row is None:
+            log.info("charge exists already; ignored", charge_id=charge.id)
+            continue
+        _announce(item.uow, row, charge, destination, routing, item.event)
+        rows[item.data.sales_order.id].append(row)
+    for item in won:
+        so = item.data.sales_order
+        await ledger.settle_new_sales_order(item.uow, so.id, so.owner, rows[so.id])
 
 
 @handlers.on(topic("charge.created"))
@@ -125,50 +175,89 @@ async def create_charge(
 ) -> Any:
     """Store a charge once and route its units (R3/R4) through the outbox; the new row
     (None if the charge existed already)."""
+    routing = _routing(charge)
+    values = _charge_values(
+        charge, organization, destination, sales_order_id, opportunity_id, routing
+    )
+    row = (await _store_charges(uow.session, uow.dialect, [values])).get(charge.id)
+    if row is None:
+        log.info("charge exists already; ignored", charge_id=charge.id)
+        return None
+    _announce(uow, row, charge, destination, routing, event)
+    return row
+
+
+def _routing(charge: ChargeSpec) -> Routing:
     try:
-        routing = route_charge(
+        return route_charge(
             charge.quantity,
             charge.product.subject_to_procurement,
             [r.quantity for r in charge.reservations],
         )
     except ReservationsExceedQuantity as exc:
         raise Reject(f"charge {charge.id}: {exc}") from None
-    inserted = await uow.session.execute(
-        insert_ignore(charges, uow.dialect)
-        .values(
-            id=charge.id,
-            sales_order_id=sales_order_id,
-            opportunity_id=opportunity_id,
-            quote_item_id=charge.quote_item_id,
-            parent=charge.parent.model_dump(mode="json"),
-            owner=charge.owner.model_dump(mode="json"),
-            product=charge.product.model_dump(mode="json"),
-            organization=organization.model_dump(mode="json"),
-            destination=destination.model_dump(mode="json"),
-            quantity=charge.quantity,
-            unit_price=charge.unit_price,
-            ready_direct=routing.ready,
-            reserved_at_routing=routing.awaiting_pick,
-            sent_to_procurement=routing.to_procurement,
-        )
-        .returning(*charges.c)
+
+
+def _charge_values(
+    charge: ChargeSpec,
+    organization: Organization,
+    destination: Address,
+    sales_order_id: str | None,
+    opportunity_id: str | None,
+    routing: Routing,
+) -> dict[str, Any]:
+    return {
+        "id": charge.id,
+        "sales_order_id": sales_order_id,
+        "opportunity_id": opportunity_id,
+        "quote_item_id": charge.quote_item_id,
+        "parent": charge.parent.model_dump(mode="json"),
+        "owner": charge.owner.model_dump(mode="json"),
+        "product": charge.product.model_dump(mode="json"),
+        "organization": organization.model_dump(mode="json"),
+        "destination": destination.model_dump(mode="json"),
+        "quantity": charge.quantity,
+        "unit_price": charge.unit_price,
+        "ready_direct": routing.ready,
+        "reserved_at_routing": routing.awaiting_pick,
+        "sent_to_procurement": routing.to_procurement,
+    }
+
+
+async def _store_charges(
+    session: Any, dialect: str, values: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Insert the charges that do not exist yet, in one statement: the new rows by id."""
+    unique = list({v["id"]: v for v in reversed(values)}.values())  # the first of each id
+    if not unique:
+        return {}
+    inserted = await session.execute(
+        insert_ignore(charges, dialect).values(unique).returning(*charges.c)
     )
-    row = inserted.first()
-    if row is None:
-        log.info("charge exists already; ignored", charge_id=charge.id)
-        return None
+    return {row.id: row for row in inserted}
+
+
+def _announce(
+    uow: UnitOfWork,
+    row: Any,
+    charge: ChargeSpec,
+    destination: Address,
+    routing: Routing,
+    event: CloudEvent,
+) -> None:
+    """A new charge's history line and routing events (R3/R4)."""
     summary = (
         f"created: {routing.ready} ready, {routing.awaiting_pick} awaiting pick, "
         f"{routing.to_procurement} to procurement"
     )
     ledger.record(uow, row, event, summary)
-    correlation = sales_order_id or charge.id
+    correlation = row.sales_order_id or charge.id
     if routing.ready:
         uow.emit(
             CHARGE_READY,
             ev.ChargeReadyV1(
                 charge_id=charge.id,
-                sales_order_id=sales_order_id,
+                sales_order_id=row.sales_order_id,
                 product=charge.product,
                 quantity=routing.ready,
                 destination=destination,
@@ -181,7 +270,6 @@ async def create_charge(
             _need_order(row, routing.to_procurement, None),
             correlationid=correlation,
         )
-    return row
 
 
 def _need_order(row, units: int, reservation_id: str | None) -> ev.ChargeNeedOrderV1:

@@ -12,31 +12,47 @@ from procure_inventory.domain import (
     SerialConflict,
     check_won_charge,
 )
-from procure_inventory.picking import pick_on_request, pick_reservation, release_opportunity
-from procure_runtime import EventHandlers, Park, Reject, UnitOfWork
+from procure_inventory.picking import (
+    opportunities_holding,
+    pick_on_request,
+    pick_reservation,
+    release_opportunity,
+)
+from procure_runtime import Applying, EventHandlers, Park, Reject, UnitOfWork
 from procure_runtime.logging import get_logger
 
 log = get_logger("procure.inventory")
 handlers = EventHandlers()
 
 
-@handlers.on(spec_for_topic("opportunity.won"))
-async def on_opportunity_won(uow: UnitOfWork, data: ev.OpportunityWonV1, event: CloudEvent) -> None:
+@handlers.on_batch(spec_for_topic("opportunity.won"))
+async def on_opportunity_won(items: list[Applying]) -> None:
     """Exactly the listed reservations become picks; the rest of the opportunity's are
-    released, including those listed on charges not subject to procurement (R3)."""
-    procured = [c for c in data.charges if c.product.subject_to_procurement]
-    for charge in procured:
-        try:
-            check_won_charge(charge.quantity, [r.quantity for r in charge.reservations])
-        except ReservationsExceedQuantity as exc:  # quotes refuses the same event
-            raise Reject(f"charge {charge.id}: {exc}") from None
-    correlation = data.sales_order.id
-    for charge in procured:
-        for ref in charge.reservations:
+    released, including those listed on charges not subject to procurement (R3). Most
+    won opportunities hold no reservation: a run finds those in one query."""
+    for item in items:
+        for charge in item.data.charges:
+            if not charge.product.subject_to_procurement:
+                continue
+            try:
+                check_won_charge(charge.quantity, [r.quantity for r in charge.reservations])
+            except ReservationsExceedQuantity as exc:  # quotes refuses the same event
+                raise Reject(f"charge {charge.id}: {exc}") from None
+    holding = await opportunities_holding(
+        items[0].uow.session, [i.data.opportunity.id for i in items]
+    )
+    for item in items:
+        data = item.data
+        procured = [c for c in data.charges if c.product.subject_to_procurement]
+        listed = [(c, ref) for c in procured for ref in c.reservations]
+        if not listed and data.opportunity.id not in holding:
+            continue  # nothing reserved: nothing to pick or release
+        correlation = data.sales_order.id
+        for charge, ref in listed:
             await pick_reservation(
-                uow, charge.id, data.opportunity.id, ref.id, ref.quantity, correlation
+                item.uow, charge.id, data.opportunity.id, ref.id, ref.quantity, correlation
             )
-    await release_opportunity(uow, data.opportunity.id, correlation)
+        await release_opportunity(item.uow, data.opportunity.id, correlation)
 
 
 @handlers.on(spec_for_topic("opportunity.lost"))

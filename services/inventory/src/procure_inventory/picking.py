@@ -48,6 +48,19 @@ async def release(uow: UnitOfWork, row: Any, correlation: str | None = None) -> 
     uow.emit(RELEASED, reservation_event(row, row.quantity), correlationid=correlation)
 
 
+async def opportunities_holding(session: Any, opportunity_ids: list[str]) -> set[str]:
+    """Those of the opportunities that still have an active reservation."""
+    rows = await session.scalars(
+        select(reservations.c.opportunity_id)
+        .where(
+            reservations.c.opportunity_id.in_(set(opportunity_ids)),
+            reservations.c.status == ReservationStatus.ACTIVE,
+        )
+        .distinct()
+    )
+    return set(rows)
+
+
 async def release_opportunity(
     uow: UnitOfWork, opportunity_id: str, correlation: str | None = None
 ) -> None:

@@ -15,19 +15,29 @@ from procure_runtime import UnitOfWork
 from procure_runtime.db import insert_ignore
 
 
-async def record_won(uow: UnitOfWork, data: ev.OpportunityWonV1, event_id: str) -> None:
-    so = data.sales_order
+async def record_won(uow: UnitOfWork, won: list[tuple[ev.OpportunityWonV1, str]]) -> None:
+    """The sales orders and charges of won opportunities (with the event that told),
+    in one statement per table: the first description of an id wins."""
     await uow.session.execute(
-        insert_ignore(sales_orders, uow.dialect).values(
-            id=so.id,
-            owner=so.owner.model_dump(mode="json"),
-            opportunity_id=data.opportunity.id,
-            opportunity_owner=data.opportunity.owner.model_dump(mode="json"),
-            event_id=event_id,
-        )
+        insert_ignore(sales_orders, uow.dialect),
+        [
+            {
+                "id": data.sales_order.id,
+                "owner": data.sales_order.owner.model_dump(mode="json"),
+                "opportunity_id": data.opportunity.id,
+                "opportunity_owner": data.opportunity.owner.model_dump(mode="json"),
+                "event_id": event_id,
+            }
+            for data, event_id in won
+        ],
     )
-    for charge in data.charges:
-        await record_charge(uow, charge, so.id, event_id, quoted=True)
+    rows = [
+        _charge_row(charge, data.sales_order.id, event_id, quoted=True)
+        for data, event_id in won
+        for charge in data.charges
+    ]
+    if rows:
+        await uow.session.execute(insert_ignore(charges, uow.dialect), rows)
 
 
 async def record_charge(
@@ -41,16 +51,24 @@ async def record_charge(
     """Charges do not change in v1: the first description of a charge id wins."""
     await uow.session.execute(
         insert_ignore(charges, uow.dialect).values(
-            id=charge.id,
-            owner=charge.owner.model_dump(mode="json"),
-            parent=charge.parent.model_dump(mode="json"),
-            product=charge.product.model_dump(mode="json"),
-            quantity=charge.quantity,
-            sales_order_id=sales_order_id,
-            quoted=quoted or charge.quote_item_id is not None,
-            event_id=event_id,
+            **_charge_row(charge, sales_order_id, event_id, quoted=quoted)
         )
     )
+
+
+def _charge_row(
+    charge: ChargeSpec, sales_order_id: str | None, event_id: str, *, quoted: bool
+) -> dict[str, Any]:
+    return {
+        "id": charge.id,
+        "owner": charge.owner.model_dump(mode="json"),
+        "parent": charge.parent.model_dump(mode="json"),
+        "product": charge.product.model_dump(mode="json"),
+        "quantity": charge.quantity,
+        "sales_order_id": sales_order_id,
+        "quoted": quoted or charge.quote_item_id is not None,
+        "event_id": event_id,
+    }
 
 
 def _person(doc: dict[str, Any] | None) -> Person | None:

@@ -23,7 +23,7 @@ from procure_notifier.domain import (
 from procure_notifier.domain import NotificationType as T
 from procure_notifier.models import metadata
 from procure_notifier.notifications import is_enabled, record
-from procure_runtime import EventHandlers, Park, UnitOfWork
+from procure_runtime import Applying, EventHandlers, Park, UnitOfWork
 from procure_runtime.replica import replicate
 
 handlers = EventHandlers()
@@ -59,9 +59,9 @@ async def _to_stakeholders(
 # --- the stakeholder directory ---------------------------------------------------------
 
 
-@handlers.on(spec_for_topic("opportunity.won"))
-async def on_opportunity_won(uow: UnitOfWork, data: ev.OpportunityWonV1, event: CloudEvent) -> None:
-    await directory.record_won(uow, data, event.id)
+@handlers.on_batch(spec_for_topic("opportunity.won"))
+async def on_opportunity_won(items: list[Applying]) -> None:
+    await directory.record_won(items[0].uow, [(i.data, i.event.id) for i in items])
 
 
 @handlers.on(spec_for_topic("charge.created"))
@@ -114,26 +114,29 @@ async def on_approval_decided(
     await record(uow, event, notice, await _to_stakeholders(uow, [(data.charge_id, data.quantity)]))
 
 
-@handlers.on(spec_for_topic("charge.forwarded"))
-async def on_charge_forwarded(
-    uow: UnitOfWork, data: ev.ChargeForwardedV1, event: CloudEvent
-) -> None:
-    """The team in the event is the setting in force when purchasing queued the units."""
-    if not data.purchasing_team or not await is_enabled(uow.session, T.FORWARDED_TO_PURCHASING):
+@handlers.on_batch(spec_for_topic("charge.forwarded"))
+async def on_charge_forwarded(items: list[Applying]) -> None:
+    """The team in the event is the setting in force when purchasing queued the units.
+    A run looks its charges up in one query."""
+    session = items[0].uow.session
+    if not await is_enabled(session, T.FORWARDED_TO_PURCHASING):
         return
-    known = await directory.charge_infos(uow.session, [data.charge_id])
-    charge = known.get(data.charge_id)
-    item = Item(
-        _product(data.product),
-        data.quantity,
-        data.charge_id,
-        charge.parent if charge else None,
-        data.sales_order_id,
-    )
-    notice = Notice(
-        T.FORWARDED_TO_PURCHASING, "Need to Order/Fulfill", sales_order_id=data.sales_order_id
-    )
-    await record(uow, event, notice, team_mails(data.purchasing_team, [item]))
+    told = [i for i in items if i.data.purchasing_team]
+    known = await directory.charge_infos(session, [i.data.charge_id for i in told])
+    for i in told:
+        data: ev.ChargeForwardedV1 = i.data
+        charge = known.get(data.charge_id)
+        item = Item(
+            _product(data.product),
+            data.quantity,
+            data.charge_id,
+            charge.parent if charge else None,
+            data.sales_order_id,
+        )
+        notice = Notice(
+            T.FORWARDED_TO_PURCHASING, "Need to Order/Fulfill", sales_order_id=data.sales_order_id
+        )
+        await record(i.uow, i.event, notice, team_mails(data.purchasing_team, [item]))
 
 
 @handlers.on(spec_for_topic("po.submitted"))

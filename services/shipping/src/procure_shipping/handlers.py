@@ -3,14 +3,12 @@ drop-shipped units delivered at once (R12)."""
 
 from typing import Any
 
-from sqlalchemy import update
-
 from procure_contracts import CloudEvent
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
 from procure_contracts.shapes import Address, ChargeSpec
-from procure_runtime import EventHandlers, Park, UnitOfWork
-from procure_runtime.db import insert_ignore
+from procure_runtime import Applying, EventHandlers, Park, UnitOfWork
+from procure_runtime.db import insert_ignore, update_many
 from procure_runtime.replica import replicate
 from procure_shipping.models import charges, delivered_items, deliveries, metadata
 from procure_shipping.store import add_ready, add_ready_many, lock_charges, new_id, next_seq
@@ -22,33 +20,49 @@ SHIPMENT_DELIVERED = spec_for_topic("shipment.delivered")
 SHIPMENT_CANCELED = spec_for_topic("shipment.canceled")
 
 
-@handlers.on(spec_for_topic("opportunity.won"))
-async def on_opportunity_won(uow: UnitOfWork, data: ev.OpportunityWonV1, event: CloudEvent) -> None:
-    for charge in data.charges:
-        destination = charge.ship_to or data.sales_order.ship_to
-        await remember_charge(uow, charge, destination, data.sales_order.id)
+@handlers.on_batch(spec_for_topic("opportunity.won"))
+async def on_opportunity_won(items: list[Applying]) -> None:
+    uow = items[0].uow
+    await remember_charges(
+        uow,
+        [
+            (charge, charge.ship_to or i.data.sales_order.ship_to, i.data.sales_order.id)
+            for i in items
+            for charge in i.data.charges
+        ],
+    )
 
 
 @handlers.on(spec_for_topic("charge.created"))
 async def on_charge_created(uow: UnitOfWork, data: ev.ChargeCreatedV1, event: CloudEvent) -> None:
     destination = data.charge.ship_to or data.ship_to
-    await remember_charge(uow, data.charge, destination, data.sales_order_id)
+    await remember_charges(uow, [(data.charge, destination, data.sales_order_id)])
 
 
-async def remember_charge(
-    uow: UnitOfWork, charge: ChargeSpec, destination: Address, sales_order_id: str | None
+async def remember_charges(
+    uow: UnitOfWork, described: list[tuple[ChargeSpec, Address, str | None]]
 ) -> None:
-    values: dict[str, Any] = {
-        "sales_order_id": sales_order_id,
-        "product": charge.product.model_dump(mode="json"),
-        "destination": destination.model_dump(mode="json"),
-        "parent": charge.parent.model_dump(mode="json"),
-    }
+    """Store each charge's description; one known only from `charge.ready` is completed.
+    The last description of a charge id wins, as it would one event at a time."""
+    values: dict[str, dict[str, Any]] = {}
+    for charge, destination, sales_order_id in described:
+        values[charge.id] = {
+            "id": charge.id,
+            "sales_order_id": sales_order_id,
+            "product": charge.product.model_dump(mode="json"),
+            "destination": destination.model_dump(mode="json"),
+            "parent": charge.parent.model_dump(mode="json"),
+        }
+    if not values:
+        return
     stored = await uow.session.execute(
-        insert_ignore(charges, uow.dialect).values(id=charge.id, next_seq=1, **values)
+        insert_ignore(charges, uow.dialect)
+        .values([{**v, "next_seq": 1} for v in values.values()])
+        .returning(charges.c.id)
     )
-    if stored.rowcount == 0:  # known from `charge.ready` already: complete it
-        await uow.session.execute(update(charges).where(charges.c.id == charge.id).values(values))
+    new = set(stored.scalars())
+    # known from `charge.ready` already: complete them
+    await update_many(uow.session, charges, "id", [v for k, v in values.items() if k not in new])
 
 
 @handlers.on(spec_for_topic("charge.ready"))

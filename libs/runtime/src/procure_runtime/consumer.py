@@ -33,7 +33,7 @@ from procure_contracts.registry import (
 )
 from procure_contracts.shapes import Shape
 from procure_runtime import metrics
-from procure_runtime.db import Database, insert_ignore, utcnow
+from procure_runtime.db import Database, insert_ignore, insert_many, utcnow
 from procure_runtime.logging import bind, get_logger
 from procure_runtime.outbox import write_effects
 from procure_runtime.settings import ServiceSettings
@@ -84,6 +84,14 @@ class Outcome(enum.StrEnum):
 
 class _Duplicate(Exception):
     pass
+
+
+class _RunFailed(Exception):
+    """A handler raised in a batch: `pending[start:end]` is the run it was applying."""
+
+    def __init__(self, start: int, end: int) -> None:
+        super().__init__(start, end)
+        self.start, self.end = start, end
 
 
 @dataclass(frozen=True)
@@ -212,7 +220,9 @@ class Consumer:
         any offset is committed, as one at a time). If anything goes wrong in the
         transaction (an event parks, a handler fails or rejects, the database is away),
         it is rolled back whole and the batch goes one record at a time, with the usual
-        rules for each: the fast path never decides an outcome the slow path would not."""
+        rules for each: the fast path never decides an outcome the slow path would not.
+        Only the run of records that failed goes one at a time: the records before it
+        apply again as a batch, and those after it continue as one."""
         if len(records) == 1:
             await self.process(records[0])
             return
@@ -223,19 +233,33 @@ class Consumer:
             decoded = await self._decode(record)
             if isinstance(decoded, _Decoded):
                 pending.append((record, decoded))
-        if not pending:
+        await self._apply_in_batches(pending)
+
+    async def _apply_in_batches(self, pending: list[tuple[Record, _Decoded]]) -> None:
+        while pending:
+            try:
+                applied = await self._apply_batch(pending)
+            except asyncio.CancelledError:
+                raise
+            except _RunFailed as failed:
+                log.info(
+                    "batch rolled back; the failing run goes one record at a time",
+                    error=repr(failed.__cause__),
+                    records=failed.end - failed.start,
+                )
+                await self._apply_in_batches(pending[: failed.start])
+                for record, decoded in pending[failed.start : failed.end]:
+                    await self._apply_one(record, decoded)
+                pending = pending[failed.end :]
+                continue
+            except Exception as exc:  # the claim or the commit: no run to blame
+                log.info("batch rolled back; one record at a time", error=repr(exc))
+                for record, decoded in pending:
+                    await self._apply_one(record, decoded)
+                return
+            if applied and self.has_parked:
+                self._parking_wake.set()
             return
-        try:
-            applied = await self._apply_batch(pending)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.info("batch rolled back; one record at a time", error=repr(exc))
-            for record, decoded in pending:
-                await self._apply_one(record, decoded)
-            return
-        if applied and self.has_parked:
-            self._parking_wake.set()
 
     async def _apply_batch(self, pending: list[tuple[Record, _Decoded]]) -> int:
         """One transaction for the batch: claim every event id in the inbox with one
@@ -252,20 +276,12 @@ class Consumer:
             first.setdefault(d.event.id, record)
         now = utcnow()
         async with self.db.session() as session:
-            claimed = set(
-                (
-                    await session.execute(
-                        insert_ignore(inbox, self.db.dialect)
-                        .values(
-                            [
-                                {"event_id": eid, "topic": r.topic, "processed_at": now}
-                                for eid, r in first.items()
-                            ]
-                        )
-                        .returning(inbox.c.event_id)
-                    )
-                ).scalars()
-            )
+            rows = [
+                {"event_id": eid, "topic": r.topic, "processed_at": now} for eid, r in first.items()
+            ]
+            claimed = {
+                r.event_id for r in await insert_many(session, inbox, rows, inbox.c.event_id)
+            }
             runs: list[list[tuple[Record, _Decoded]]] = []
             keys: set[bytes | None] = set()
             for record, d in pending:
@@ -284,21 +300,30 @@ class Consumer:
                     runs.append([(record, d)])
                     keys = set()
                 keys.add(record.key)
+            position = {id(record): n for n, (record, _) in enumerate(pending)}
             for run in runs:
                 items = [
                     Applying(UnitOfWork(session, self.source, cause=d.event), d.data, d.event)
                     for _, d in run
                 ]
                 many = self.handlers.batch_of(run[0][1].event.type)
-                if many is not None and len(run) > 1:
-                    bind(event_id=None, correlation_id=None, type=run[0][1].event.type)
-                    await many(items)
-                else:
-                    d = run[0][1]
-                    bind(
-                        event_id=d.event.id, correlation_id=d.event.correlationid, type=d.event.type
-                    )
-                    await d.handler(items[0].uow, d.data, d.event)
+                try:
+                    if many is not None and len(run) > 1:
+                        bind(event_id=None, correlation_id=None, type=run[0][1].event.type)
+                        await many(items)
+                    else:
+                        d = run[0][1]
+                        bind(
+                            event_id=d.event.id,
+                            correlation_id=d.event.correlationid,
+                            type=d.event.type,
+                        )
+                        await d.handler(items[0].uow, d.data, d.event)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # rolls the whole transaction back
+                    start, end = position[id(run[0][0])], position[id(run[-1][0])] + 1
+                    raise _RunFailed(start, end) from exc
                 uows += [item.uow for item in items]
                 applied += [d for _, d in run]
             await write_effects(session, self.metadata, uows)

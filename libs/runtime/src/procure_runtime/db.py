@@ -117,6 +117,21 @@ def insert_ignore(table: Table, dialect: str) -> Insert:
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
+async def insert_many(
+    session: AsyncSession, table: Table, rows: list[dict[str, Any]], *returning: Any
+) -> list[Any]:
+    """Insert-or-ignore `rows` as one executemany (SQLAlchemy's "insertmanyvalues":
+    compiled once, sent as a few multi-row statements); with `returning` columns, the
+    rows actually inserted (in no particular order). Every row has the same keys."""
+    if not rows:
+        return []
+    stmt: Any = insert_ignore(table, session.get_bind().dialect.name)
+    if returning:
+        return list((await session.execute(stmt.returning(*returning), rows)).all())
+    await session.execute(stmt, rows)
+    return []
+
+
 async def update_many(
     session: AsyncSession, table: Table, key: str, rows: list[dict[str, Any]], *, add: bool = False
 ) -> None:

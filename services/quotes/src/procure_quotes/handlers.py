@@ -29,7 +29,7 @@ from procure_quotes.models import (
     sales_orders,
 )
 from procure_runtime import Applying, EventHandlers, Park, Reject, UnitOfWork
-from procure_runtime.db import insert_ignore
+from procure_runtime.db import insert_ignore, insert_many
 from procure_runtime.logging import get_logger
 from procure_runtime.replica import replicate
 
@@ -82,27 +82,25 @@ async def on_opportunity_won(items: list[Applying]) -> None:
     first: dict[str, Applying] = {}
     for item in items:
         first.setdefault(item.data.sales_order.id, item)
-    created = set(
-        (
-            await session.execute(
-                insert_ignore(sales_orders, dialect)
-                .values(
-                    [
-                        {
-                            "id": so_id,
-                            "opportunity_id": item.data.opportunity.id,
-                            "status": SalesOrderStatus.NEW,
-                            "owner": item.data.sales_order.owner.model_dump(mode="json"),
-                            "organization": item.data.organization.model_dump(mode="json"),
-                            "ship_to": item.data.sales_order.ship_to.model_dump(mode="json"),
-                        }
-                        for so_id, item in first.items()
-                    ]
-                )
-                .returning(sales_orders.c.id)
-            )
-        ).scalars()
-    )
+    created = {
+        row.id
+        for row in await insert_many(
+            session,
+            sales_orders,
+            [
+                {
+                    "id": so_id,
+                    "opportunity_id": item.data.opportunity.id,
+                    "status": SalesOrderStatus.NEW,
+                    "owner": item.data.sales_order.owner.model_dump(mode="json"),
+                    "organization": item.data.organization.model_dump(mode="json"),
+                    "ship_to": item.data.sales_order.ship_to.model_dump(mode="json"),
+                }
+                for so_id, item in first.items()
+            ],
+            sales_orders.c.id,
+        )
+    }
     won = [
         i for i in items if i.data.sales_order.id in created and first[i.data.sales_order.id] is i
     ]
@@ -229,12 +227,7 @@ async def _store_charges(
 ) -> dict[str, Any]:
     """Insert the charges that do not exist yet, in one statement: the new rows by id."""
     unique = list({v["id"]: v for v in reversed(values)}.values())  # the first of each id
-    if not unique:
-        return {}
-    inserted = await session.execute(
-        insert_ignore(charges, dialect).values(unique).returning(*charges.c)
-    )
-    return {row.id: row for row in inserted}
+    return {row.id: row for row in await insert_many(session, charges, unique, *charges.c)}
 
 
 def _announce(

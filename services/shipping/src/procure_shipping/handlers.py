@@ -8,7 +8,7 @@ from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
 from procure_contracts.shapes import Address, ChargeSpec
 from procure_runtime import Applying, EventHandlers, Park, UnitOfWork
-from procure_runtime.db import insert_ignore, update_many
+from procure_runtime.db import insert_ignore, insert_many, update_many
 from procure_runtime.replica import replicate
 from procure_shipping.models import charges, delivered_items, deliveries, metadata
 from procure_shipping.store import add_ready, add_ready_many, lock_charges, new_id, next_seq
@@ -55,12 +55,8 @@ async def remember_charges(
         }
     if not values:
         return
-    stored = await uow.session.execute(
-        insert_ignore(charges, uow.dialect)
-        .values([{**v, "next_seq": 1} for v in values.values()])
-        .returning(charges.c.id)
-    )
-    new = set(stored.scalars())
+    rows = [{**v, "next_seq": 1} for v in values.values()]
+    new = {row.id for row in await insert_many(uow.session, charges, rows, charges.c.id)}
     # known from `charge.ready` already: complete them
     await update_many(uow.session, charges, "id", [v for k, v in values.items() if k not in new])
 

@@ -257,6 +257,66 @@ async def test_receipt_delivery_and_cancel_leave_stock_where_it_started(inventor
     await eventually(lambda: _level_is(inventory, product_id, loc, stock(4, picked=1)))
 
 
+async def test_a_delivery_of_many_items_takes_each_ones_units_and_serials(inventory) -> None:
+    """Items of one delivery come out of stock together: named serials, or else the
+    oldest held for the item's charge; a second copy of the delivery changes nothing;
+    one item not held parks the whole delivery."""
+    loc = await inventory.location()
+    product_id = unique("serialized-")
+    a, b, c = unique("ch-a-"), unique("ch-b-"), unique("ch-c-")
+    receipt = _receipt(loc, product_id, (a, 2, ["S3", "S1"]), (b, 2, ["S2", "S4"]), (None, 1, []))
+    await inventory.kafka.publish(RECEIVED, receipt)
+    await eventually(lambda: _level_is(inventory, product_id, loc, stock(5, picked=4)))
+
+    def item(charge_id: str, quantity: int, serials: list[str], transfer_id: str):
+        return ev.DeliveredItem(
+            item_id=unique("it-"),
+            charge_id=charge_id,
+            seq=1,
+            product_id=product_id,
+            quantity=quantity,
+            location_id=loc,
+            serials=serials,
+            transfer_id=transfer_id,
+        )
+
+    delivery = ev.ShipmentDeliveredV1(
+        delivery_id=unique("dl-"),
+        drop_ship=False,
+        destination=f.address(),
+        delivered_by=f.person("Sam Shipper"),
+        items=[item(a, 1, [], unique("tr-")), item(b, 1, ["S4"], unique("tr-"))],
+    )
+    await inventory.kafka.publish(DELIVERED, delivery)
+    await eventually(lambda: _level_is(inventory, product_id, loc, stock(3, picked=2)))
+    copy = await inventory.kafka.publish(
+        DELIVERED, delivery.model_copy(update={"delivery_id": "copy"})
+    )  # a new event, the same transfers: applied already
+    await eventually(lambda: _applied(inventory, copy.id))
+    assert await inventory.level(product_id, loc) == stock(3, picked=2)
+    trail = await inventory.transfers(product_id=product_id)
+    delivered = [(t["charge_id"], t["serials"]) for t in trail if t["cause"] == "delivery"]
+    assert delivered == [(a, ["S1"]), (b, ["S4"])]  # a: the oldest of its own
+
+    # b's held units are there, c's are not: nothing of the delivery happens until they are
+    waits = ev.ShipmentDeliveredV1(
+        delivery_id=unique("dl-"),
+        drop_ship=False,
+        destination=f.address(),
+        delivered_by=f.person("Sam Shipper"),
+        items=[item(b, 1, [], unique("tr-")), item(c, 1, [], unique("tr-"))],
+    )
+    await inventory.kafka.publish(DELIVERED, waits)
+    await eventually(lambda: _parked(inventory, 1))
+    assert await inventory.level(product_id, loc) == stock(3, picked=2)
+    await inventory.kafka.publish(RECEIVED, _receipt(loc, product_id, (c, 1, ["S5"])))
+    await eventually(lambda: _parked(inventory, 0))
+    await eventually(lambda: _level_is(inventory, product_id, loc, stock(2, picked=1)))
+    trail = await inventory.transfers(product_id=product_id)
+    delivered = [(t["charge_id"], t["serials"]) for t in trail if t["cause"] == "delivery"]
+    assert delivered == [(a, ["S1"]), (b, ["S4"]), (b, ["S2"]), (c, ["S5"])]
+
+
 async def test_delivery_seen_before_its_receipt_waits_for_it(inventory) -> None:
     loc = await inventory.location()
     doc = await inventory.product()

@@ -133,18 +133,25 @@ async def insert_many(
 
 
 async def update_many(
-    session: AsyncSession, table: Table, key: str, rows: list[dict[str, Any]], *, add: bool = False
+    session: AsyncSession,
+    table: Table,
+    key: str | tuple[str, ...],
+    rows: list[dict[str, Any]],
+    *,
+    add: bool = False,
 ) -> None:
     """`UPDATE table SET col = :col WHERE key = :key` (with `add`, `col = col + :col`) for
     each row, as one executemany: a bulk event changes hundreds of rows in one round trip's
-    worth of work instead of one statement each. Every row has the same keys."""
+    worth of work instead of one statement each. `key` may name several columns. Every
+    row has the same keys."""
     if not rows:
         return
-    columns = [c for c in rows[0] if c != key]
+    keys = (key,) if isinstance(key, str) else key
+    columns = [c for c in rows[0] if c not in keys]
     # Bind names must differ from column names: SQLAlchemy reserves those for SET.
     values = {c: table.c[c] + bindparam(f"v_{c}") if add else bindparam(f"v_{c}") for c in columns}
-    stmt = update(table).where(table.c[key] == bindparam("k_key")).values(values)
-    params = [{"k_key": r[key], **{f"v_{c}": r[c] for c in columns}} for r in rows]
+    stmt = update(table).where(*(table.c[k] == bindparam(f"k_{k}") for k in keys)).values(values)
+    params = [{**{f"k_{k}": r[k] for k in keys}, **{f"v_{c}": r[c] for c in columns}} for r in rows]
     await session.execute(stmt, params if len(params) > 1 else params[0])
 
 

@@ -70,38 +70,45 @@ async def on_pick_requested(uow: UnitOfWork, data: ev.PickRequestedV1, event: Cl
 @handlers.on(spec_for_topic("units.received"))
 async def on_units_received(uow: UnitOfWork, data: ev.UnitsReceivedV1, event: CloudEvent) -> None:
     """R11: into stock at the line's location, held for its charge; stock lines only raise
-    on hand. Drop-ship receipts never touch stock (R12)."""
+    on hand. Drop-ship receipts never touch stock (R12). A receipt of hundreds of lines
+    costs a fixed number of statements (plus one per line with serials)."""
     if data.drop_ship:
         return
+    lines = []
     for line in data.lines:
         if line.location_id is None:
             log.warning("received line without a location; no stock", line_id=line.line_id)
-            continue
-        held = line.quantity if line.charge_id else 0
-        await stock.change(
-            uow.session, line.product_id, line.location_id, on_hand=line.quantity, picked=held
-        )
-        if line.charge_id:
-            await stock.hold(
-                uow.session, line.charge_id, line.product_id, line.location_id, line.quantity
-            )
+        else:
+            lines.append(line)
+    if not lines:
+        return
+    for line in lines:  # in order: a serial named twice conflicts with itself
         try:
             await stock.add_serials(
-                uow.session, line.product_id, line.location_id, line.serials, line.charge_id
+                uow.session, line.product_id, str(line.location_id), line.serials, line.charge_id
             )
         except SerialConflict as exc:
             raise Reject(f"receipt {data.receipt_id}: {exc.detail}") from None
-        await stock.record(
-            uow.session,
-            Cause.RECEIPT,
-            line.product_id,
-            line.quantity,
-            to_location_id=line.location_id,
-            charge_id=line.charge_id,
-            numbers=line.serials,
-            reference=data.receipt_id,
-            moved_by=data.received_by.model_dump(mode="json"),
-        )
+    await stock.receive(
+        uow.session,
+        [(line.product_id, str(line.location_id), line.charge_id, line.quantity) for line in lines],
+    )
+    await stock.record_many(
+        uow.session,
+        [
+            stock.movement(
+                Cause.RECEIPT,
+                line.product_id,
+                line.quantity,
+                to_location_id=line.location_id,
+                charge_id=line.charge_id,
+                numbers=line.serials,
+                reference=data.receipt_id,
+                moved_by=data.received_by.model_dump(mode="json"),
+            )
+            for line in lines
+        ],
+    )
 
 
 @handlers.on(spec_for_topic("shipment.delivered"))
@@ -109,47 +116,39 @@ async def on_shipment_delivered(
     uow: UnitOfWork, data: ev.ShipmentDeliveredV1, event: CloudEvent
 ) -> None:
     """Each item with a location leaves stock there; it must be held for its charge
-    already, else the receipt or pick that stocks it has not been seen yet: park."""
+    already, else the receipt or pick that stocks it has not been seen yet: park. A
+    delivery of hundreds of items costs a fixed number of statements."""
     if data.drop_ship:
         return
-    for item in data.items:
-        if item.location_id is None:
-            continue
-        if item.transfer_id and await stock.movement_exists(uow.session, item.transfer_id):
-            continue  # applied already (shipping published this delivery twice)
-        where = f"charge {item.charge_id} at location {item.location_id}"
-        session = uow.session
-        if not await stock.hold(
-            session, item.charge_id, item.product_id, item.location_id, -item.quantity
-        ):
-            raise Park(f"{item.quantity} units of {item.product_id} not held for {where} yet")
-        if not await stock.change(
-            session,
-            item.product_id,
-            item.location_id,
-            on_hand=-item.quantity,
-            picked=-item.quantity,
-        ):
-            raise Park(f"{item.quantity} units of {item.product_id} not in stock for {where}")
-        numbers = item.serials or await stock.take_serials(
-            session, item.product_id, item.location_id, item.quantity, item.charge_id
-        )
-        if not await stock.move_serials(
-            session, item.product_id, numbers, at=item.location_id, held_for=item.charge_id
-        ):
-            raise Park(f"serials {numbers} not held for {where} yet")
-        await stock.record(
-            session,
-            Cause.DELIVERY,
-            item.product_id,
-            item.quantity,
-            transfer_id=item.transfer_id,
-            from_location_id=item.location_id,
-            charge_id=item.charge_id,
-            numbers=numbers,
-            reference=data.delivery_id,
-            moved_by=data.delivered_by.model_dump(mode="json"),
-        )
+    items = [item for item in data.items if item.location_id is not None]
+    done = await stock.existing_movements(
+        uow.session, [i.transfer_id for i in items if i.transfer_id]
+    )
+    items = [i for i in items if not (i.transfer_id and i.transfer_id in done)]
+    if not items:
+        return  # applied already (shipping published this delivery twice)
+    taking = [(i.charge_id, i.product_id, str(i.location_id), i.quantity) for i in items]
+    try:
+        numbers = await stock.deliver(uow.session, taking, [i.serials for i in items])
+    except stock.NotHeld as exc:
+        raise Park(str(exc)) from None
+    await stock.record_many(
+        uow.session,
+        [
+            stock.movement(
+                Cause.DELIVERY,
+                item.product_id,
+                item.quantity,
+                transfer_id=item.transfer_id,
+                from_location_id=item.location_id,
+                charge_id=item.charge_id,
+                numbers=serials,
+                reference=data.delivery_id,
+                moved_by=data.delivered_by.model_dump(mode="json"),
+            )
+            for item, serials in zip(items, numbers, strict=True)
+        ],
+    )
 
 
 @handlers.on(spec_for_topic("shipment.canceled"))

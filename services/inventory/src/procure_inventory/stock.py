@@ -5,12 +5,12 @@ serials and the movement records. Every counter changes with one conditional UPD
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from procure_inventory.domain import Cause, SerialConflict, StockLevel
 from procure_inventory.models import holds, movements, serials, stock
-from procure_runtime.db import insert_ignore
+from procure_runtime.db import insert_ignore, update_many, utcnow
 
 
 def new_id() -> str:
@@ -94,6 +94,171 @@ async def hold(
 async def _ensure(session: AsyncSession, table: Any, **key: str) -> None:
     dialect = session.bind.dialect.name
     await session.execute(insert_ignore(table, dialect).values(**key))
+
+
+# --- many at once (receipts and deliveries of hundreds of lines) ---------------------------
+
+
+class NotHeld(Exception):
+    """A delivery takes units or serials not held for its charge yet (nothing changed)."""
+
+
+async def receive(session: AsyncSession, lines: list[tuple[str, str, str | None, int]]) -> None:
+    """Received units into stock: (product, location, charge or None, units) each raise
+    on hand, and what is for a charge is picked and held for it. Adding units never
+    breaks R1, so nothing is refused."""
+    on_hand: dict[tuple[str, str], list[int]] = {}
+    held: dict[tuple[str, str, str], int] = {}
+    for product_id, location_id, charge_id, units in lines:
+        counts = on_hand.setdefault((product_id, location_id), [0, 0])
+        counts[0] += units
+        if charge_id:
+            counts[1] += units
+            key = (charge_id, product_id, location_id)
+            held[key] = held.get(key, 0) + units
+    dialect = session.bind.dialect.name
+    await session.execute(
+        insert_ignore(stock, dialect),
+        [{"product_id": p, "location_id": loc} for p, loc in on_hand],
+    )
+    await update_many(
+        session,
+        stock,
+        ("product_id", "location_id"),
+        [
+            {"product_id": p, "location_id": loc, "on_hand": n, "picked": h}
+            for (p, loc), (n, h) in on_hand.items()
+        ],
+        add=True,
+    )
+    if held:
+        rows = [
+            {"charge_id": c, "product_id": p, "location_id": loc, "quantity": n}
+            for (c, p, loc), n in held.items()
+        ]
+        zero = [{**r, "quantity": 0} for r in rows]
+        await session.execute(insert_ignore(holds, dialect), zero)
+        await update_many(
+            session, holds, ("charge_id", "product_id", "location_id"), rows, add=True
+        )
+
+
+async def deliver(
+    session: AsyncSession,
+    taking: list[tuple[str, str, str, int]],
+    chosen: list[list[str]],
+) -> list[list[str]]:
+    """Delivered units leave stock: each (charge, product, location, units) comes out of
+    what is held for the charge there and out of on hand and picked, with its serials
+    (`chosen`, or else the charge's held serials there in serial order, as many as
+    there are). Refused whole (`NotHeld`) if anything is not held yet. The serials taken
+    by each, in order."""
+    need_held: dict[tuple[str, str, str], int] = {}
+    need_stock: dict[tuple[str, str], int] = {}
+    for charge_id, product_id, location_id, units in taking:
+        key = (charge_id, product_id, location_id)
+        need_held[key] = need_held.get(key, 0) + units
+        need_stock[product_id, location_id] = need_stock.get((product_id, location_id), 0) + units
+    have_held = {
+        (r.charge_id, r.product_id, r.location_id): r.quantity
+        for r in await session.execute(
+            select(holds)
+            .where(
+                tuple_(holds.c.charge_id, holds.c.product_id, holds.c.location_id).in_(need_held)
+            )
+            .order_by(holds.c.charge_id, holds.c.product_id, holds.c.location_id)
+            .with_for_update()
+        )
+    }
+    for (charge_id, product_id, location_id), units in need_held.items():
+        if have_held.get((charge_id, product_id, location_id), 0) < units:
+            raise NotHeld(
+                f"{units} units of {product_id} not held for charge {charge_id} "
+                f"at location {location_id} yet"
+            )
+    have_picked = {
+        (r.product_id, r.location_id): r.picked
+        for r in await session.execute(
+            select(stock.c.product_id, stock.c.location_id, stock.c.picked)
+            .where(tuple_(stock.c.product_id, stock.c.location_id).in_(need_stock))
+            .order_by(stock.c.product_id, stock.c.location_id)
+            .with_for_update()
+        )
+    }
+    for (product_id, location_id), units in need_stock.items():
+        # on hand and picked both drop by `units`: available stays as it is (R1)
+        if have_picked.get((product_id, location_id), 0) < units:
+            raise NotHeld(f"{units} units of {product_id} not in stock at {location_id}")
+    numbers = await _serials_for(session, taking, chosen)
+    await update_many(
+        session,
+        holds,
+        ("charge_id", "product_id", "location_id"),
+        [
+            {"charge_id": c, "product_id": p, "location_id": loc, "quantity": -n}
+            for (c, p, loc), n in need_held.items()
+        ],
+        add=True,
+    )
+    await update_many(
+        session,
+        stock,
+        ("product_id", "location_id"),
+        [
+            {"product_id": p, "location_id": loc, "on_hand": -n, "picked": -n}
+            for (p, loc), n in need_stock.items()
+        ],
+        add=True,
+    )
+    return numbers
+
+
+async def _serials_for(
+    session: AsyncSession, taking: list[tuple[str, str, str, int]], chosen: list[list[str]]
+) -> list[list[str]]:
+    """The serials each delivered item takes out of stock (deleted): the chosen ones,
+    which must be held for its charge at its location, or the oldest held ones."""
+    charge_ids = sorted({charge_id for charge_id, _, _, _ in taking})
+    product_ids = sorted({product_id for _, product_id, _, _ in taking})
+    held = (
+        await session.execute(
+            select(serials)
+            .where(serials.c.product_id.in_(product_ids), serials.c.charge_id.in_(charge_ids))
+            .order_by(serials.c.serial)
+            .with_for_update()
+        )
+    ).all()
+    if not held and not any(chosen):
+        return [[] for _ in taking]  # no serial-tracked units in this delivery
+    pool: dict[tuple[str, str, str], list[str]] = {}
+    for r in held:
+        pool.setdefault((r.charge_id, r.product_id, r.location_id), []).append(r.serial)
+    out: list[list[str]] = []
+    for (charge_id, product_id, location_id, units), named in zip(taking, chosen, strict=True):
+        free = pool.get((charge_id, product_id, location_id), [])
+        if named:
+            if any(n not in free for n in named) or len(set(named)) != len(named):
+                where = f"charge {charge_id} at location {location_id}"
+                raise NotHeld(f"serials {named} not held for {where} yet")
+            taken = list(named)
+        else:
+            taken = free[:units]
+        for n in taken:
+            free.remove(n)
+        out.append(taken)
+    gone = [(p, n) for (_, p, _, _), numbers in zip(taking, out, strict=True) for n in numbers]
+    if gone:
+        await session.execute(
+            serials.delete().where(tuple_(serials.c.product_id, serials.c.serial).in_(gone))
+        )
+    return out
+
+
+async def existing_movements(session: AsyncSession, transfer_ids: list[str]) -> set[str]:
+    if not transfer_ids:
+        return set()
+    rows = await session.scalars(select(movements.c.id).where(movements.c.id.in_(transfer_ids)))
+    return set(rows)
 
 
 # --- serials --------------------------------------------------------------------------
@@ -209,6 +374,24 @@ async def record(
     cause: Cause,
     product_id: str,
     quantity: int,
+    **details: Any,
+) -> str:
+    """One movement; its transfer id."""
+    row = movement(cause, product_id, quantity, **details)
+    await session.execute(movements.insert().values(**row))
+    return str(row["id"])
+
+
+async def record_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Movements made by `movement`, in one executemany (in order)."""
+    if rows:
+        await session.execute(movements.insert(), rows)
+
+
+def movement(
+    cause: Cause,
+    product_id: str,
+    quantity: int,
     *,
     transfer_id: str | None = None,
     from_location_id: str | None = None,
@@ -218,24 +401,21 @@ async def record(
     reason: str | None = None,
     reference: str | None = None,
     moved_by: dict[str, Any] | None = None,
-) -> str:
-    transfer_id = transfer_id or new_id()
-    await session.execute(
-        movements.insert().values(
-            id=transfer_id,
-            cause=cause,
-            product_id=product_id,
-            charge_id=charge_id,
-            from_location_id=from_location_id,
-            to_location_id=to_location_id,
-            quantity=quantity,
-            serials=numbers or [],
-            reason=reason,
-            reference=reference,
-            moved_by=moved_by,
-        )
-    )
-    return transfer_id
+) -> dict[str, Any]:
+    return {
+        "id": transfer_id or new_id(),
+        "cause": cause,
+        "product_id": product_id,
+        "charge_id": charge_id,
+        "from_location_id": from_location_id,
+        "to_location_id": to_location_id,
+        "quantity": quantity,
+        "serials": numbers or [],
+        "reason": reason,
+        "reference": reference,
+        "moved_by": moved_by,
+        "created_at": utcnow(),
+    }
 
 
 async def movement_exists(session: AsyncSession, transfer_id: str) -> bool:

@@ -250,3 +250,51 @@ async def test_edit_and_cancel_a_new_drop_ship_po_returns_its_units(purchasing) 
 async def _po_where(p, url, check):
     view = (await p.http.get(url, headers=p.buyer)).json()
     return view if check(view) else None
+
+
+async def test_units_of_one_item_share_one_line_however_they_are_added(purchasing) -> None:
+    """R8: one line per charge. The same item named twice in a new PO, and added again
+    later, adds to its line; positions follow the order asked; the queue gives exactly
+    the units taken, and asking for more than is left changes nothing."""
+    p = purchasing
+    parts = f.vendor(name="Parts Inc")
+    warehouse = p.location()
+    cable, plug = f.product(unit_cost="10.00", vendor=parts), f.product(vendor=parts)
+    await p.catalog(parts, warehouse)
+    a = await p.need_order(cable, 5)
+    b = await p.need_order(plug, 2)
+    await p.until_queued(a.charge_id, 5)
+    await p.until_queued(b.charge_id, 2)
+    created = await p.http.post(
+        "/purchase-orders",
+        headers=p.buyer,
+        json={
+            "vendor_id": parts.id,
+            "ship_to": {"kind": "location", "location_id": warehouse.id},
+            "items": [
+                {"item_id": a.charge_id, "quantity": 1},
+                {"item_id": b.charge_id},
+                {"item_id": a.charge_id, "quantity": 2},
+            ],
+        },
+    )
+    assert created.status_code == 201, created.text
+    po = created.json()
+    assert [(ln["charge_id"], ln["quantity"]) for ln in po["lines"]] == [
+        (a.charge_id, 3),
+        (b.charge_id, 2),
+    ]
+    assert await p.queued(a.charge_id) == 2 and await p.queued(b.charge_id) == 0
+    url = f"/purchase-orders/{po['id']}"
+    too_many = await p.http.post(
+        f"{url}/lines", headers=p.buyer, json={"item_id": a.charge_id, "quantity": 3}
+    )
+    assert too_many.status_code == 409
+    added = await p.http.post(f"{url}/lines", headers=p.buyer, json={"item_id": a.charge_id})
+    assert added.status_code == 201, added.text
+    view = (await p.http.get(url, headers=p.buyer)).json()
+    assert [(ln["charge_id"], ln["quantity"]) for ln in view["lines"]] == [
+        (a.charge_id, 5),
+        (b.charge_id, 2),
+    ]
+    assert await p.queued(a.charge_id) == 0

@@ -426,3 +426,36 @@ class Sections(HTMLParser):
 async def _when(call, count: int) -> list:
     items = await call
     return items if len(items) == count else []
+
+
+async def test_one_charge_at_two_places_gets_a_seq_per_item(service_settings) -> None:
+    """R13: a delivery taking a charge's units from two Ready items (picked at a location
+    and ready without one) numbers them in turn, and the next delivery goes on from there."""
+    settings = service_settings("shipping")
+    app, runtime = build(settings)
+    charge = f.charge(f.product(inventory=True), 5)
+    won = f.opportunity_won(charge)
+    picked = ev.UnitsPickedV1(charge_id=charge.id, location_id="loc-a", quantity=3)
+    auth = {"Authorization": f"Bearer {token(settings, 'shipping')}"}
+    async with (
+        running(app, runtime) as http,
+        KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
+    ):
+        await kafka.publish(WON, won)
+        await kafka.publish(READY, charge_ready(charge, won, 2))
+        await kafka.publish(PICKED, picked)
+        ready = await eventually(lambda: _when(tab(http, auth, "ready", {charge.id}), 2))
+        at = {i["location_id"]: i["item_id"] for i in ready}
+        first = await http.post(
+            "/deliveries",
+            headers=auth,
+            json={"items": [{"item_id": at["loc-a"], "quantity": 1}, {"item_id": at[None]}]},
+        )
+        assert first.status_code == 201, first.text
+        assert [i["seq"] for i in first.json()["items"]] == [1, 2]
+        second = await http.post(
+            "/deliveries", headers=auth, json={"items": [{"item_id": at["loc-a"]}]}
+        )
+        assert second.status_code == 201, second.text
+        assert [(i["seq"], i["quantity"]) for i in second.json()["items"]] == [(3, 2)]
+        assert await tab(http, auth, "ready", {charge.id}) == []

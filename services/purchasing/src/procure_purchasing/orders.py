@@ -14,7 +14,6 @@ from procure_contracts.shapes import Person, Product, Vendor
 from procure_contracts.status import POStatus
 from procure_purchasing import fulfillment
 from procure_purchasing.domain import (
-    NotEnoughQueued,
     NotNew,
     StockLinesNeedLocation,
     drop_ship_address,
@@ -22,9 +21,9 @@ from procure_purchasing.domain import (
     po_number,
     units_to_take,
 )
-from procure_purchasing.models import counters, metadata, po_lines, purchase_orders
+from procure_purchasing.models import charges, counters, metadata, po_lines, purchase_orders
 from procure_runtime import NotFound, UnitOfWork, UnknownReference, replica
-from procure_runtime.db import insert_ignore, utcnow
+from procure_runtime.db import insert_ignore, update_many, utcnow
 
 PO_SUBMITTED = spec_for_topic("po.submitted")
 PO_CANCELED = spec_for_topic("po.canceled")
@@ -47,12 +46,10 @@ async def known(session: AsyncSession, kind: str, id_: str, what: str) -> dict[s
 
 async def queue_items(session: AsyncSession, takes: list[Take]) -> dict[str, Any]:
     """The charges behind the requested items; an item never sent here → 422."""
-    found: dict[str, Any] = {}
+    found = await fulfillment.charges_by_id(session, [t.item_id for t in takes])
     for take in takes:
-        row = await fulfillment.charge(session, take.item_id)
-        if row is None:
+        if take.item_id not in found:
             raise UnknownReference(f"unknown queue item {take.item_id!r}", reference=take.item_id)
-        found[take.item_id] = row
     return found
 
 
@@ -131,25 +128,78 @@ async def remove_line(uow: UnitOfWork, po_id: str, line_id: str) -> None:
 
 async def take_units(uow: UnitOfWork, po_id: str, takes: list[Take]) -> None:
     """Move units from the queue onto the PO's lines (one line per charge, in the order
-    asked). Queue rows are taken in id order so concurrent POs lock them alike."""
-    taken: dict[int, tuple[Any, int]] = {}
-    for index, take in sorted(enumerate(takes), key=lambda t: t[1].item_id):
-        row = await fulfillment.charge(uow.session, take.item_id)
-        units = units_to_take(take.quantity, row.queued, take.item_id)
-        if not await fulfillment.move(uow.session, row.id, "queued", "ordered", units):
-            # another PO or pick took them since we read the row
-            raise NotEnoughQueued(f"item {take.item_id!r} no longer has {units} unit(s) queued")
-        taken[index] = (row, units)
-    for index in range(len(takes)):
-        row, units = taken[index]
-        merged = await uow.session.execute(
-            update(po_lines)
-            .where(po_lines.c.po_id == po_id, po_lines.c.charge_id == row.id)
-            .values(quantity=po_lines.c.quantity + units)
+    asked). Queue rows are locked in id order so concurrent POs lock them alike; a PO of
+    hundreds of items costs a fixed number of statements."""
+    session = uow.session
+    ids = sorted({t.item_id for t in takes})
+    rows = {
+        row.id: row
+        for row in await session.execute(
+            select(charges).where(charges.c.id.in_(ids)).order_by(charges.c.id).with_for_update()
         )
-        if merged.rowcount == 0:
-            unit_cost = Product.model_validate(row.product).unit_cost
-            await add_line(uow.session, po_id, row.id, row.product, units, unit_cost)
+    }
+    queued = {charge_id: row.queued for charge_id, row in rows.items()}
+    units: dict[int, int] = {}
+    for index, take in sorted(enumerate(takes), key=lambda t: t[1].item_id):
+        units[index] = units_to_take(take.quantity, queued[take.item_id], take.item_id)
+        queued[take.item_id] -= units[index]
+    moved: dict[str, int] = {}
+    for index, take in enumerate(takes):
+        moved[take.item_id] = moved.get(take.item_id, 0) + units[index]
+    await update_many(
+        session,
+        charges,
+        "id",
+        [{"id": c, "queued": -n, "ordered": n} for c, n in moved.items()],
+        add=True,
+    )
+    lines = {
+        line.charge_id: line.id
+        for line in await session.execute(
+            select(po_lines.c.id, po_lines.c.charge_id).where(
+                po_lines.c.po_id == po_id, po_lines.c.charge_id.in_(ids)
+            )
+        )
+    }
+    position = await _last_position(session, po_id)
+    new_lines: list[dict[str, Any]] = []
+    merged: dict[str, int] = {}
+    for index, take in enumerate(takes):
+        row = rows[take.item_id]
+        if row.id in lines:
+            merged[lines[row.id]] = merged.get(lines[row.id], 0) + units[index]
+            continue
+        position += 1
+        line = _line(po_id, position, row.id, row.product, units[index])
+        line["unit_cost"] = str(Product.model_validate(row.product).unit_cost)
+        lines[row.id] = line["id"]
+        new_lines.append(line)
+    if new_lines:
+        await session.execute(po_lines.insert(), new_lines)
+    await update_many(
+        session, po_lines, "id", [{"id": i, "quantity": n} for i, n in merged.items()], add=True
+    )
+
+
+def _line(
+    po_id: str, position: int, charge_id: str | None, product: dict[str, Any], quantity: int
+) -> dict[str, Any]:
+    return {
+        "id": f"pol-{uuid.uuid4().hex[:12]}",
+        "po_id": po_id,
+        "position": position,
+        "charge_id": charge_id,
+        "product": product,
+        "quantity": quantity,
+        "received": 0,
+        "closed": False,
+        "closed_quantity": 0,
+    }
+
+
+async def _last_position(session: AsyncSession, po_id: str) -> int:
+    query = select(func.coalesce(func.max(po_lines.c.position), 0)).where(po_lines.c.po_id == po_id)
+    return int(await session.scalar(query) or 0)
 
 
 async def add_line(
@@ -160,23 +210,8 @@ async def add_line(
     quantity: int,
     unit_cost: Any,
 ) -> None:
-    position = await session.scalar(
-        select(func.coalesce(func.max(po_lines.c.position), 0)).where(po_lines.c.po_id == po_id)
-    )
-    await session.execute(
-        po_lines.insert().values(
-            id=f"pol-{uuid.uuid4().hex[:12]}",
-            po_id=po_id,
-            position=position + 1,
-            charge_id=charge_id,
-            product=product,
-            quantity=quantity,
-            unit_cost=str(unit_cost),
-            received=0,
-            closed=False,
-            closed_quantity=0,
-        )
-    )
+    line = _line(po_id, await _last_position(session, po_id) + 1, charge_id, product, quantity)
+    await session.execute(po_lines.insert().values(**line, unit_cost=str(unit_cost)))
 
 
 async def next_number(uow: UnitOfWork) -> str:

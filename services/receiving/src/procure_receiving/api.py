@@ -15,7 +15,6 @@ from procure_contracts.shapes import Id, Quantity
 from procure_receiving.domain import (
     BadSerials,
     NotReceivable,
-    OverReceipt,
     PurchaseOrder,
     ReceiptLine,
     apply_receipt,
@@ -34,9 +33,9 @@ from procure_receiving.models import (
 from procure_receiving.store import load_po, po_history, receiving_item
 from procure_runtime import UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
-from procure_runtime.db import utcnow
+from procure_runtime.db import update_many, utcnow
 from procure_runtime.http import Page
-from procure_runtime.replica import get as replica_get
+from procure_runtime.replica import get_many as replica_get_many
 
 router = APIRouter()
 Reader = Annotated[Principal, Depends(authenticated)]
@@ -111,32 +110,45 @@ async def receive(po_id: str, body: ReceiptIn, request: Request, user: Receiver)
                 po_status=status,
             )
         )
-        out: list[ev.ReceivedLine] = []
+        # The PO row is locked and `check_receipt` checked every line's open quantity.
+        received: dict[str, int] = {}
         for r in wanted:
-            await _receive_line(session, po_id, r)
-            line = po.lines[r.line_id]
-            await session.execute(
-                receipt_lines.insert().values(
-                    receipt_id=receipt_id,
-                    line_id=r.line_id,
-                    quantity=r.quantity,
-                    location_id=r.location_id,
-                    serials=list(r.serials),
-                    open_after=line.open,
-                )
+            received[r.line_id] = received.get(r.line_id, 0) + r.quantity
+        await update_many(
+            session,
+            po_lines,
+            ("po_id", "line_id"),
+            [{"po_id": po_id, "line_id": i, "received": n} for i, n in received.items()],
+            add=True,
+        )
+        out = [
+            ev.ReceivedLine(
+                line_id=r.line_id,
+                charge_id=po.lines[r.line_id].charge_id,
+                product_id=po.lines[r.line_id].product_id,
+                quantity=r.quantity,
+                location_id=r.location_id,
+                serials=list(r.serials),
+                open_after=po.lines[r.line_id].open,
             )
-            await _record_serials(session, line.product_id, r, receipt_id)
-            out.append(
-                ev.ReceivedLine(
-                    line_id=r.line_id,
-                    charge_id=line.charge_id,
-                    product_id=line.product_id,
-                    quantity=r.quantity,
-                    location_id=r.location_id,
-                    serials=list(r.serials),
-                    open_after=line.open,
-                )
-            )
+            for r in wanted
+        ]
+        await session.execute(
+            receipt_lines.insert(),
+            [
+                {
+                    "receipt_id": receipt_id,
+                    "line_id": line.line_id,
+                    "quantity": line.quantity,
+                    "location_id": line.location_id,
+                    "serials": line.serials,
+                    "open_after": line.open_after,
+                }
+                for line in out
+            ],
+        )
+        for r in wanted:
+            await _record_serials(session, po.lines[r.line_id].product_id, r, receipt_id)
         await session.execute(
             update(purchase_orders).where(purchase_orders.c.id == po_id).values(status=status)
         )
@@ -166,8 +178,10 @@ async def _check_references(
     session: AsyncSession, po: PurchaseOrder, wanted: list[ReceiptLine]
 ) -> None:
     """What the pure rules cannot see: locations known here, serials never received."""
+    wanted_locations = {r.location_id for r in wanted if r.location_id}
+    known = await replica_get_many(session, metadata, "locations", wanted_locations)
     for r in wanted:
-        if r.location_id and not await replica_get(session, metadata, "locations", r.location_id):
+        if r.location_id and r.location_id not in known:
             raise UnknownReference(f"location {r.location_id!r} is unknown")
         if r.serials:
             product_id = po.lines[r.line_id].product_id
@@ -179,23 +193,6 @@ async def _check_references(
             )
             if again := sorted(seen.all()):
                 raise BadSerials(f"serial numbers received before: {', '.join(again)}")
-
-
-async def _receive_line(session: AsyncSession, po_id: str, r: ReceiptLine) -> None:
-    # Atomic: the open quantity is checked by the UPDATE itself, so two receipts racing
-    # for the last units can never both take them.
-    done = await session.execute(
-        update(po_lines)
-        .where(
-            po_lines.c.po_id == po_id,
-            po_lines.c.line_id == r.line_id,
-            po_lines.c.closed.is_(False),
-            po_lines.c.received + r.quantity <= po_lines.c.ordered,
-        )
-        .values(received=po_lines.c.received + r.quantity)
-    )
-    if done.rowcount != 1:
-        raise OverReceipt(f"line {r.line_id!r} has fewer than {r.quantity} units open")
 
 
 async def _record_serials(

@@ -10,7 +10,7 @@ from procure_contracts.status import POStatus
 from procure_receiving.domain import Line, PurchaseOrder
 from procure_receiving.models import metadata, po_lines, purchase_orders, receipt_lines, receipts
 from procure_runtime import NotFound
-from procure_runtime.replica import get as replica_get
+from procure_runtime.replica import get_many as replica_get_many
 
 
 async def load_po(
@@ -30,8 +30,11 @@ async def load_po(
         )
     ).all()
     po = PurchaseOrder(row.id, row.number, row.drop_ship, POStatus(row.status))
+    products = await replica_get_many(
+        session, metadata, "products", (ln.product["id"] for ln in lines)
+    )
     for line in lines:
-        product = await replica_get(session, metadata, "products", line.product["id"])
+        product = products.get(line.product["id"])
         po.lines[line.line_id] = Line(
             line_id=line.line_id,
             charge_id=line.charge_id,

@@ -12,6 +12,7 @@ from procure_contracts import events as ev
 from procure_contracts.shapes import Id, Quantity
 from procure_runtime import Conflict, Invalid, NotFound, UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
+from procure_runtime.db import update_many
 from procure_runtime.http import Page
 from procure_shipping.domain import one_destination, take, without
 from procure_shipping.handlers import SHIPMENT_CANCELED, SHIPMENT_DELIVERED
@@ -21,6 +22,7 @@ from procure_shipping.store import (
     lock_charges,
     new_id,
     next_seq,
+    next_seqs,
     ready_tab,
     units,
 )
@@ -96,42 +98,54 @@ async def deliver(body: DeliveryIn, request: Request, user: Shipper) -> dict[str
                 delivered_by=user.person.model_dump(mode="json"),
             )
         )
+        seqs = await next_seqs(s, charge_rows, [row.charge_id for row, _, _ in plan])
         items = []
-        for row, quantity, serials in plan:
-            await s.execute(
-                update(ready_items)
-                .where(ready_items.c.item_id == row.item_id)
-                .values(
-                    quantity=ready_items.c.quantity - quantity,
-                    serials=without(row.serials, serials),
-                )
-            )
+        for (row, quantity, serials), seq in zip(plan, seqs, strict=True):
             charge = charge_rows[row.charge_id]
-            item = ev.DeliveredItem(
-                item_id=new_id("di"),
-                charge_id=row.charge_id,
-                seq=await next_seq(s, row.charge_id),
-                sales_order_id=charge.sales_order_id,
-                product_id=charge.product["id"],
-                quantity=quantity,
-                location_id=row.location_id,
-                serials=serials,
-                transfer_id=new_id("tr") if row.location_id else None,
-            )
-            await s.execute(
-                delivered_items.insert().values(
-                    item_id=item.item_id,
-                    delivery_id=delivery_id,
-                    charge_id=item.charge_id,
-                    location_id=item.location_id,
-                    ready_item_id=row.item_id,
-                    delivered=quantity,
+            items.append(
+                ev.DeliveredItem(
+                    item_id=new_id("di"),
+                    charge_id=row.charge_id,
+                    seq=seq,
+                    sales_order_id=charge.sales_order_id,
+                    product_id=charge.product["id"],
                     quantity=quantity,
+                    location_id=row.location_id,
                     serials=serials,
-                    transfer_id=item.transfer_id,
+                    transfer_id=new_id("tr") if row.location_id else None,
                 )
             )
-            items.append(item)
+        # Rows read under the charges' locks, each item named once: set, not add.
+        await update_many(
+            s,
+            ready_items,
+            "item_id",
+            [
+                {
+                    "item_id": row.item_id,
+                    "quantity": row.quantity - quantity,
+                    "serials": without(row.serials, serials),
+                }
+                for row, quantity, serials in plan
+            ],
+        )
+        await s.execute(
+            delivered_items.insert(),
+            [
+                {
+                    "item_id": item.item_id,
+                    "delivery_id": delivery_id,
+                    "charge_id": item.charge_id,
+                    "location_id": item.location_id,
+                    "ready_item_id": row.item_id,
+                    "delivered": item.quantity,
+                    "quantity": item.quantity,
+                    "serials": item.serials,
+                    "transfer_id": item.transfer_id,
+                }
+                for item, (row, _, _) in zip(items, plan, strict=True)
+            ],
+        )
         uow.emit(
             SHIPMENT_DELIVERED,
             ev.ShipmentDeliveredV1(

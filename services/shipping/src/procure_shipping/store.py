@@ -36,6 +36,22 @@ async def next_seq(session: AsyncSession, charge_id: str) -> int:
     return int(seq)
 
 
+async def next_seqs(
+    session: AsyncSession, locked: dict[str, Row[Any]], charge_ids: list[str]
+) -> list[int]:
+    """`next_seq` for each of `charge_ids` in turn (a charge may come more than once),
+    from the charge rows `locked` read under their locks; one UPDATE for all."""
+    seq = {charge_id: int(locked[charge_id].next_seq) for charge_id in set(charge_ids)}
+    out = []
+    for charge_id in charge_ids:
+        out.append(seq[charge_id])
+        seq[charge_id] += 1
+    await update_many(
+        session, charges, "id", [{"id": c, "next_seq": n} for c, n in sorted(seq.items())]
+    )
+    return out
+
+
 async def add_ready(
     session: AsyncSession,
     dialect: str,

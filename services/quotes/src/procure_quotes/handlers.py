@@ -322,7 +322,7 @@ async def on_units_picked(uow: UnitOfWork, data: ev.UnitsPickedV1, event: CloudE
 
 @handlers.on(topic("pick.failed"))
 async def on_pick_failed(uow: UnitOfWork, data: ev.PickFailedV1, event: CloudEvent) -> None:
-    loaded = await ledger.load(uow.session, [data.charge_id])
+    loaded = await ledger.load(uow.session, [data.charge_id], whole=True)
     if data.charge_id not in loaded:
         raise Park(f"charge {data.charge_id} not seen yet")
     row, _ = loaded[data.charge_id]
@@ -365,24 +365,26 @@ async def on_approval_decided(
     await apply(uow, event, {data.charge_id: [step]})
 
 
-@handlers.on(topic("charge.forwarded"), topic("pick.requested"))
-async def on_queue_change(
-    uow: UnitOfWork, data: ev.ChargeForwardedV1 | ev.PickRequestedV1, event: CloudEvent
-) -> None:
+@handlers.on_batch(topic("charge.forwarded"), topic("pick.requested"))
+async def on_queue_change(items: list[Applying]) -> None:
     """Queue membership only: a history line, no ledger change (so no lock, no ledger
-    load, no sales order refresh)."""
-    if isinstance(data, ev.PickRequestedV1):
-        summary = f"pick of {data.quantity} requested at {data.location_id}"
-    else:
-        summary = f"{data.quantity} forwarded to Purchasing & Fulfillment"
-    row = (
-        await uow.session.execute(
-            select(charges.c.id, charges.c.sales_order_id).where(charges.c.id == data.charge_id)
+    load, no sales order refresh); a run finds its charges in one query."""
+    wanted = {i.data.charge_id for i in items}
+    rows = {
+        row.id: row
+        for row in await items[0].uow.session.execute(
+            select(charges.c.id, charges.c.sales_order_id).where(charges.c.id.in_(wanted))
         )
-    ).first()
-    if row is None:
-        raise Park(f"charges not seen yet: {data.charge_id}")
-    ledger.record(uow, row, event, summary)
+    }
+    if missing := sorted(wanted - rows.keys()):
+        raise Park(f"charges not seen yet: {', '.join(missing)}")
+    for item in items:
+        data = item.data
+        if isinstance(data, ev.PickRequestedV1):
+            summary = f"pick of {data.quantity} requested at {data.location_id}"
+        else:
+            summary = f"{data.quantity} forwarded to Purchasing & Fulfillment"
+        ledger.record(item.uow, rows[data.charge_id], item.event, summary)
 
 
 @handlers.on(topic("po.submitted"))

@@ -4,6 +4,7 @@ reaches exactly its recipients once, whatever redelivers, reorders or interrupts
 import asyncio
 from collections import Counter
 from decimal import Decimal
+from email.message import EmailMessage
 
 import pytest
 
@@ -12,6 +13,7 @@ from procure_contracts.registry import spec_for_topic
 from procure_devstack import factories as f
 from procure_devstack.testing import KafkaProbe, eventually, running, token
 from procure_notifier.app import build
+from procure_notifier.sender import Sender
 
 pytestmark = pytest.mark.kafka
 S = spec_for_topic
@@ -477,3 +479,43 @@ async def test_two_instances_mail_each_row_once(service_settings, sink, quick_sm
         assert len(sink.messages) == 11
         rows = await _rows(http, settings, event_id=submitted.id)
         assert [(r["status"], r["attempts"]) for r in rows] == [("sent", 1)] * 11
+
+
+async def test_mails_due_together_share_one_smtp_connection(
+    service_settings, sink, quick_smtp
+) -> None:
+    """The sender keeps its SMTP connection while rows are due."""
+    settings = service_settings("notifier")
+    app, runtime = build(settings, quick_smtp(sink.port))
+    p, ticket, project, won, _direct = _flow()
+    recipients = _emails(p, "carl", "rita", "leo", "olive", "sam")
+    async with (
+        running(app, runtime),
+        KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
+    ):
+        await kafka.publish(S("opportunity.won"), won)
+        first = await kafka.publish(S("po.submitted"), _po([(ticket, 2), (project, 4)]))
+        got = await _delivered(sink, first.id, len(recipients))
+        assert len({m.peer for m in got}) == 1, [m.peer for m in got]
+
+
+async def test_a_kept_connection_the_server_dropped_is_replaced(sink, quick_smtp) -> None:
+    sender = Sender(None, quick_smtp(sink.port))  # type: ignore[arg-type]
+
+    def mail(n: int) -> EmailMessage:
+        msg = EmailMessage()
+        msg["To"], msg["Subject"] = "olive@example.com", f"mail {n}"
+        msg.set_content("x")
+        return msg
+
+    try:
+        await sender._deliver(mail(1))
+        await sender._deliver(mail(2))
+        sink.stop()  # closes every session; the sender does not know yet
+        sink.start()
+        await sender._deliver(mail(3))  # fails on the old connection, sent on a new one
+    finally:
+        await sender._close()
+    got = sink.wait_for(3)
+    assert [m.subject for m in got] == ["mail 1", "mail 2", "mail 3"]
+    assert got[0].peer == got[1].peer != got[2].peer

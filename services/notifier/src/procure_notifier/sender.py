@@ -94,6 +94,10 @@ class Sender:
         self.db = db
         self.smtp = smtp
         self._task: asyncio.Task[None] | None = None
+        # One SMTP connection is kept while rows are due (a connection, EHLO, STARTTLS
+        # and login per mail cost more than the mail), and closed when none are left.
+        self._conn: aiosmtplib.SMTP | None = None
+        self._conn_used = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="notification-sender")
@@ -103,6 +107,7 @@ class Sender:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._close()
 
     async def _loop(self) -> None:
         while True:
@@ -113,6 +118,7 @@ class Sender:
                 raise
             except Exception as exc:  # the database is away: try again later
                 log.warning("sender round failed; will retry", error=repr(exc))
+            await self._close()
             await asyncio.sleep(self.smtp.poll_s)
 
     async def send_due(self) -> bool:
@@ -174,10 +180,30 @@ class Sender:
             log.info("notification sent", recipient=row.recipient, subject=row.subject)
 
     async def _deliver(self, msg: EmailMessage) -> None:
+        """Send over the kept connection. If one that sent before fails (the server
+        closed it, or restarted), try once more on a new one."""
+        while True:
+            reused = self._conn is not None and self._conn_used
+            try:
+                smtp = await self._connection()
+                await smtp.send_message(msg, sender=self.smtp.sender)
+                self._conn_used = True
+                return
+            except aiosmtplib.SMTPRecipientsRefused:
+                raise  # the server answered: the connection is fine
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
+                await self._close()
+                if not reused:
+                    raise
+            except BaseException:  # an answer, a timeout, the deadline: start afresh
+                await self._close()
+                raise
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        if self._conn is not None and self._conn.is_connected:
+            return self._conn
         s = self.smtp
-        await aiosmtplib.send(
-            msg,
-            sender=s.sender,
+        conn = aiosmtplib.SMTP(
             hostname=s.host,
             port=s.port,
             username=s.username,
@@ -187,6 +213,18 @@ class Sender:
             tls_context=s.tls_context(),
             timeout=s.timeout_s,
         )
+        await conn.connect()
+        self._conn, self._conn_used = conn, False
+        return conn
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            if conn.is_connected:
+                await asyncio.wait_for(conn.quit(), self.smtp.timeout_s)
+        conn.close()
 
     async def _finish(
         self, row_id: int, status: NotificationStatus, *, error: str | None = None, at: Any = None

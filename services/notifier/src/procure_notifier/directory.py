@@ -87,6 +87,16 @@ async def sales_order_charges(session: AsyncSession, so_id: str) -> list[ChargeI
     return await _infos(session, charges.c.sales_order_id == so_id)
 
 
+async def sales_orders_charges(
+    session: AsyncSession, so_ids: Iterable[str]
+) -> dict[str, list[ChargeInfo]]:
+    """`sales_order_charges` for many sales orders in one query."""
+    out: dict[str, list[ChargeInfo]] = {}
+    for info in await _infos(session, charges.c.sales_order_id.in_(sorted(set(so_ids)))):
+        out.setdefault(str(info.sales_order_id), []).append(info)
+    return out
+
+
 async def _infos(session: AsyncSession, where: Any) -> list[ChargeInfo]:
     query = (
         select(charges, sales_orders.c.owner.label("so_owner"), sales_orders.c.opportunity_owner)

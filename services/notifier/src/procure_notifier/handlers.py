@@ -205,15 +205,17 @@ async def on_shipment_canceled(
     await record(uow, event, notice, await _to_stakeholders(uow, lines))
 
 
-@handlers.on(spec_for_topic("salesorder.ready_to_fulfill"))
-async def on_ready_to_fulfill(
-    uow: UnitOfWork, data: ev.SalesOrderReadyToFulfillV1, event: CloudEvent
-) -> None:
-    """Only the owner is told; the event names them, so nothing waits for the directory."""
-    if not await is_enabled(uow.session, T.READY_TO_FULFILL):
+@handlers.on_batch(spec_for_topic("salesorder.ready_to_fulfill"))
+async def on_ready_to_fulfill(items: list[Applying]) -> None:
+    """Only the owner is told; the event names them, so nothing waits for the directory.
+    A run reads its sales orders' charges in one query."""
+    session = items[0].uow.session
+    if not await is_enabled(session, T.READY_TO_FULFILL):
         return
-    charges = await directory.sales_order_charges(uow.session, data.sales_order_id)
-    items = [item_of(c, c.quantity) for c in charges]
-    mail = Mail(address_key(data.owner.email), data.owner.name, items)
-    notice = Notice(T.READY_TO_FULFILL, "Ready to Fulfill", sales_order_id=data.sales_order_id)
-    await record(uow, event, notice, [mail])
+    charges = await directory.sales_orders_charges(session, [i.data.sales_order_id for i in items])
+    for i in items:
+        data: ev.SalesOrderReadyToFulfillV1 = i.data
+        lines = [item_of(c, c.quantity) for c in charges.get(data.sales_order_id, [])]
+        mail = Mail(address_key(data.owner.email), data.owner.name, lines)
+        notice = Notice(T.READY_TO_FULFILL, "Ready to Fulfill", sales_order_id=data.sales_order_id)
+        await record(i.uow, i.event, notice, [mail])

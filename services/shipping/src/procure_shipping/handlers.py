@@ -86,23 +86,30 @@ async def on_units_picked(uow: UnitOfWork, data: ev.UnitsPickedV1, event: CloudE
     )
 
 
-@handlers.on(spec_for_topic("units.received"))
-async def on_units_received(uow: UnitOfWork, data: ev.UnitsReceivedV1, event: CloudEvent) -> None:
-    lines = [line for line in data.lines if line.charge_id]  # stock lines never ship
-    if not lines:
+@handlers.on_batch(spec_for_topic("units.received"))
+async def on_units_received(items: list[Applying]) -> None:
+    """Received units join the Ready tab; drop-shipped ones are delivered at once (R12).
+    A run of receipts locks its charges once and adds its Ready units in one go."""
+    session, dialect = items[0].uow.session, items[0].uow.dialect
+    receipts = []
+    for item in items:
+        lines = [line for line in item.data.lines if line.charge_id]  # stock lines never ship
+        if lines:
+            receipts.append((item, lines))
+    if not receipts:
         return
-    wanted = {line.charge_id for line in lines if line.charge_id}
-    known = await lock_charges(uow.session, wanted)
+    wanted = {str(line.charge_id) for _, lines in receipts for line in lines}
+    known = await lock_charges(session, wanted)
     if missing := sorted(wanted - known.keys()):
         raise Park(f"charges {', '.join(missing)} not seen yet")
-    if data.drop_ship:
-        await deliver_drop_ship(uow, data, lines, known)
-        return
-    await add_ready_many(
-        uow.session,
-        uow.dialect,
-        [(str(line.charge_id), line.location_id, line.quantity, line.serials) for line in lines],
-    )
+    adding = []
+    for item, lines in receipts:
+        if item.data.drop_ship:  # deliveries and Ready items touch different rows
+            await deliver_drop_ship(item.uow, item.data, lines, known)
+        else:
+            adding += [(str(ln.charge_id), ln.location_id, ln.quantity, ln.serials) for ln in lines]
+    if adding:
+        await add_ready_many(session, dialect, adding)
 
 
 async def deliver_drop_ship(

@@ -186,7 +186,23 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         return engine
     # No pre-ping round trip per checkout: a connection broken by a database restart
     # fails its statement, which the consumer retries and HTTP answers with a 503.
-    return create_async_engine(url, echo=echo, pool_recycle=300, pool_size=10, max_overflow=10)
+    # Each distinct SQL text is prepared and cached per connection (asyncpg, LRU of 100).
+    # Many-row inserts are sent in pages of a fixed size, so a batch of any size makes at
+    # most `PAGE` statement texts per table, all small; and the most recently used
+    # connection is reused (LIFO), so the hot statements stay cached on a few connections
+    # instead of every connection of the pool caching its own copies.
+    return create_async_engine(
+        url,
+        echo=echo,
+        pool_recycle=300,
+        pool_size=10,
+        max_overflow=10,
+        pool_use_lifo=True,
+        insertmanyvalues_page_size=PAGE,
+    )
+
+
+PAGE = 25
 
 
 def _sqlite_immediate_transactions(engine: AsyncEngine) -> None:

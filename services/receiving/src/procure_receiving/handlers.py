@@ -1,13 +1,11 @@
 """Receiving's Kafka handlers: submitted POs join the Receiving page; catalog replicas
 (locations to check receipts against, products for the `serialized` flag)."""
 
-from procure_contracts import CloudEvent
-from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
 from procure_contracts.status import POStatus
 from procure_receiving.models import metadata, po_lines, purchase_orders
-from procure_runtime import EventHandlers, UnitOfWork
-from procure_runtime.db import insert_ignore
+from procure_runtime import Applying, EventHandlers
+from procure_runtime.db import insert_many
 from procure_runtime.logging import get_logger
 from procure_runtime.replica import replicate
 
@@ -20,27 +18,35 @@ UNITS_RECEIVED = spec_for_topic("units.received")
 PO_LINE_CLOSED = spec_for_topic("po.line_closed")
 
 
-@handlers.on(PO_SUBMITTED)
-async def on_po_submitted(uow: UnitOfWork, data: ev.POSubmittedV1, event: CloudEvent) -> None:
-    po = data.po
-    stored = await uow.session.execute(
-        insert_ignore(purchase_orders, uow.dialect).values(
-            id=po.id,
-            number=po.number,
-            vendor=po.vendor.model_dump(mode="json"),
-            ship_to=po.ship_to.model_dump(mode="json"),
-            drop_ship=po.ship_to.kind == "organization",
-            status=POStatus.SUBMITTED,
-            submitted_by=data.submitted_by.model_dump(mode="json"),
-            correlation_id=event.correlationid,
-        )
-    )
-    if stored.rowcount == 0:
-        log.info("PO is on the Receiving page already; ignored", po_id=po.id)
-        return
-    await uow.session.execute(
-        po_lines.insert(),
-        [
+@handlers.on_batch(PO_SUBMITTED)
+async def on_po_submitted(items: list[Applying]) -> None:
+    """A submitted PO joins the Receiving page once (a copy is ignored). A run of them is
+    stored in two statements."""
+    session = items[0].uow.session
+    first: dict[str, Applying] = {}
+    for item in items:
+        first.setdefault(item.data.po.id, item)
+    rows = [
+        {
+            "id": po_id,
+            "number": i.data.po.number,
+            "vendor": i.data.po.vendor.model_dump(mode="json"),
+            "ship_to": i.data.po.ship_to.model_dump(mode="json"),
+            "drop_ship": i.data.po.ship_to.kind == "organization",
+            "status": POStatus.SUBMITTED,
+            "submitted_by": i.data.submitted_by.model_dump(mode="json"),
+            "correlation_id": i.event.correlationid,
+        }
+        for po_id, i in first.items()
+    ]
+    stored = {r.id for r in await insert_many(session, purchase_orders, rows, purchase_orders.c.id)}
+    lines = []
+    for item in items:
+        po = item.data.po
+        if po.id not in stored or first[po.id] is not item:
+            log.info("PO is on the Receiving page already; ignored", po_id=po.id)
+            continue
+        lines += [
             {
                 "po_id": po.id,
                 "line_id": line.line_id,
@@ -53,6 +59,7 @@ async def on_po_submitted(uow: UnitOfWork, data: ev.POSubmittedV1, event: CloudE
                 "closed": False,
                 "closed_quantity": 0,
             }
-            for position, line in enumerate(data.lines)
-        ],
-    )
+            for position, line in enumerate(item.data.lines)
+        ]
+    if lines:
+        await session.execute(po_lines.insert(), lines)

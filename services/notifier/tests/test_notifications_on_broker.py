@@ -7,13 +7,17 @@ from decimal import Decimal
 from email.message import EmailMessage
 
 import pytest
+from sqlalchemy import func, select
 
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
 from procure_devstack import factories as f
 from procure_devstack.testing import KafkaProbe, eventually, running, token
 from procure_notifier.app import build
+from procure_notifier.models import metadata as notifier_metadata
+from procure_notifier.models import notifications
 from procure_notifier.sender import Sender
+from procure_runtime.db import Database, utcnow
 
 pytestmark = pytest.mark.kafka
 S = spec_for_topic
@@ -519,3 +523,50 @@ async def test_a_kept_connection_the_server_dropped_is_replaced(sink, quick_smtp
     got = sink.wait_for(3)
     assert [m.subject for m in got] == ["mail 1", "mail 2", "mail 3"]
     assert got[0].peer == got[1].peer != got[2].peer
+
+
+async def test_stopping_mid_stream_finishes_the_mail_in_hand(tmp_path, sink, quick_smtp) -> None:
+    """A stop while mails are going out returns promptly, again and again, and leaves no
+    row claimed: the sender finishes the mail in hand instead of being cancelled in the
+    middle of a database call (which could leave its connection busy and hang the next
+    stop)."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}")
+    async with db.engine.begin() as conn:
+        await conn.run_sync(notifier_metadata.create_all)
+    row = {
+        "type": "delivered",
+        "recipient": "olive@example.com",
+        "subject": "s",
+        "body_text": "t",
+        "body_html": "<p>h</p>",
+        "status": "pending",
+        "attempts": 0,
+    }
+    async with db.session() as session:
+        now = utcnow()
+        await session.execute(
+            notifications.insert(),
+            [
+                {**row, "event_id": f"e{i}", "next_attempt_at": now, "created_at": now}
+                for i in range(600)
+            ],
+        )
+    try:
+        for trial in range(6):
+            sender = Sender(db, quick_smtp(sink.port))
+            sender.start()
+            await asyncio.sleep(0.2 + 0.07 * trial)
+            await asyncio.wait_for(sender.stop(), timeout=10)
+            async with db.session() as session:
+                leased = await session.scalar(
+                    select(func.count())
+                    .select_from(notifications)
+                    .where(
+                        notifications.c.status == "pending",
+                        notifications.c.next_attempt_at > utcnow(),
+                    )
+                )
+            assert leased == 0, f"trial {trial}: {leased} rows left claimed"
+        assert 0 < len(sink.messages) < 600
+    finally:
+        await db.engine.dispose()

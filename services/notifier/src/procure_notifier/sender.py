@@ -98,28 +98,38 @@ class Sender:
         # and login per mail cost more than the mail), and closed when none are left.
         self._conn: aiosmtplib.SMTP | None = None
         self._conn_used = False
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
+        self._stopping.clear()
         self._task = asyncio.create_task(self._loop(), name="notification-sender")
 
     async def stop(self) -> None:
+        """Finish the mail in hand and stop; cancelled only if that takes longer than
+        `PROCURE_SMTP_TIMEOUT_S` (a cancel in the middle of a database call can leave its
+        connection busy, so the loop is asked first)."""
+        self._stopping.set()
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self.smtp.timeout_s)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
         await self._close()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
-                while await self.send_due():
+                while not self._stopping.is_set() and await self.send_due():
                     pass
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database is away: try again later
                 log.warning("sender round failed; will retry", error=repr(exc))
             await self._close()
-            await asyncio.sleep(self.smtp.poll_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.smtp.poll_s)
 
     async def send_due(self) -> bool:
         """Claim one due row and mail it; False when nothing is due. One row at a time,

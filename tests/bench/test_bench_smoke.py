@@ -48,7 +48,8 @@ def test_smoke_run_measures_every_scenario_and_writes_the_reports(
     assert service["events"] == 20 and service["events_per_s"] > 0
     assert service["outgoing"] == {"charge.forwarded": 20}
     assert service["published_on_output_topics"] == 20
-    assert service["per_event"]["INSERT inbox"] == 1.0  # the round trips were counted
+    # The round trips were counted: one inbox claim per batch, so at most one per event.
+    assert 0 < service["per_event"]["INSERT inbox"] <= 1.0
     by_name = {row["scenario"]: row for row in results["rows"]}
     assert by_name["baseline:echo"]["vs_echo"] == 1.0
     assert by_name["service:purchasing"]["vs_echo"] > 0

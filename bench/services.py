@@ -4,11 +4,12 @@ from the first applied event to the last effect (inbox row, or outbox row marked
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from bench import events as e
 from bench.baseline import wait_for_leaders
 from bench.events import Msg
 from procure_devstack.testing import running
+from procure_runtime import gc_tuning
 from procure_runtime.kafka import ensure_topics
 from procure_runtime.settings import ServiceSettings
 
@@ -67,6 +69,19 @@ def profiling(to: Path | None) -> Iterator[None]:
         profiler.stop()
         to.with_suffix(".txt").write_text(profiler.output_text(show_all=False))
         to.with_name(f"{to.name}-summary.txt").write_text(summary(profiler.last_session))
+
+
+@contextlib.asynccontextmanager
+async def settled_heap() -> AsyncIterator[None]:
+    """What a service process does once started (`procure_runtime.gc_tuning`), undone
+    afterwards so that each scenario starts from the same collector settings."""
+    threshold = gc.get_threshold()
+    gc_tuning.settle_heap()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 @contextlib.contextmanager
@@ -225,7 +240,7 @@ async def run(
     gate = hold_until_set(runtime)
     with counting(runtime.db.engine) as counts:
         try:
-            async with running(app, runtime):
+            async with running(app, runtime), settled_heap():
                 counts.clear()  # not the migrations
                 gate.set()
                 if setup:

@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -160,6 +161,9 @@ class Database:
         self.url = url
         self.engine: AsyncEngine = make_engine(url, echo=echo)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # The same pool; a connection checked out through it runs each statement in a
+        # transaction of its own (reset when it goes back to the pool).
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @property
     def dialect(self) -> str:
@@ -170,6 +174,19 @@ class Database:
         """A session inside one transaction: committed on success, rolled back on error."""
         async with self.sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection whose every statement commits on its own, for work that is one
+        statement (a claim, a mark): on PostgreSQL no BEGIN and COMMIT round trips around
+        it. SQLite has no round trips to save, so there it is one transaction as usual
+        (taken with BEGIN IMMEDIATE, which keeps its writers from deadlocking)."""
+        if self.dialect == "postgresql":
+            async with self._autocommit.connect() as conn:
+                yield conn
+        else:
+            async with self.engine.begin() as conn:
+                yield conn
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -6,6 +6,7 @@ but not yet marked is published again, which consumers absorb by event id."""
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from faststream.kafka import KafkaBroker
@@ -91,6 +92,7 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker or database away: keep the rows, try again later
+                await self._release()  # its connection may be the broken part
                 log.warning("outbox relay failed; will retry", error=repr(exc), backoff_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -106,9 +108,9 @@ class OutboxRelay:
         if self.db.dialect == "postgresql" and not await self._lead():
             return 0
         t = self.table
-        async with self.db.session() as session:
+        async with self._connection() as conn:
             rows = (
-                await session.execute(
+                await conn.execute(
                     select(t.c.id, t.c.topic, t.c.key, t.c.value)
                     .where(t.c.sent_at.is_(None))
                     .order_by(t.c.id)
@@ -131,14 +133,24 @@ class OutboxRelay:
             for row in rows
         ]
         await asyncio.gather(*futures)
-        async with self.db.session() as session:
-            await session.execute(
+        async with self._connection() as conn:
+            await conn.execute(
                 update(t).where(t.c.id.in_([r.id for r in rows])).values(sent_at=utcnow())
             )
         for row in rows:
             metrics.PRODUCED.labels(self.settings.service, row.topic).inc()
         metrics.OUTBOX_BACKLOG.labels(self.settings.service).set(0)
         return len(rows)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection]:
+        """Where the relay's statements run, each committing on its own: the leader's
+        connection on PostgreSQL (no pool checkout, no BEGIN/COMMIT round trips)."""
+        if self._lock_conn is not None:
+            yield self._lock_conn
+        else:
+            async with self.db.autocommit() as conn:
+                yield conn
 
     async def _lead(self) -> bool:
         """On PostgreSQL, one relay per service publishes at a time (a session advisory

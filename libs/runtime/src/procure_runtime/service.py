@@ -16,7 +16,7 @@ from sqlalchemy import MetaData
 
 from procure_contracts import CloudEvent
 from procure_contracts.registry import EventSpec, dlq_topic
-from procure_runtime import migrate
+from procure_runtime import gc_tuning, migrate
 from procure_runtime.consumer import Consumer, EventHandlers, Record, is_transient
 from procure_runtime.db import Database
 from procure_runtime.kafka import ensure_topics, make_broker
@@ -57,6 +57,8 @@ class ServiceRuntime:
             self.settings, self.db, metadata, self.handlers, self.broker.publish, self.relay.wake
         )
         self.broker_ready = False
+        # Set by `run` (the service's own process): settle the heap once started.
+        self.settle_heap_on_start = False
         self._connect_task: asyncio.Task[None] | None = None
         self._declare_channels()
 
@@ -124,6 +126,8 @@ class ServiceRuntime:
         self._connect_task = asyncio.create_task(self._connect(), name="broker-connect")
         self.relay.start()
         self.consumer.start_parking()
+        if self.settle_heap_on_start:
+            gc_tuning.settle_heap()
 
     async def _migrate(self) -> None:
         if self.migrations is None:  # tools and tests without migrations of their own
@@ -203,6 +207,7 @@ class ServiceRuntime:
 
 def run(app: Any, runtime: ServiceRuntime) -> None:
     """Serve a service's FastAPI app (its lifespan starts the runtime)."""
+    runtime.settle_heap_on_start = True
     uvicorn.run(
         app,
         host=runtime.settings.host,

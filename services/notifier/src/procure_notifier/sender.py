@@ -1,9 +1,10 @@
 """The sender: mails the `pending` rows of the notification log through SMTP, marks them
 `sent`, or keeps them with `last_error` and retries with exponential backoff.
 
-A row is claimed by moving its `next_attempt_at` a lease ahead (on PostgreSQL under
-`FOR UPDATE SKIP LOCKED`), so several instances never mail the same row at once and no
-database transaction stays open during the SMTP conversation. A crash after the server
+Due rows are claimed a few at a time, by one statement that moves their
+`next_attempt_at` a lease ahead (on PostgreSQL under `FOR UPDATE SKIP LOCKED`), so
+several instances never mail the same row at once and no database transaction stays
+open during the SMTP conversations. A crash after the server
 accepted a message but before the row is marked `sent` mails it once more when the
 lease runs out: SMTP offers no way to make that step atomic.
 """
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import ssl
+import time
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
@@ -28,6 +30,10 @@ from procure_runtime.db import Database, utcnow
 from procure_runtime.logging import get_logger
 
 log = get_logger("procure.notifier.sender")
+# Rows claimed per statement. Each is still marked sent on its own right after its mail,
+# so the claim batch only saves the claim's round trips; it does not widen the window
+# in which a crash resends a mail.
+CLAIM_BATCH = 10
 
 
 class SmtpSettings(BaseSettings):
@@ -132,42 +138,61 @@ class Sender:
                 await asyncio.wait_for(self._stopping.wait(), self.smtp.poll_s)
 
     async def send_due(self) -> bool:
-        """Claim one due row and mail it; False when nothing is due. One row at a time,
-        so that the lease only has to outlast one SMTP conversation."""
-        row = await self._claim()
-        if row is None:
+        """Claim up to `CLAIM_BATCH` due rows and mail them one at a time; False when
+        nothing is due. Each row is marked as soon as its mail is accepted, so a crash
+        resends at most the mail in hand. A conversation starts only while the claim's
+        lease has a whole deadline left (so no row is mailed after another instance
+        could have claimed it), and not once stopping: the rest are handed back."""
+        rows = await self._claim()
+        if not rows:
             return False
-        await self._send(row)
+        claimed = time.monotonic()
+        latest_start = self.smtp.lease.total_seconds() - self.smtp.deadline_s
+        for i, row in enumerate(rows):
+            if self._stopping.is_set() or time.monotonic() - claimed > latest_start:
+                await self._unclaim([r.id for r in rows[i:]])
+                break
+            await self._send(row)
         return True
 
-    async def _claim(self) -> Any:
+    async def _claim(self) -> list[Any]:
+        """One statement: the due rows' lease moves ahead and their attempts count up."""
         now = utcnow()
-        query = (
-            select(notifications)
+        due = (
+            select(notifications.c.id)
             .where(
                 notifications.c.status == NotificationStatus.PENDING.value,
                 notifications.c.next_attempt_at <= now,
             )
             .order_by(notifications.c.next_attempt_at, notifications.c.id)
-            .limit(1)
+            .limit(CLAIM_BATCH)
         )
         if self.db.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        async with self.db.session() as session:
-            row = (await session.execute(query)).first()
-            if row is not None:
-                await session.execute(
-                    update(notifications)
-                    .where(notifications.c.id == row.id)
-                    .values(
-                        next_attempt_at=now + self.smtp.lease,
-                        attempts=notifications.c.attempts + 1,
-                    )
+            due = due.with_for_update(skip_locked=True)
+        claim = (
+            update(notifications)
+            .where(notifications.c.id.in_(due.scalar_subquery()))
+            .values(next_attempt_at=now + self.smtp.lease, attempts=notifications.c.attempts + 1)
+            .returning(*notifications.c)
+        )
+        async with self.db.autocommit() as conn:
+            rows = (await conn.execute(claim)).all()
+        return sorted(rows, key=lambda r: r.id)  # RETURNING has no defined order
+
+    async def _unclaim(self, ids: list[int]) -> None:
+        """Due again at once, as if never claimed."""
+        async with self.db.autocommit() as conn:
+            await conn.execute(
+                update(notifications)
+                .where(
+                    notifications.c.id.in_(ids),
+                    notifications.c.status == NotificationStatus.PENDING.value,
                 )
-        return row
+                .values(next_attempt_at=utcnow(), attempts=notifications.c.attempts - 1)
+            )
 
     async def _send(self, row: Any) -> None:
-        attempts = row.attempts + 1
+        attempts = row.attempts  # counted by the claim
         try:
             await asyncio.wait_for(self._deliver(message_of(row, self.smtp)), self.smtp.deadline_s)
         except asyncio.CancelledError:
@@ -257,8 +282,8 @@ class Sender:
         delay = 0.2
         while True:  # the mail went out: record that before anything else, even if it waits
             try:
-                async with self.db.session() as session:
-                    await session.execute(statement)
+                async with self.db.autocommit() as conn:
+                    await conn.execute(statement)
                 return
             except asyncio.CancelledError:
                 raise

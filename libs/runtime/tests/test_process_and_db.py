@@ -1,0 +1,75 @@
+"""A service process settles its heap once started; single statements can skip the
+BEGIN/COMMIT round trips on PostgreSQL."""
+
+import gc
+
+import pytest
+from sqlalchemy import Column, Integer, Table, func, select
+
+from probe_service import build
+from procure_runtime import gc_tuning, service
+from procure_runtime.db import Database, new_metadata
+
+pytestmark = pytest.mark.kafka
+
+metadata = new_metadata()
+marks = Table("marks", metadata, Column("id", Integer, primary_key=True))
+
+
+def test_settle_heap_freezes_the_startup_heap_and_collects_the_young_less_often() -> None:
+    before = gc.get_threshold()
+    try:
+        gc_tuning.settle_heap()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] >= gc_tuning.GEN0_THRESHOLD
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+async def test_only_a_service_process_settles_its_heap_on_start(
+    service_settings, monkeypatch
+) -> None:
+    """`run` (the process's entry point) asks for it; a runtime started any other way,
+    as in a test process that starts many, leaves the collector alone."""
+    settled: list[bool] = []
+    monkeypatch.setattr(gc_tuning, "settle_heap", lambda: settled.append(True))
+    monkeypatch.setattr(service.uvicorn, "run", lambda app, **kw: None)
+    app, runtime = build(service_settings("probe"))
+    await runtime.start()
+    await runtime.stop()
+    assert settled == []
+
+    app, runtime = build(service_settings("probe"))
+    service.run(app, runtime)  # uvicorn's part is stubbed: its lifespan would start it
+    await runtime.start()
+    await runtime.stop()
+    assert settled == [True]
+
+
+async def test_autocommit_commits_each_statement_on_its_own(db_backend, tmp_path, request) -> None:
+    if db_backend == "postgresql":
+        url = request.getfixturevalue("postgres_url")("autocommit")
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'autocommit.db'}"
+    db = Database(url)
+    other = Database(url)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        async with db.autocommit() as conn:
+            await conn.execute(marks.insert().values(id=1))
+            if db_backend == "postgresql":  # committed already: another connection sees it
+                async with other.engine.connect() as reader:
+                    assert await reader.scalar(select(func.count()).select_from(marks)) == 1
+        async with other.engine.connect() as reader:
+            assert await reader.scalar(select(func.count()).select_from(marks)) == 1
+        # The pool's connections are back to transactions after it.
+        async with db.engine.connect() as conn:
+            await conn.execute(marks.insert().values(id=2))
+            await conn.rollback()
+        async with db.engine.connect() as conn:
+            assert await conn.scalar(select(func.count()).select_from(marks)) == 1
+    finally:
+        await db.dispose()
+        await other.dispose()

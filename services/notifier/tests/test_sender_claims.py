@@ -1,0 +1,129 @@
+"""The sender claims due rows a few at a time in one statement, marks each sent on its
+own, and hands back what it will not mail in time (or at all, when stopping)."""
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+
+from procure_notifier.models import metadata as notifier_metadata
+from procure_notifier.models import notifications
+from procure_notifier.sender import CLAIM_BATCH, Sender
+from procure_runtime.db import Database, utcnow
+
+
+@pytest.fixture
+async def db(db_backend, tmp_path, request):
+    if db_backend == "postgresql":
+        url = request.getfixturevalue("postgres_url")("notifier")
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}"
+    database = Database(url)
+    async with database.engine.begin() as conn:
+        await conn.run_sync(notifier_metadata.create_all)
+    yield database
+    await database.dispose()
+
+
+async def _due(db: Database, n: int) -> None:
+    now = utcnow()
+    async with db.session() as session:
+        await session.execute(
+            notifications.insert(),
+            [
+                {
+                    "event_id": f"e{i}",
+                    "type": "delivered",
+                    "recipient": f"r{i}@example.com",
+                    "subject": f"mail {i}",
+                    "body_text": "t",
+                    "body_html": "<p>h</p>",
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for i in range(n)
+            ],
+        )
+
+
+async def _rows(db: Database) -> list[Any]:
+    async with db.session() as session:
+        return list((await session.execute(select(notifications))).all())
+
+
+def _statements(db: Database) -> Counter[str]:
+    counts: Counter[str] = Counter()
+
+    def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        words = statement.split()
+        counts[" ".join(words[:2]) + (" RETURNING" if "RETURNING" in statement else "")] += 1
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", on_execute)
+    return counts
+
+
+async def test_rows_are_claimed_in_batches_and_each_is_marked_after_its_mail(
+    db, sink, quick_smtp
+) -> None:
+    n = 2 * CLAIM_BATCH + 5
+    await _due(db, n)
+    sender = Sender(db, quick_smtp(sink.port))
+    counts = _statements(db)
+    try:
+        while await sender.send_due():
+            pass
+    finally:
+        await sender._close()
+    assert len(sink.wait_for(n)) == n
+    assert counts["UPDATE notifications RETURNING"] == 3 + 1  # the last one finds none
+    assert counts["UPDATE notifications"] == n  # one mark per mail, right after it
+    rows = await _rows(db)
+    assert {r.status for r in rows} == {"sent"}
+    assert {r.attempts for r in rows} == {1}
+
+
+async def test_a_batch_hands_back_the_rows_it_cannot_start_within_the_lease(
+    db, sink, quick_smtp
+) -> None:
+    """A conversation starts only while the claim's lease has a whole deadline left;
+    the rest are due again at once, their attempt not counted."""
+    await _due(db, CLAIM_BATCH)
+    smtp = quick_smtp(sink.port, timeout_s=0.02)  # deadline 0.1 s, lease 0.2 s
+    sender = Sender(db, smtp)
+    mailed: list[str] = []
+
+    async def slow_send(row: Any) -> None:
+        mailed.append(row.event_id)
+        await asyncio.sleep(0.04)
+
+    sender._send = slow_send  # type: ignore[method-assign]
+    assert await sender.send_due()
+    assert 1 <= len(mailed) < CLAIM_BATCH
+    now = utcnow()
+    back = [r for r in await _rows(db) if r.event_id not in mailed]
+    assert len(back) == CLAIM_BATCH - len(mailed)
+    assert all(r.next_attempt_at <= now and r.attempts == 0 for r in back)
+
+
+async def test_a_stop_hands_back_the_claimed_rows_not_yet_mailed(db, sink, quick_smtp) -> None:
+    await _due(db, CLAIM_BATCH)
+    sender = Sender(db, quick_smtp(sink.port))
+    original = sender._send
+
+    async def send_then_stop(row: Any) -> None:
+        await original(row)
+        sender._stopping.set()  # as `stop` does, while this mail was in hand
+
+    sender._send = send_then_stop  # type: ignore[method-assign]
+    try:
+        assert await sender.send_due()
+    finally:
+        await sender._close()
+    rows = await _rows(db)
+    assert sorted(r.status for r in rows) == ["pending"] * (CLAIM_BATCH - 1) + ["sent"]
+    now = utcnow()
+    assert all(r.next_attempt_at <= now for r in rows if r.status == "pending")

@@ -37,6 +37,21 @@ def _product(product: Product) -> str:
     return product_label(product.name, product.sku)
 
 
+def _queue_item(
+    data: ev.ApprovalRequestedV1 | ev.ChargeForwardedV1, known: dict[str, ChargeInfo]
+) -> Item:
+    """The line for a charge on its way to the queue; its parent when the charge is known
+    (those events do not carry it)."""
+    charge = known.get(data.charge_id)
+    return Item(
+        _product(data.product),
+        data.quantity,
+        data.charge_id,
+        charge.parent if charge else None,
+        data.sales_order_id,
+    )
+
+
 async def _known(uow: UnitOfWork, charge_ids: Iterable[str]) -> dict[str, ChargeInfo]:
     """The charges an event names; parks the event until every one of them is known."""
     wanted = set(charge_ids)
@@ -79,14 +94,7 @@ async def on_approval_requested(
     if not await is_enabled(uow.session, T.APPROVAL_REQUESTED):
         return
     known = await directory.charge_infos(uow.session, [data.charge_id])  # the parent, if known
-    charge = known.get(data.charge_id)
-    item = Item(
-        _product(data.product),
-        data.quantity,
-        data.charge_id,
-        charge.parent if charge else None,
-        data.sales_order_id,
-    )
+    item = _queue_item(data, known)
     notice = Notice(
         T.APPROVAL_REQUESTED,
         "Waiting Approval",
@@ -125,14 +133,7 @@ async def on_charge_forwarded(items: list[Applying]) -> None:
     known = await directory.charge_infos(session, [i.data.charge_id for i in told])
     for i in told:
         data: ev.ChargeForwardedV1 = i.data
-        charge = known.get(data.charge_id)
-        item = Item(
-            _product(data.product),
-            data.quantity,
-            data.charge_id,
-            charge.parent if charge else None,
-            data.sales_order_id,
-        )
+        item = _queue_item(data, known)
         notice = Notice(
             T.FORWARDED_TO_PURCHASING, "Need to Order/Fulfill", sales_order_id=data.sales_order_id
         )

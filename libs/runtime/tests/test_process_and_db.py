@@ -1,5 +1,5 @@
 """A service process settles its heap once started; single statements can skip the
-BEGIN/COMMIT round trips on PostgreSQL."""
+BEGIN/COMMIT round trips on PostgreSQL; the consumer gathers records for a while."""
 
 import gc
 
@@ -7,8 +7,10 @@ import pytest
 from sqlalchemy import Column, Integer, Table, func, select
 
 from probe_service import build
+from procure_devstack.testing import eventually, running
 from procure_runtime import gc_tuning, service
 from procure_runtime.db import Database, new_metadata
+from procure_runtime.kafka import GATHER_BYTES
 
 pytestmark = pytest.mark.kafka
 
@@ -73,3 +75,16 @@ async def test_autocommit_commits_each_statement_on_its_own(db_backend, tmp_path
     finally:
         await db.dispose()
         await other.dispose()
+
+
+@pytest.mark.parametrize(("wait_ms", "expected"), [(50, (GATHER_BYTES, 50)), (0, (1, 500))])
+async def test_the_consumer_fetches_with_the_configured_gathering_wait(
+    service_settings, wait_ms, expected
+) -> None:
+    """`PROCURE_FETCH_WAIT_MS`: the broker holds a fetch up to that long to gather records
+    into one batch (a size no batch reaches, so the wait decides); 0 answers at once."""
+    app, runtime = build(service_settings("probe", fetch_wait_ms=wait_ms))
+    async with running(app, runtime):
+        [subscriber] = runtime.broker.subscribers
+        consumer = await eventually(lambda: getattr(subscriber, "consumer", None))
+        assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == expected

@@ -50,6 +50,21 @@ def client_kwargs(settings: ServiceSettings) -> dict[str, Any]:
     }
 
 
+# What a gathering fetch waits for besides the time: more than a batch of events holds,
+# so under a steady flow the wait decides, and a backlog is answered at once.
+GATHER_BYTES = 1024 * 1024
+
+
+def fetch_options(settings: ServiceSettings) -> tuple[int, int]:
+    """`(fetch_min_bytes, fetch_max_wait_ms)` for `PROCURE_FETCH_WAIT_MS`. Under a steady
+    flow a fetch answered per record makes a batch, a transaction and an offset commit
+    per record in every service; on a busy machine that work is what delays the next
+    hop."""
+    if settings.fetch_wait_ms == 0:
+        return 1, 500  # Kafka's defaults: answered as soon as any record is there
+    return GATHER_BYTES, settings.fetch_wait_ms
+
+
 def make_broker(settings: ServiceSettings) -> KafkaBroker:
     return KafkaBroker(
         # FastStream takes a str as ONE address; KAFKA_BOOTSTRAP_SERVERS may list several.

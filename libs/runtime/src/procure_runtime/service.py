@@ -19,7 +19,7 @@ from procure_contracts.registry import EventSpec, dlq_topic
 from procure_runtime import gc_tuning, migrate
 from procure_runtime.consumer import Consumer, EventHandlers, Record, is_transient
 from procure_runtime.db import Database
-from procure_runtime.kafka import ensure_topics, make_broker
+from procure_runtime.kafka import ensure_topics, fetch_options, make_broker
 from procure_runtime.logging import clear, configure_logging, get_logger
 from procure_runtime.outbox import OutboxRelay, write_effects
 from procure_runtime.settings import ServiceSettings, load_settings
@@ -84,6 +84,8 @@ class ServiceRuntime:
         if not topics:
             return
 
+        fetch_min_bytes, fetch_max_wait_ms = fetch_options(s)
+
         @self.broker.subscriber(
             *[s.topic(t) for t in topics],
             group_id=s.group_id,
@@ -95,6 +97,8 @@ class ServiceRuntime:
             # How long a fetch waits when nothing is there (FastStream then also sleeps
             # that long): the latency an idle service adds to the first record.
             batch_timeout_ms=20,
+            fetch_min_bytes=fetch_min_bytes,
+            fetch_max_wait_ms=fetch_max_wait_ms,
             title=f"{s.service}:consume",
             description="Consumes: " + ", ".join(topics),
         )

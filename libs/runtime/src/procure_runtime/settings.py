@@ -49,6 +49,10 @@ class ServiceSettings(BaseSettings):
     # Records fetched and applied per transaction (and per offset commit); 1 = one at a
     # time. Larger batches trade a little latency under load for throughput.
     consume_batch: int = Field(200, ge=1, validation_alias=_env("PROCURE_CONSUME_BATCH"))
+    # How long the broker may hold a fetch to gather records into one batch: fewer, larger
+    # batches (fewer transactions and offset commits) for at most this much latency per
+    # hop; 0 = answer as soon as any record is there.
+    fetch_wait_ms: int = Field(50, ge=0, validation_alias=_env("PROCURE_FETCH_WAIT_MS"))
     park_timeout_s: float = Field(600.0, validation_alias=_env("PROCURE_PARK_TIMEOUT_S"))
     handler_max_attempts: int = Field(5, validation_alias=_env("PROCURE_HANDLER_MAX_ATTEMPTS"))
     retry_backoff_s: float = Field(0.2, validation_alias=_env("PROCURE_RETRY_BACKOFF_S"))

@@ -10,7 +10,7 @@ from probe_service import build
 from procure_devstack.testing import eventually, running
 from procure_runtime import gc_tuning, service
 from procure_runtime.db import Database, new_metadata
-from procure_runtime.kafka import GATHER_BYTES
+from procure_runtime.kafka import GATHER_BYTES, leaderless
 
 pytestmark = pytest.mark.kafka
 
@@ -88,3 +88,14 @@ async def test_the_consumer_fetches_with_the_configured_gathering_wait(
         [subscriber] = runtime.broker.subscribers
         consumer = await eventually(lambda: getattr(subscriber, "consumer", None))
         assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == expected
+
+
+def test_a_topic_counts_as_led_only_when_every_partition_has_a_leader() -> None:
+    led = {"partition": 0, "leader": 2}
+    described = [
+        {"topic": "a", "error_code": 0, "partitions": [led, {"partition": 1, "leader": 1}]},
+        {"topic": "b", "error_code": 0, "partitions": [led, {"partition": 1, "leader": -1}]},
+        {"topic": "c", "error_code": 5, "partitions": []},  # LEADER_NOT_AVAILABLE
+        {"topic": "d", "error_code": 0, "partitions": []},
+    ]
+    assert leaderless(described, ["a", "b", "c", "d", "e"]) == {"b", "c", "d", "e"}

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
 from probe_service import CREATED, PICKED, READY, build, charges, count, readies
 from procure_contracts import events as ev
@@ -12,6 +13,7 @@ from procure_contracts import new_event
 from procure_devstack import factories as f
 from procure_devstack.kafka import LocalKafka
 from procure_devstack.testing import KafkaProbe, eventually, free_port, running
+from procure_runtime.kafka import client_kwargs
 
 pytestmark = pytest.mark.kafka
 
@@ -212,3 +214,22 @@ async def test_ops_endpoints_answer_without_auth(service_settings) -> None:
         assert (await http.get("/openapi.json")).status_code == 200
         metrics = (await http.get("/metrics")).text
         assert "procure_outbox_backlog" in metrics
+
+
+async def test_partitions_that_appear_while_consuming_are_consumed(service_settings) -> None:
+    """A consumer that joined its group before some partitions were in its metadata (a
+    topic still propagating through a cluster, or partitions added by an operator) must
+    not wait for Kafka's default 5-minute metadata refresh to consume them."""
+    settings = service_settings("probe", topic_partitions=1)
+    app, runtime = build(settings)
+    created = f.charge_created()
+    event = new_event(CREATED.type, created, source="/tests", subject=created.charge.id)
+    async with running(app, runtime), _probe(settings) as kafka:
+        admin = AIOKafkaAdminClient(**client_kwargs(settings))
+        await admin.start()
+        try:
+            await admin.create_partitions({settings.topic("charge.created"): NewPartitions(2)})
+        finally:
+            await admin.close()
+        await kafka.send_raw("charge.created", event.to_bytes(), partition=1)
+        await eventually(lambda: _count_is(runtime, charges, 1), timeout=45)

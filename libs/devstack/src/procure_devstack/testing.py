@@ -72,9 +72,11 @@ class KafkaProbe:
     def topic(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
-    async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+    async def send_raw(
+        self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None
+    ) -> None:
         assert self._producer is not None
-        await self._producer.send_and_wait(self.topic(topic), value, key=key)
+        await self._producer.send_and_wait(self.topic(topic), value, key=key, partition=partition)
 
     async def publish(
         self,

@@ -1,12 +1,16 @@
 """The Kafka side of a service: the FastStream broker (idempotent producer, acks=all),
 security from the spec's `KAFKA_*` env, and topic creation."""
 
+import asyncio
 import logging
 import ssl
+import time
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.protocol.metadata import MetadataRequest
 from faststream.kafka import KafkaBroker
 from faststream.kafka.security import parse_security
 from faststream.security import (
@@ -16,7 +20,10 @@ from faststream.security import (
     SASLScram512,
 )
 
+from procure_runtime.logging import get_logger
 from procure_runtime.settings import ServiceSettings
+
+log = get_logger("procure.kafka")
 
 _SASL = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
 
@@ -65,6 +72,14 @@ def fetch_options(settings: ServiceSettings) -> tuple[int, int]:
     return GATHER_BYTES, settings.fetch_wait_ms
 
 
+# aiokafka refreshes metadata only this often unless an error forces it. A consumer that
+# joins its group while a subscribed topic is not yet in the metadata of the broker it
+# asked (a new topic propagating through a cluster) gets no partitions of that topic, and
+# would only notice them at the next refresh: Kafka's default 5 minutes of a service that
+# silently consumes nothing. 10 s bounds that at the cost of one small request.
+METADATA_MAX_AGE_MS = 10_000
+
+
 def make_broker(settings: ServiceSettings) -> KafkaBroker:
     return KafkaBroker(
         # FastStream takes a str as ONE address; KAFKA_BOOTSTRAP_SERVERS may list several.
@@ -73,6 +88,7 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
         acks="all",
         enable_idempotence=True,
         linger_ms=1,
+        metadata_max_age_ms=METADATA_MAX_AGE_MS,
         security=security_from(settings),
         graceful_timeout=10.0,
         log_level=logging.DEBUG,  # one INFO line per message is too loud; ours are structured
@@ -103,3 +119,43 @@ async def ensure_topics(settings: ServiceSettings, topics: dict[str, bool]) -> N
                 pass  # another instance created them first
     finally:
         await admin.close()
+    await await_leaders(settings, list(topics))
+
+
+def leaderless(described: list[dict[str, Any]], topics: list[str]) -> set[str]:
+    """Those of `topics` a metadata answer does not show with every partition led."""
+    led = {
+        t["topic"]
+        for t in described
+        if t["error_code"] == 0
+        and t["partitions"]
+        and all(p["leader"] >= 0 for p in t["partitions"])
+    }
+    return set(topics) - led
+
+
+async def await_leaders(
+    settings: ServiceSettings, topics: list[str], timeout: float = 30.0
+) -> bool:
+    """Wait until every broker's metadata shows every partition of `topics` with a leader.
+    A topic just created (here or by another service) reaches the brokers of a cluster one
+    by one; a consumer that joins while the broker it asks lags gets none of the topic's
+    partitions until its next metadata refresh. False (and a warning) when `timeout`
+    passes; the consumer's periodic refresh (METADATA_MAX_AGE_MS) then picks them up."""
+    client = AIOKafkaClient(**client_kwargs(settings))
+    await client.bootstrap()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting: set[str] = set()
+            for broker in client.cluster.brokers():
+                answer = await client.send(broker.nodeId, MetadataRequest(topics))
+                waiting |= leaderless(answer.to_object()["topics"], topics)
+            if not waiting:
+                return True
+            if time.monotonic() >= deadline:
+                log.warning("topics without leaders yet", topics=sorted(waiting))
+                return False
+            await asyncio.sleep(0.2)
+    finally:
+        await client.close()

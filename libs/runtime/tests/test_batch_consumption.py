@@ -152,7 +152,9 @@ async def test_a_batch_claims_its_event_ids_and_writes_deferred_rows_in_one_stat
 
 
 async def _all_noted(runtime) -> bool:
+    """Every charge noted, and every charge.ready it emitted consumed back."""
     assert await count(runtime, notes) == N
+    assert await count(runtime, readies) == N
     return True
 
 

@@ -80,14 +80,27 @@ def fetch_options(settings: ServiceSettings) -> tuple[int, int]:
 METADATA_MAX_AGE_MS = 10_000
 
 
+# Every producer of a service: nothing acknowledged is lost when a broker dies, and
+# retries neither reorder nor double records.
+PRODUCING: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "linger_ms": 1}
+
+
+def producer_options(settings: ServiceSettings, role: str) -> dict[str, Any]:
+    """aiokafka producer keyword arguments, as the broker's producer has them."""
+    return {
+        **client_kwargs(settings),
+        **PRODUCING,
+        "client_id": f"procure-{settings.service}-{role}",
+        "metadata_max_age_ms": METADATA_MAX_AGE_MS,
+    }
+
+
 def make_broker(settings: ServiceSettings) -> KafkaBroker:
     return KafkaBroker(
         # FastStream takes a str as ONE address; KAFKA_BOOTSTRAP_SERVERS may list several.
         [server.strip() for server in settings.kafka_bootstrap_servers.split(",")],
         client_id=f"procure-{settings.service}",
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=1,
+        **PRODUCING,
         metadata_max_age_ms=METADATA_MAX_AGE_MS,
         security=security_from(settings),
         graceful_timeout=10.0,

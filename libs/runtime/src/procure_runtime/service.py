@@ -52,7 +52,7 @@ class ServiceRuntime:
         self.publishes = tuple(publishes)
         self.db = Database(self.settings.database_url)
         self.broker = make_broker(self.settings)
-        self.relay = OutboxRelay(self.settings, self.db, metadata, self.broker)
+        self.relay = OutboxRelay(self.settings, self.db, metadata)
         self.consumer = Consumer(
             self.settings, self.db, metadata, self.handlers, self.broker.publish, self.relay.wake
         )
@@ -149,6 +149,7 @@ class ServiceRuntime:
             "kafka", lambda: ensure_topics(s, {s.topic(t): c for t, c in topics.items()})
         )
         await self._retry("kafka", self.broker.start)
+        await self._retry("kafka", self.relay.connect)
         self.broker_ready = True
         log.info("service started", port=s.port, topics=sorted(topics))
 

@@ -67,7 +67,12 @@ def stack_on(backend: str) -> Iterator[Stack]:
         try:
             url: Callable[[str], str] = lambda name: dbs.url(backend, f"e2e_{name}")  # noqa: E731
             with launch_stack(
-                Path(tmp), bootstrap, url, partitions=env.PARTITIONS, env=STACK_ENV
+                Path(tmp),
+                bootstrap,
+                url,
+                partitions=env.PARTITIONS,
+                env=STACK_ENV,
+                mail_files=False,
             ) as stack:
                 yield stack
         finally:

@@ -103,12 +103,14 @@ def launch_stack(
     partitions: int = 1,
     replication: int = 1,
     env: Mapping[str, str] | None = None,
+    mail_files: bool = True,
 ) -> Iterator[Stack]:
     """Start the six services (and a sink) under `root`; stop them all on exit.
 
     `database_url(service)` gives each service its database; `env` adds or overrides
-    variables for every service (e.g. `PROCURE_SMTP_RETRY_BACKOFF_S`)."""
-    sink = SmtpSink(maildir=root / "mail")
+    variables for every service (e.g. `PROCURE_SMTP_RETRY_BACKOFF_S`). With `mail_files`
+    the sink also writes each mail to `root/mail` (a benchmark only counts them)."""
+    sink = SmtpSink(maildir=root / "mail" if mail_files else None)
     sink.start()
     prefix = f"{unique('stack')}."
     secret = f"stack-secret-{unique()}-{unique()}"  # long enough for PyJWT's HS256 check

@@ -2,6 +2,7 @@
 BEGIN/COMMIT round trips on PostgreSQL; the consumer gathers records for a while."""
 
 import gc
+import time
 
 import pytest
 from sqlalchemy import Column, Integer, Table, func, select
@@ -99,3 +100,30 @@ def test_a_topic_counts_as_led_only_when_every_partition_has_a_leader() -> None:
         {"topic": "d", "error_code": 0, "partitions": []},
     ]
     assert leaderless(described, ["a", "b", "c", "d", "e"]) == {"b", "c", "d", "e"}
+
+
+class _FakeConsumer:
+    """Records how it is polled; answers with what it was given."""
+
+    def __init__(self, answer: dict) -> None:
+        self.answer = answer
+        self.polls: list[dict] = []
+
+    async def getmany(self, *partitions, **kwargs) -> dict:
+        self.polls.append(kwargs)
+        return self.answer
+
+
+async def test_the_service_polls_by_waiting_for_records_not_by_sleeping(service_settings) -> None:
+    """FastStream's batch poll sleeps as long as its timeout after an empty poll, deaf to
+    records that arrive meanwhile; the service's poll waits in getmany alone, which
+    returns the moment a fetch brings records."""
+    _, runtime = build(service_settings("probe", consume_batch=7))
+    [subscriber] = runtime.broker.subscribers
+    empty = _FakeConsumer({})
+    started = time.monotonic()
+    assert await subscriber.get_msg(empty) == ()
+    assert time.monotonic() - started < 0.01  # no sleep after the empty poll
+    assert empty.polls == [{"timeout_ms": service.POLL_MS, "max_records": 7}]
+    fetched = _FakeConsumer({"tp0": ["r1", "r2"], "tp1": ["r3"]})
+    assert await subscriber.get_msg(fetched) == ("r1", "r2", "r3")

@@ -3,12 +3,13 @@ broker, the outbox relay and the parking lot. A service's `app.py` builds one an
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any, cast
 
 import uvicorn
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
 from faststream.specification import AsyncAPI
@@ -32,6 +33,25 @@ async def _raw_body(msg: KafkaMessage) -> bytes:
     # Never let FastStream parse the payload: the runtime decodes it itself so that bad
     # records can be dead-lettered byte for byte.
     return msg.body
+
+
+# How long one poll of the consumer waits for records; it returns as soon as a fetch
+# brings some. Only a stop (which cancels the poll) or an idle service sees the whole of it.
+POLL_MS = 500
+
+
+def waiting_poll(max_records: int) -> Callable[[AIOKafkaConsumer], Awaitable[tuple[Any, ...]]]:
+    """The batch subscriber's poll. FastStream's own polls for `batch_timeout_ms` and, when
+    that found nothing, sleeps as long again, deaf to records that arrive meanwhile: with a
+    short timeout that is up to that long added to a hop (and a busy idle loop), with a
+    long one a long deaf spell after every quiet moment. Waiting in `getmany` alone
+    returns the moment records arrive."""
+
+    async def get_msg(consumer: AIOKafkaConsumer) -> tuple[Any, ...]:
+        fetched = await consumer.getmany(timeout_ms=POLL_MS, max_records=max_records)
+        return tuple(chain.from_iterable(fetched.values()))
+
+    return get_msg
 
 
 class ServiceRuntime:
@@ -86,7 +106,7 @@ class ServiceRuntime:
 
         fetch_min_bytes, fetch_max_wait_ms = fetch_options(s)
 
-        @self.broker.subscriber(
+        subscriber = self.broker.subscriber(
             *[s.topic(t) for t in topics],
             group_id=s.group_id,
             ack_policy=AckPolicy.MANUAL,
@@ -94,14 +114,14 @@ class ServiceRuntime:
             decoder=_raw_body,
             batch=True,
             max_records=s.consume_batch,
-            # How long a fetch waits when nothing is there (FastStream then also sleeps
-            # that long): the latency an idle service adds to the first record.
-            batch_timeout_ms=20,
             fetch_min_bytes=fetch_min_bytes,
             fetch_max_wait_ms=fetch_max_wait_ms,
             title=f"{s.service}:consume",
             description="Consumes: " + ", ".join(topics),
         )
+        subscriber.get_msg = waiting_poll(s.consume_batch)  # type: ignore[method-assign,assignment]
+
+        @subscriber
         async def on_records(body: Any, msg: KafkaMessage) -> None:
             raws = cast(tuple[ConsumerRecord, ...], msg.raw_message)
             records = [

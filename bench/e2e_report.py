@@ -50,7 +50,7 @@ def _header(results: dict[str, Any], title: str) -> list[str]:
         "",
         f"Database {meta['database']}; broker `{meta['broker']}`; {meta['cpus']} CPUs, load "
         f"average {meta['load_before']} before / {meta['load_after']} after; commit "
-        f"{meta['commit']}. The harness process used {meta['harness_cpu_s']} s of CPU "
+        f"{meta['commit']}; event loop {meta.get('event_loop', 'asyncio')}. The harness process used {meta['harness_cpu_s']} s of CPU "
         f"(the whole command; the measured part took {results['seconds']} s).",
         "",
         INDICATIVE,

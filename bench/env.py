@@ -2,17 +2,36 @@
 run), throwaway databases (SQLite files, PostgreSQL via procure_devstack.postgres) and
 service settings on a topic prefix of their own."""
 
+import asyncio
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from procure_devstack.testing import free_port, unique
 from procure_runtime.settings import ServiceSettings, load_settings
 
 PARTITIONS = 3  # the services' default; every scenario uses the same
+T = TypeVar("T")
+
+
+def event_loop() -> str:
+    """The event loop the services run on (`PROCURE_EVENT_LOOP`, uvloop where installed)."""
+    return ServiceSettings().event_loop
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run the harness on the services' event loop: the services measured in-process and
+    the raw baselines then share it, and the harness beside a stack costs what it would."""
+    factory = None
+    if event_loop() == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
 
 
 @contextlib.contextmanager

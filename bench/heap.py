@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     with env.broker() as bootstrap:
-        text = asyncio.run(measure(args.service, args.db, args.n, args.rounds, bootstrap))
+        text = env.run(measure(args.service, args.db, args.n, args.rounds, bootstrap))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{stamp}-heap-{args.service}.txt"
     path.write_text(text + "\n")

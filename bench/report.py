@@ -77,7 +77,8 @@ def markdown(results: dict[str, Any], paths: dict[str, Path]) -> str:
         "",
         f"N = {meta['n']} events per scenario, ~{meta.get('message_bytes', '?')} bytes each; "
         f"broker `{meta['broker']}`; {meta['cpus']} CPUs, load average "
-        f"{meta['load_before']} before / {meta['load_after']} after.",
+        f"{meta['load_before']} before / {meta['load_after']} after; event loop "
+        f"{meta.get('event_loop', 'asyncio')} (the harness's and the services').",
         "",
         "**Figures are indicative**: the machine is shared with other engineers running tests "
         "and the broker is shared too; compare ratios within one run, not absolute figures "

@@ -6,7 +6,6 @@ each service's hot path, in one run on one broker, then JSON, Markdown and plots
 (bench/memory.py) run the whole stack instead."""
 
 import argparse
-import asyncio
 import logging
 import os
 import resource
@@ -126,7 +125,7 @@ def whole_stack(args: argparse.Namespace) -> int:
     say(f"{args.command}: starting the stack on {args.db}")
     with e2e.stack_on(args.db) as stack:
         say(f"{args.command}: stack ready (prefix {stack.prefix}); running")
-        results = asyncio.run(scenario.measure(stack, args))
+        results = env.run(scenario.measure(stack, args))
         bootstrap = stack.bootstrap
     results["meta"] = {
         "stamp": stamp,
@@ -139,6 +138,7 @@ def whole_stack(args: argparse.Namespace) -> int:
         "load_after": round(os.getloadavg()[0], 2),
         "commit": git_commit(),
         "python": sys.version.split()[0],
+        "event_loop": env.event_loop(),
         "harness_cpu_s": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),
     }
     paths = e2e_report.write(results, args.out, stamp)
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]
     with env.broker() as bootstrap, tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        results = asyncio.run(measure(args, bootstrap, Path(tmp)))
+        results = env.run(measure(args, bootstrap, Path(tmp)))
     results["meta"] = {
         "stamp": args.stamp,
         "n": args.n,
@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "message_bytes": results.pop("meta_message_bytes"),
         "commit": git_commit(),
         "python": sys.version.split()[0],
+        "event_loop": env.event_loop(),
     }
     paths = report.write(results, args.out, args.stamp)
     for row in results["rows"]:

@@ -1,10 +1,14 @@
-"""A service process settles its heap once started; single statements can skip the
+"""A service process settles its heap once started and runs on uvloop; single statements can skip the
 BEGIN/COMMIT round trips on PostgreSQL; the consumer gathers records for a while."""
 
 import gc
 import time
+from typing import Any
 
 import pytest
+import uvicorn
+import uvloop
+from pydantic import ValidationError
 from sqlalchemy import Column, Integer, Table, func, select
 
 from probe_service import build
@@ -12,6 +16,7 @@ from procure_devstack.testing import eventually, running
 from procure_runtime import gc_tuning, service
 from procure_runtime.db import Database, new_metadata
 from procure_runtime.kafka import GATHER_BYTES, leaderless
+from procure_runtime.settings import load_settings
 
 pytestmark = pytest.mark.kafka
 
@@ -48,6 +53,30 @@ async def test_only_a_service_process_settles_its_heap_on_start(
     await runtime.start()
     await runtime.stop()
     assert settled == [True]
+
+
+def test_a_service_process_runs_on_uvloop_unless_told_otherwise(
+    service_settings, monkeypatch
+) -> None:
+    """uvloop's sockets, TLS and callbacks cost less CPU than asyncio's (bench/README.md,
+    lever 19); `PROCURE_EVENT_LOOP=asyncio` is the way back to the standard loop."""
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(service.uvicorn, "run", lambda app, **kw: seen.update(kw))
+    monkeypatch.delenv("PROCURE_EVENT_LOOP", raising=False)
+    app, runtime = build(service_settings("probe"))
+    service.run(app, runtime)
+    assert seen["loop"] == "uvloop"
+    loop = uvicorn.Config(app, loop=seen["loop"]).get_loop_factory()()  # what uvicorn runs
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
+
+    monkeypatch.setenv("PROCURE_EVENT_LOOP", "asyncio")
+    assert load_settings("probe").event_loop == "asyncio"
+    monkeypatch.setenv("PROCURE_EVENT_LOOP", "trio")
+    with pytest.raises(ValidationError, match="PROCURE_EVENT_LOOP"):
+        load_settings("probe")
 
 
 async def test_autocommit_commits_each_statement_on_its_own(db_backend, tmp_path, request) -> None:

@@ -237,6 +237,7 @@ def run(app: Any, runtime: ServiceRuntime) -> None:
         app,
         host=runtime.settings.host,
         port=runtime.settings.port,
+        loop=runtime.settings.event_loop,
         log_config=None,
         access_log=False,
     )

@@ -1,7 +1,9 @@
 """Settings from the environment, with the spec's exact variable names (sections 1, 4, 7)."""
 
 import os
+from importlib.util import find_spec
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +62,13 @@ class ServiceSettings(BaseSettings):
         SecretStr(DEV_JWT_SECRET), validation_alias=_env("PROCURE_JWT_SECRET")
     )
     log_level: str = Field("INFO", validation_alias=_env("PROCURE_LOG_LEVEL"))
+    # The process's event loop: uvloop (libuv; its sockets, TLS and callbacks cost a
+    # fraction of asyncio's pure-Python ones, bench/README.md lever 19) where installed,
+    # or the standard library's asyncio, e.g. to rule the loop out when chasing a bug.
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop" if find_spec("uvloop") else "asyncio",
+        validation_alias=_env("PROCURE_EVENT_LOOP"),
+    )
 
     @property
     def source(self) -> str:

@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from procure_devstack.smtp import SmtpSink, wait_listening
 from procure_devstack.tls import CertificateAuthority
@@ -83,6 +84,12 @@ def test_plain_delivery_is_recorded_and_written_to_maildir(sink: SmtpSink, tmp_p
     assert sink.messages == []
     with pytest.raises(TimeoutError, match="got 0"):
         sink.wait_for(1, timeout=0.2)
+
+
+def test_the_sink_serves_on_uvloop(sink: SmtpSink) -> None:
+    """Its loop costs less CPU, which a benchmark's ~300 mails/s share with the stack."""
+    assert sink._controller is not None
+    assert isinstance(sink._controller.loop, uvloop.Loop)
 
 
 def test_starttls_required(server_tls: ssl.SSLContext, client_tls: ssl.SSLContext) -> None:

@@ -109,6 +109,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         verified = await flow.delivered_in_quotes(ids)
         dead = await flow.dead_letters()
         handlers = await flow.handler_time()
+        mails = await flow.mail_delay()
     if not done:
         print(stack.logs(20))
     return {
@@ -120,6 +121,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         "errors": flow.errors,
         "dead_letters": dead,
         "handlers": handlers,
+        "mails": mails,
         "seconds": round(seconds, 1),
         "counts": {p: flow.count(p, ids) for p in POINTS},
         "offer": {"rate": args.rate, "max_slip_s": round(flow.slip_s, 3)},

@@ -113,6 +113,13 @@ def _handler_lines(r: dict[str, Any]) -> list[str]:
             for kind, (count, total) in top
         )
         lines.append(f"- {name}: {busy:.1f} s in {r['seconds']} s; {costs}")
+    if mails := r.get("mails"):  # runs from before the notifier measured it have none
+        lines += [
+            "",
+            f"Mails (the notifier's `procure_mail_delay_seconds`, queued → accepted by the "
+            f"SMTP server): {mails['mails']} sent, mean {mails['mean_ms']} ms, median ≤ "
+            f"{mails['p50_le_ms']} ms, 99th percentile ≤ {mails['p99_le_ms']} ms (bucket bounds).",
+        ]
     return lines
 
 

@@ -319,6 +319,33 @@ class Flow:
                         )
         return out
 
+    async def mail_delay(self) -> dict[str, Any]:
+        """The notifier's `procure_mail_delay_seconds` (queued → accepted by the SMTP
+        server): mails, mean, and the bucket bounds holding the median and the 99th."""
+        text = (await self.client.api.http.get(f"{self.stack.urls['notifier']}/metrics")).text
+        buckets: list[tuple[float, float]] = []
+        count = total = 0.0
+        for family in text_string_to_metric_families(text):
+            if family.name != "procure_mail_delay_seconds":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    buckets.append((float(sample.labels["le"]), sample.value))
+                elif sample.name.endswith("_count"):
+                    count = sample.value
+                elif sample.name.endswith("_sum"):
+                    total = sample.value
+
+        def bound(q: float) -> float | None:
+            return next((le for le, n in sorted(buckets) if count and n >= q * count), None)
+
+        return {
+            "mails": int(count),
+            "mean_ms": round(1000 * total / count, 1) if count else None,
+            "p50_le_ms": _ms(bound(0.5)),
+            "p99_le_ms": _ms(bound(0.99)),
+        }
+
     async def delivered_in_quotes(self, ids: list[str]) -> int:
         """How many of these charges quotes shows with every unit Delivered/Shipped."""
         wanted, done = set(ids), 0
@@ -327,3 +354,7 @@ class Flow:
                 units = ch["units"]
                 done += ch["id"] in wanted and units["Delivered/Shipped"] == ch["quantity"]
         return done
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(1000 * seconds, 1)

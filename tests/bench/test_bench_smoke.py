@@ -100,9 +100,12 @@ def test_smoke_e2e_carries_every_charge_to_delivered_and_writes_the_reports(
     services = {"quotes", "inventory", "purchasing", "receiving", "shipping", "notifier"}
     assert set(results["series"]["lag"][-1][1]) == services
     assert set(results["series"]["processes"][-1][1]) == services
+    mails = results["mails"]  # every charge mails its stakeholders as it moves
+    assert mails["mails"] >= 10 and mails["mean_ms"] > 0 and mails["p99_le_ms"] is not None
 
     summary = (tmp_path / "latest-e2e.md").read_text()
     assert "| won→queue | 10 |" in summary and "indicative" in summary
+    assert f"{mails['mails']} sent" in summary and "event loop uvloop" in summary
     pngs = sorted(p.name.rsplit("-", 1)[-1] for p in tmp_path.glob("*.png"))
     assert pngs == ["flow.png", "latency.png", "rss.png"]
     assert all(p.stat().st_size > 1000 for p in tmp_path.glob("*.png"))

@@ -488,9 +488,9 @@ async def test_two_instances_mail_each_row_once(service_settings, sink, quick_sm
 async def test_mails_due_together_share_one_smtp_connection(
     service_settings, sink, quick_smtp
 ) -> None:
-    """The sender keeps its SMTP connection while rows are due."""
+    """A sender keeps its SMTP connection while rows are due."""
     settings = service_settings("notifier")
-    app, runtime = build(settings, quick_smtp(sink.port))
+    app, runtime = build(settings, quick_smtp(sink.port, connections=1))
     p, ticket, project, won, _direct = _flow()
     recipients = _emails(p, "carl", "rita", "leo", "olive", "sam")
     async with (
@@ -501,6 +501,79 @@ async def test_mails_due_together_share_one_smtp_connection(
         first = await kafka.publish(S("po.submitted"), _po([(ticket, 2), (project, 4)]))
         got = await _delivered(sink, first.id, len(recipients))
         assert len({m.peer for m in got}) == 1, [m.peer for m in got]
+
+
+async def test_queued_mails_go_out_at_once_over_a_connection_kept_while_they_flow(
+    service_settings, sink, quick_smtp
+) -> None:
+    """The consumer's commit wakes the sender: with a poll far longer than the wait
+    below, the mails still go out, and mails of a later event share the connection.
+    Each mail's delay since it was queued is measured."""
+    settings = service_settings("notifier")
+    app, runtime = build(settings, quick_smtp(sink.port, poll_s=120.0, connections=1))
+    p, ticket, project, won, _direct = _flow()
+    recipients = _emails(p, "carl", "rita", "leo", "olive", "sam")
+    async with (
+        running(app, runtime) as http,
+        KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
+    ):
+        delays_before = await _mail_delays(http)
+        await kafka.publish(S("opportunity.won"), won)
+        first = await kafka.publish(S("po.submitted"), _po([(ticket, 2), (project, 4)]))
+        got = await _delivered(sink, first.id, len(recipients))
+        second = await kafka.publish(S("po.submitted"), _po([(ticket, 1)], number="PO-000043"))
+        later = await _delivered(sink, second.id, 1)
+        assert len({m.peer for m in got + later}) == 1, [m.peer for m in got + later]
+        await asyncio.sleep(0.5)  # any further mail of the second event
+        mailed = len(_by_event(sink, first.id)) + len(_by_event(sink, second.id))
+
+        async def measured() -> bool:  # each is measured once marked sent, after the sink
+            return await _mail_delays(http) - delays_before == mailed
+
+        await eventually(measured, timeout=10)
+
+
+async def _mail_delays(http) -> float:
+    """How many mails `procure_mail_delay_seconds` has measured (in this process)."""
+    text = (await http.get("/metrics")).text
+    return next(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("procure_mail_delay_seconds_count")
+    )
+
+
+async def test_a_quiet_poll_closes_the_kept_connection(tmp_path, sink, quick_smtp) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}")
+    async with db.engine.begin() as conn:
+        await conn.run_sync(notifier_metadata.create_all)
+    async with db.session() as session:
+        await session.execute(notifications.insert(), [_due_row("e1")])
+    sender = Sender(db, quick_smtp(sink.port, poll_s=2.0))
+    sender.start()
+    try:
+        await eventually(lambda: len(sink.messages) == 1, interval=0.05)
+        assert sender._conn is not None, "kept for a while after the mail"
+        await eventually(lambda: sender._conn is None, timeout=10)
+    finally:
+        await sender.stop()
+        await db.dispose()
+
+
+def _due_row(event_id: str) -> dict[str, object]:
+    now = utcnow()
+    return {
+        "event_id": event_id,
+        "type": "delivered",
+        "recipient": "olive@example.com",
+        "subject": "s",
+        "body_text": "t",
+        "body_html": "<p>h</p>",
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
 async def test_a_kept_connection_the_server_dropped_is_replaced(sink, quick_smtp) -> None:

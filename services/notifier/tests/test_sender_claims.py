@@ -1,5 +1,6 @@
 """The sender claims due rows a few at a time in one statement, marks each sent on its
-own, and hands back what it will not mail in time (or at all, when stopping)."""
+own, and hands back what it will not mail in time (or at all, when stopping). Senders
+side by side, one per SMTP connection, never mail a row twice."""
 
 import asyncio
 from collections import Counter
@@ -8,9 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
+from procure_devstack.testing import eventually
+from procure_notifier.app import build
 from procure_notifier.models import metadata as notifier_metadata
 from procure_notifier.models import notifications
-from procure_notifier.sender import CLAIM_BATCH, Sender
+from procure_notifier.sender import CLAIM_BATCH, Sender, SmtpSettings
 from procure_runtime.db import Database, utcnow
 
 
@@ -127,3 +130,30 @@ async def test_a_stop_hands_back_the_claimed_rows_not_yet_mailed(db, sink, quick
     assert sorted(r.status for r in rows) == ["pending"] * (CLAIM_BATCH - 1) + ["sent"]
     now = utcnow()
     assert all(r.next_attempt_at <= now for r in rows if r.status == "pending")
+
+
+async def test_senders_side_by_side_mail_each_row_once_over_their_own_connections(
+    db, sink, quick_smtp
+) -> None:
+    n = 6 * CLAIM_BATCH
+    await _due(db, n)
+    senders = [Sender(db, quick_smtp(sink.port)) for _ in range(3)]
+    for sender in senders:
+        sender.start()
+    try:
+        await eventually(lambda: len(sink.messages) >= n, timeout=30)
+        await asyncio.sleep(0.3)  # a row mailed twice would have arrived by now
+    finally:
+        await asyncio.gather(*(sender.stop() for sender in senders))
+    assert sorted(m.subject for m in sink.messages) == sorted(f"mail {i}" for i in range(n))
+    # Side by side, each on its own connection (one may find the others took every row).
+    assert len({m.peer for m in sink.messages}) > 1
+    assert {r.status for r in await _rows(db)} == {"sent"}
+
+
+def test_the_notifier_runs_one_sender_per_smtp_connection(service_settings, quick_smtp) -> None:
+    _app, runtime = build(service_settings("notifier"), quick_smtp(1025, connections=3))
+    assert len(runtime.senders) == 3
+    runtime.consumer.on_applied()  # what a commit of its consumer calls
+    assert all(sender._wake.is_set() for sender in runtime.senders)
+    assert SmtpSettings().connections == 4  # PROCURE_SMTP_CONNECTIONS' default

@@ -179,6 +179,9 @@ class Consumer:
     handlers: EventHandlers
     publish: Callable[..., Awaitable[Any]]  # broker.publish
     on_commit: Callable[[], None] = lambda: None  # wakes the outbox relay
+    # Called after every commit that applied an event (e.g. the notifier's sender, which
+    # then mails what the commit queued instead of waiting for its next poll).
+    on_applied: Callable[[], None] = lambda: None
     _parking_wake: asyncio.Event = field(default_factory=asyncio.Event)
     # Whether this instance may have parked events: sweeping after every applied event
     # is only worth it then (the timer still sweeps every second, for other instances').
@@ -334,6 +337,8 @@ class Consumer:
             self._duplicate(record)
         if any(uow.outgoing for uow in uows):
             self.on_commit()
+        if applied:
+            self.on_applied()
         return len(applied)
 
     async def _decode(self, record: Record) -> _Decoded | Outcome:
@@ -436,6 +441,7 @@ class Consumer:
         )
         if uow.outgoing:
             self.on_commit()
+        self.on_applied()
         return Outcome.APPLIED
 
     def _duplicate(self, record: Record) -> Outcome:

@@ -1,5 +1,6 @@
 """The notifier service process: runtime + handlers + routes + the SMTP sender."""
 
+import asyncio
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -17,18 +18,26 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 class NotifierRuntime(ServiceRuntime):
-    """The shared runtime, plus the sender loop that lives and dies with it."""
+    """The shared runtime, plus the sender loops that live and die with it: one per SMTP
+    connection (`PROCURE_SMTP_CONNECTIONS`); their claims never share a row."""
 
     def __init__(self, settings: ServiceSettings | None, smtp: SmtpSettings) -> None:
         super().__init__("notifier", metadata, MIGRATIONS, handlers, settings=settings)
-        self.sender = Sender(self.db, smtp)
+        self.senders = [Sender(self.db, smtp) for _ in range(smtp.connections)]
+        # Nearly every event the notifier applies queues mails: mail them now.
+        self.consumer.on_applied = self.wake_senders
+
+    def wake_senders(self) -> None:
+        for sender in self.senders:
+            sender.wake()
 
     async def start(self) -> None:
-        await super().start()  # migrations first: the sender reads the log table
-        self.sender.start()
+        await super().start()  # migrations first: the senders read the log table
+        for sender in self.senders:
+            sender.start()
 
     async def stop(self) -> None:
-        await self.sender.stop()
+        await asyncio.gather(*(sender.stop() for sender in self.senders))
         await super().stop()
 
 

@@ -13,7 +13,8 @@ Measured per charge, for the stages the issue names (p50/p95/p99/max):
   `salesorder.ready_to_fulfill` (one charge per sales order: all its units delivered).
 - won→delivered: the whole flow, the people's cadence included.
 Also: throughput (offered, through routing, whole flow), each group's consumer lag and
-each service's RSS and CPU every second. The goal (issue 10): the routing stages
+each service's RSS and CPU every second, and how long the notifier's mails waited from
+queued to accepted (its `procure_mail_delay_seconds`). The goal (issue 10): the routing stages
 (won→queue, receipt→ready) keep p99 < 250 ms at 100 charges/s offered.
 """
 

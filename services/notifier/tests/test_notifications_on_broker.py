@@ -543,39 +543,6 @@ async def _mail_delays(http) -> float:
     )
 
 
-async def test_a_quiet_poll_closes_the_kept_connection(tmp_path, sink, quick_smtp) -> None:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}")
-    async with db.engine.begin() as conn:
-        await conn.run_sync(notifier_metadata.create_all)
-    async with db.session() as session:
-        await session.execute(notifications.insert(), [_due_row("e1")])
-    sender = Sender(db, quick_smtp(sink.port, poll_s=2.0))
-    sender.start()
-    try:
-        await eventually(lambda: len(sink.messages) == 1, interval=0.05)
-        assert sender._conn is not None, "kept for a while after the mail"
-        await eventually(lambda: sender._conn is None, timeout=10)
-    finally:
-        await sender.stop()
-        await db.dispose()
-
-
-def _due_row(event_id: str) -> dict[str, object]:
-    now = utcnow()
-    return {
-        "event_id": event_id,
-        "type": "delivered",
-        "recipient": "olive@example.com",
-        "subject": "s",
-        "body_text": "t",
-        "body_html": "<p>h</p>",
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-    }
-
-
 async def test_a_kept_connection_the_server_dropped_is_replaced(sink, quick_smtp) -> None:
     sender = Sender(None, quick_smtp(sink.port))  # type: ignore[arg-type]
 

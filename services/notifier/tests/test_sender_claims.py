@@ -132,6 +132,18 @@ async def test_a_stop_hands_back_the_claimed_rows_not_yet_mailed(db, sink, quick
     assert all(r.next_attempt_at <= now for r in rows if r.status == "pending")
 
 
+async def test_a_quiet_poll_closes_the_kept_connection(db, sink, quick_smtp) -> None:
+    await _due(db, 1)
+    sender = Sender(db, quick_smtp(sink.port, poll_s=2.0))
+    sender.start()
+    try:
+        await eventually(lambda: len(sink.messages) == 1, interval=0.05)
+        assert sender._conn is not None, "kept for a while after the mail"
+        await eventually(lambda: sender._conn is None, timeout=10)
+    finally:
+        await sender.stop()
+
+
 async def test_senders_side_by_side_mail_each_row_once_over_their_own_connections(
     db, sink, quick_smtp
 ) -> None:

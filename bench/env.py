@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from procure_devstack.testing import free_port, unique
-from procure_runtime.settings import ServiceSettings, load_settings
+from procure_runtime.settings import ServiceSettings, load_settings, loop_factory
 
 PARTITIONS = 3  # the services' default; every scenario uses the same
 T = TypeVar("T")
@@ -25,12 +25,7 @@ def event_loop() -> str:
 def run(main: Coroutine[Any, Any, T]) -> T:
     """Run the harness on the services' event loop: the services measured in-process and
     the raw baselines then share it, and the harness beside a stack costs what it would."""
-    factory = None
-    if event_loop() == "uvloop":
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
+    with asyncio.Runner(loop_factory=loop_factory(event_loop())) as runner:
         return runner.run(main)
 
 

@@ -50,6 +50,8 @@ from typing import Any, cast
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from procure_runtime.settings import ServiceSettings, loop_factory
+
 __all__ = ["DEFAULT_PORT", "ReceivedMessage", "SmtpSink", "main", "wait_listening"]
 
 DEFAULT_PORT = 1025
@@ -189,11 +191,11 @@ class SmtpSink:
         if self.maildir is not None:
             self.maildir.mkdir(parents=True, exist_ok=True)
         # A Controller closes its event loop on stop(), so every start needs a new one.
-        # uvloop where installed, as the services run: under a benchmark's ~300 mails/s the
+        # The services' loop (uvloop where installed): under a benchmark's ~300 mails/s the
         # sink shares the machine with the stack it measures.
         controller = _Controller(
             _Handler(self),
-            loop=_new_event_loop(),
+            loop=loop_factory(ServiceSettings().event_loop)(),
             hostname=self.host,
             port=self.port,
             ssl_context=self.tls_context if self.implicit_tls else None,
@@ -287,14 +289,6 @@ class SmtpSink:
         final = self.maildir / name
         os.replace(tmp, final)
         return final
-
-
-def _new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - a platform without uvloop
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def wait_listening(host: str, port: int, timeout: float = 10.0) -> bool:

@@ -1,6 +1,8 @@
 """Settings from the environment, with the spec's exact variable names (sections 1, 4, 7)."""
 
+import asyncio
 import os
+from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Literal
@@ -81,6 +83,16 @@ class ServiceSettings(BaseSettings):
     @property
     def group_id(self) -> str:
         return f"{self.topic_prefix}{self.service}"
+
+
+def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """What makes a new event loop of `kind` (`ServiceSettings.event_loop`), for the
+    processes and threads that run a loop of their own (uvicorn takes the name itself)."""
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
 
 
 def load_settings(service: str, **overrides: object) -> ServiceSettings:

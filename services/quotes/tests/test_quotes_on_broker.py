@@ -4,6 +4,8 @@ Won Opportunity Wizard, the ledger across topics, can_fulfill, Approve & Post.""
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
@@ -449,3 +451,78 @@ async def test_posting_works_in_every_status_and_refusals_change_nothing(service
         assert (
             await kafka.read("charge.created", timeout=1.0) == []
         )  # refused requests published nothing
+
+
+async def test_a_bulk_event_reads_each_charge_and_sales_order_once(service_settings) -> None:
+    """A PO of many lines loads its charges (with their PO lines and approvals) once: the
+    sales orders' refresh uses the ledgers just saved and reads only the orders' other
+    charges, and only the order columns it needs (not their address documents)."""
+    settings = service_settings("quotes")
+    app, runtime = build(settings)
+    bought = [f.charge(f.product(unit_cost="5.00"), 2) for _ in range(3)]
+    won = f.opportunity_won(*bought, f.charge(f.product(procurement=False), 1))
+    po = ev.PORef(
+        id="po-9",
+        number="PO-000009",
+        vendor=f.vendor(),
+        ship_to=ev.POShipTo(kind="location", location_id="loc-1"),
+    )
+    lines = [
+        ev.POLine(
+            line_id=f"line-{n}",
+            charge_id=c.id,
+            product=c.product,
+            quantity=2,
+            unit_cost=Decimal("5.00"),
+        )
+        for n, c in enumerate(bought)
+    ]
+    sales = auth(settings, "sales")
+    statements: list[tuple[str, int]] = []  # (the statement, how many parameters)
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append((" ".join(statement.lower().split()), len(parameters)))
+
+    async with running(app, runtime) as http, probe(settings) as kafka:
+        await kafka.publish(T("opportunity.won"), won)
+
+        async def routed() -> bool:
+            assert await get_json(http, f"/charges/{bought[-1].id}", sales)
+            return True
+
+        await eventually(routed)
+        engine = runtime.db.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            await kafka.publish(
+                T("po.submitted"),
+                ev.POSubmittedV1(po=po, lines=lines, submitted_by=f.person()),
+            )
+            await eventually(lambda: _inbox_has(settings.database_url, "po.submitted"))
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        for c in bought:
+            charge = await get_json(http, f"/charges/{c.id}", sales)
+            assert nonzero(charge["units"]) == {"On Order": 2}
+    reads = [(s, n) for s, n in statements if s.startswith("select")]
+    # PO lines and approvals: those of the PO's 3 charges, then of the order's fourth
+    # charge alone (not of all 4 again).
+    for table in ("charge_po_lines", "approvals"):
+        assert [n for s, n in reads if f" from {table} " in s] == [3, 1], reads
+    ledgers = [s for s, _ in reads if s.startswith("select charges.id, charges.sales_order_id,")]
+    assert len(ledgers) == 2 and all(" where charges.id in " in s for s in ledgers), ledgers
+    orders = [s for s, _ in reads if " from sales_orders" in s]
+    assert orders and not any("organization" in s or "ship_to" in s for s in orders), orders
+
+
+async def _inbox_has(url: str, topic: str) -> bool:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.scalar(
+                text("SELECT count(*) FROM inbox WHERE topic = :t"), {"t": topic}
+            )
+    finally:
+        await engine.dispose()
+    assert found == 1
+    return True

@@ -21,6 +21,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
+
 from bench import env
 from bench.events import LOCATION, Msg, message
 from bench.services import settled_heap
@@ -121,6 +123,7 @@ def record(msg: Msg, offset: int) -> Record:
 
 async def measure(backend: str, groups: int, lines: int, workdir: Path) -> dict[str, Any]:
     from procure_quotes.app import build
+    from procure_quotes.models import charges
 
     dbs = env.Databases(workdir)
     try:
@@ -142,11 +145,15 @@ async def measure(backend: str, groups: int, lines: int, workdir: Path) -> dict[
                     wall[msg.topic].append((time.perf_counter() - started) * 1000)
                     cpu[msg.topic].append((time.process_time() - used) * 1000)
         parked = await consumer.parked_count()
+        async with runtime.db.session() as session:
+            delivered = await session.scalar(
+                select(func.count()).where(charges.c.delivered == charges.c.quantity)
+            )
         await runtime.db.engine.dispose()
     finally:
         dbs.drop_all()
-    if parked:
-        raise RuntimeError(f"{parked} bulk events parked: the scenario is wrong")
+    if parked or delivered != groups * lines:  # what was timed must be the whole flow
+        raise RuntimeError(f"{parked} bulk events parked, {delivered} charges delivered")
     return {
         kind: {
             "events": len(wall[kind]),

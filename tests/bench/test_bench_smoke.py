@@ -109,3 +109,34 @@ def test_smoke_e2e_carries_every_charge_to_delivered_and_writes_the_reports(
     pngs = sorted(p.name.rsplit("-", 1)[-1] for p in tmp_path.glob("*.png"))
     assert pngs == ["flow.png", "latency.png", "rss.png"]
     assert all(p.stat().st_size > 1000 for p in tmp_path.glob("*.png"))
+
+
+def test_smoke_bulk_moves_every_charge_to_delivered_and_writes_its_figures(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.bulk",
+            "--db",
+            "sqlite",
+            "--groups",
+            "2",
+            "--lines",
+            "5",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]  # it fails if any charge fell short
+    [report] = tmp_path.glob("*-bulk.json")
+    figures = json.loads(report.read_text())
+    assert figures["meta"] == {**figures["meta"], "database": "sqlite", "groups": 2, "lines": 5}
+    assert set(figures["quotes"]) == {"po.submitted", "units.received", "shipment.delivered"}
+    for row in figures["quotes"].values():
+        assert row["events"] == 2 and row["cpu_ms_median"] > 0

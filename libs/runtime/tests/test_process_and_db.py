@@ -9,12 +9,12 @@ import pytest
 import uvicorn
 import uvloop
 from pydantic import ValidationError
-from sqlalchemy import Column, Integer, Table, func, select
+from sqlalchemy import Column, Integer, String, Table, event, func, select
 
 from probe_service import build
 from procure_devstack.testing import eventually, running
 from procure_runtime import gc_tuning, service
-from procure_runtime.db import Database, new_metadata
+from procure_runtime.db import Database, among, new_metadata
 from procure_runtime.kafka import GATHER_BYTES, leaderless
 from procure_runtime.settings import load_settings
 
@@ -22,6 +22,7 @@ pytestmark = pytest.mark.kafka
 
 metadata = new_metadata()
 marks = Table("marks", metadata, Column("id", Integer, primary_key=True))
+tags = Table("tags", metadata, Column("id", String(20), primary_key=True))
 
 
 def test_settle_heap_freezes_the_startup_heap_and_collects_the_young_less_often() -> None:
@@ -105,6 +106,42 @@ async def test_autocommit_commits_each_statement_on_its_own(db_backend, tmp_path
     finally:
         await db.dispose()
         await other.dispose()
+
+
+async def test_among_selects_as_in_does_with_one_statement_for_any_number_of_values(
+    db_backend, tmp_path, request
+) -> None:
+    """`among` means `IN`; on PostgreSQL the values travel as one array parameter, so
+    lists of every length share one statement (one prepared statement per connection)."""
+    if db_backend == "postgresql":
+        url = request.getfixturevalue("postgres_url")("among")
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'among.db'}"
+    db = Database(url)
+    sent: list[tuple[str, Any]] = []
+
+    @event.listens_for(db.engine.sync_engine, "before_cursor_execute")
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+        sent.append((statement, parameters))
+
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            await conn.execute(tags.insert(), [{"id": f"t{n}"} for n in range(10)])
+            sent.clear()
+            for wanted in (["t1"], ["t2", "t3", "nope"], [f"t{n}" for n in range(8)], []):
+                query = select(tags.c.id).where(among(tags.c.id, wanted, db.dialect))
+                got = set((await conn.scalars(query)).all())
+                assert got == set(wanted) - {"nope"}
+    finally:
+        await db.dispose()
+    statements = {statement for statement, _ in sent}
+    if db_backend == "postgresql":
+        [statement] = statements
+        assert "= ANY (" in statement
+        assert [len(params) for _, params in sent] == [1, 1, 1, 1]  # the array, whole
+    else:  # SQLite's IN: a statement per length
+        assert all(" IN (" in s for s in statements) and len(statements) == 4
 
 
 @pytest.mark.parametrize(("wait_ms", "expected"), [(50, (GATHER_BYTES, 50)), (0, (1, 500))])

@@ -1,7 +1,7 @@
 """One async SQLAlchemy engine per service, the runtime's own tables (outbox, inbox,
 parking lot), and dialect helpers. SQLite (embedded default) and PostgreSQL."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    any_,
     bindparam,
     event,
     text,
@@ -31,7 +32,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.sql import Insert
+from sqlalchemy.sql import ColumnElement, Insert
 from sqlalchemy.types import TypeDecorator
 
 NAMING = {
@@ -116,6 +117,20 @@ def insert_ignore(table: Table, dialect: str) -> Insert:
     if dialect == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def dialect_of(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+def among(column: ColumnElement[Any], values: Iterable[Any], dialect: str) -> ColumnElement[bool]:
+    """`column IN values` for the engine's dialect. On PostgreSQL, `column = ANY($1)` with
+    the values as one array parameter: the same SQL whatever their number, so one
+    prepared statement serves every batch, and nothing is rendered per value (quotes'
+    bulk events of 100 ids took 10-20% less CPU: bench/README.md, lever 22)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(list(values))
 
 
 async def insert_many(

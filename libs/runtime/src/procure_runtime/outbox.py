@@ -14,7 +14,7 @@ from sqlalchemy import MetaData, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from procure_runtime import metrics
-from procure_runtime.db import Database, utcnow
+from procure_runtime.db import Database, among, utcnow
 from procure_runtime.kafka import producer_options
 from procure_runtime.logging import get_logger
 from procure_runtime.settings import ServiceSettings
@@ -139,7 +139,9 @@ class OutboxRelay:
         await asyncio.gather(*futures)
         async with self._connection() as conn:
             await conn.execute(
-                update(t).where(t.c.id.in_([r.id for r in rows])).values(sent_at=utcnow())
+                update(t)
+                .where(among(t.c.id, [r.id for r in rows], conn.dialect.name))
+                .values(sent_at=utcnow())
             )
         for row in rows:
             metrics.PRODUCED.labels(self.settings.service, row.topic).inc()

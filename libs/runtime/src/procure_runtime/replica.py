@@ -13,7 +13,7 @@ from procure_contracts import CloudEvent
 from procure_contracts.registry import EventSpec, spec_for_topic
 from procure_contracts.shapes import Shape
 from procure_runtime.consumer import EventHandlers
-from procure_runtime.db import UTCDateTime, utcnow
+from procure_runtime.db import UTCDateTime, among, dialect_of, utcnow
 from procure_runtime.uow import UnitOfWork
 
 KINDS = {
@@ -94,7 +94,9 @@ async def get_many(
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    rows = await session.execute(select(table.c.id, table.c.doc).where(table.c.id.in_(wanted)))
+    rows = await session.execute(
+        select(table.c.id, table.c.doc).where(among(table.c.id, wanted, dialect_of(session)))
+    )
     return {row.id: row.doc for row in rows}
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from procure_contracts import CloudEvent, new_event
 from procure_contracts.registry import EventSpec
 from procure_contracts.shapes import Shape
-from procure_runtime.db import insert_ignore
+from procure_runtime.db import dialect_of, insert_ignore
 
 
 @dataclass
@@ -32,7 +32,7 @@ class UnitOfWork:
 
     @property
     def dialect(self) -> str:
-        return self.session.get_bind().dialect.name
+        return dialect_of(self.session)
 
     def emit(
         self,

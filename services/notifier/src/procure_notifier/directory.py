@@ -12,7 +12,7 @@ from procure_contracts.shapes import ChargeSpec
 from procure_notifier.domain import ChargeInfo, Person, product_label
 from procure_notifier.models import charges, sales_orders
 from procure_runtime import UnitOfWork
-from procure_runtime.db import insert_ignore
+from procure_runtime.db import among, dialect_of, insert_ignore
 
 
 async def record_won(uow: UnitOfWork, won: list[tuple[ev.OpportunityWonV1, str]]) -> None:
@@ -80,7 +80,9 @@ async def charge_infos(session: AsyncSession, ids: Iterable[str]) -> dict[str, C
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    return {c.id: c for c in await _infos(session, charges.c.id.in_(wanted))}
+    return {
+        c.id: c for c in await _infos(session, among(charges.c.id, wanted, dialect_of(session)))
+    }
 
 
 async def sales_order_charges(session: AsyncSession, so_id: str) -> list[ChargeInfo]:
@@ -92,7 +94,9 @@ async def sales_orders_charges(
 ) -> dict[str, list[ChargeInfo]]:
     """`sales_order_charges` for many sales orders in one query."""
     out: dict[str, list[ChargeInfo]] = {}
-    for info in await _infos(session, charges.c.sales_order_id.in_(sorted(set(so_ids)))):
+    for info in await _infos(
+        session, among(charges.c.sales_order_id, sorted(set(so_ids)), dialect_of(session))
+    ):
         out.setdefault(str(info.sales_order_id), []).append(info)
     return out
 

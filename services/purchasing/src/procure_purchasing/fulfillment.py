@@ -13,6 +13,7 @@ from procure_contracts.shapes import Product
 from procure_purchasing.domain import extended_cost
 from procure_purchasing.models import charges, procurement_settings
 from procure_runtime import UnitOfWork
+from procure_runtime.db import among, dialect_of
 
 SETTINGS = spec_for_topic("settings.procurement")
 CHARGE_FORWARDED = spec_for_topic("charge.forwarded")
@@ -58,7 +59,9 @@ async def charge(session: AsyncSession, charge_id: str) -> Any:
 
 
 async def charges_by_id(session: AsyncSession, charge_ids: list[str]) -> dict[str, Any]:
-    rows = await session.execute(select(charges).where(charges.c.id.in_(set(charge_ids))))
+    rows = await session.execute(
+        select(charges).where(among(charges.c.id, set(charge_ids), dialect_of(session)))
+    )
     return {row.id: row for row in rows}
 
 

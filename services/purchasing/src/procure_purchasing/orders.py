@@ -23,7 +23,7 @@ from procure_purchasing.domain import (
 )
 from procure_purchasing.models import charges, counters, metadata, po_lines, purchase_orders
 from procure_runtime import NotFound, UnitOfWork, UnknownReference, replica
-from procure_runtime.db import insert_ignore, update_many, utcnow
+from procure_runtime.db import among, insert_ignore, update_many, utcnow
 
 PO_SUBMITTED = spec_for_topic("po.submitted")
 PO_CANCELED = spec_for_topic("po.canceled")
@@ -135,7 +135,10 @@ async def take_units(uow: UnitOfWork, po_id: str, takes: list[Take]) -> None:
     rows = {
         row.id: row
         for row in await session.execute(
-            select(charges).where(charges.c.id.in_(ids)).order_by(charges.c.id).with_for_update()
+            select(charges)
+            .where(among(charges.c.id, ids, uow.dialect))
+            .order_by(charges.c.id)
+            .with_for_update()
         )
     }
     queued = {charge_id: row.queued for charge_id, row in rows.items()}
@@ -157,7 +160,7 @@ async def take_units(uow: UnitOfWork, po_id: str, takes: list[Take]) -> None:
         line.charge_id: line.id
         for line in await session.execute(
             select(po_lines.c.id, po_lines.c.charge_id).where(
-                po_lines.c.po_id == po_id, po_lines.c.charge_id.in_(ids)
+                po_lines.c.po_id == po_id, among(po_lines.c.charge_id, ids, uow.dialect)
             )
         )
     }

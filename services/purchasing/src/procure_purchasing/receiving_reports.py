@@ -12,7 +12,7 @@ from procure_purchasing import fulfillment
 from procure_purchasing.domain import reported_status
 from procure_purchasing.models import charges, po_lines, purchase_orders
 from procure_runtime import Park, Reject, UnitOfWork
-from procure_runtime.db import update_many
+from procure_runtime.db import among, update_many
 
 
 async def _po_following(session: AsyncSession, po_id: str, reported: str) -> None:
@@ -55,7 +55,9 @@ async def apply_receipt(uow: UnitOfWork, data: ev.UnitsReceivedV1) -> None:
     lines = {
         row.id: row
         for row in await session.execute(
-            select(po_lines).where(po_lines.c.po_id == data.po_id, po_lines.c.id.in_(received))
+            select(po_lines).where(
+                po_lines.c.po_id == data.po_id, among(po_lines.c.id, received, uow.dialect)
+            )
         )
     }
     if missing := [line_id for line_id in received if line_id not in lines]:
@@ -73,7 +75,7 @@ async def apply_receipt(uow: UnitOfWork, data: ev.UnitsReceivedV1) -> None:
         row.id: row.ordered
         for row in await session.execute(
             select(charges.c.id, charges.c.ordered)
-            .where(charges.c.id.in_(sorted(done)))
+            .where(among(charges.c.id, sorted(done), uow.dialect))
             .order_by(charges.c.id)
             .with_for_update()
         )

@@ -29,7 +29,7 @@ from procure_quotes.models import (
     sales_orders,
 )
 from procure_runtime import Applying, EventHandlers, Park, Reject, UnitOfWork
-from procure_runtime.db import insert_ignore, insert_many
+from procure_runtime.db import among, insert_ignore, insert_many
 from procure_runtime.logging import get_logger
 from procure_runtime.replica import replicate
 
@@ -375,7 +375,9 @@ async def on_queue_change(items: list[Applying]) -> None:
     rows = {
         row.id: row
         for row in await items[0].uow.session.execute(
-            select(charges.c.id, charges.c.sales_order_id).where(charges.c.id.in_(wanted))
+            select(charges.c.id, charges.c.sales_order_id).where(
+                among(charges.c.id, wanted, items[0].uow.dialect)
+            )
         )
     }
     if missing := sorted(wanted - rows.keys()):

@@ -14,7 +14,7 @@ from procure_contracts.status import SalesOrderStatus, UnitStatus
 from procure_quotes.domain import Approval, Ledger, POLineUnits, can_fulfill
 from procure_quotes.models import approvals, charge_po_lines, charges, history, sales_orders
 from procure_runtime import UnitOfWork
-from procure_runtime.db import insert_ignore, update_many, utcnow
+from procure_runtime.db import among, dialect_of, insert_ignore, update_many, utcnow
 
 READY_TO_FULFILL = spec_for_topic("salesorder.ready_to_fulfill")
 COUNTERS = (
@@ -56,8 +56,13 @@ def ledger_of(row: Any, parts: Parts) -> Ledger:
 async def lines_of(session: AsyncSession, charge_ids: list[str]) -> dict[str, Parts]:
     """The PO lines and approvals of each charge: its ledger besides the counters."""
     out: dict[str, Parts] = {cid: ([], []) for cid in charge_ids}
+    dialect = dialect_of(session)
     for table, index in ((charge_po_lines, 0), (approvals, 1)):
-        rows = (await session.execute(select(table).where(table.c.charge_id.in_(charge_ids)))).all()
+        rows = (
+            await session.execute(
+                select(table).where(among(table.c.charge_id, charge_ids, dialect))
+            )
+        ).all()
         for r in rows:
             out[r.charge_id][index].append(r)
     return out
@@ -79,7 +84,9 @@ async def load(
     query = select(*charges.c) if whole else select(*LEDGER_COLUMNS)
     rows = (
         await session.execute(
-            query.where(charges.c.id.in_(ids)).order_by(charges.c.id).with_for_update()
+            query.where(among(charges.c.id, ids, dialect_of(session)))
+            .order_by(charges.c.id)
+            .with_for_update()
         )
     ).all()
     lines = await lines_of(session, [r.id for r in rows])
@@ -169,19 +176,21 @@ async def refresh_sales_orders(
     ids = sorted(set(filter(None, sales_order_ids)))
     if not ids:
         return
-    session = uow.session
+    session, dialect = uow.session, uow.dialect
     in_hand = in_hand or {}
     orders = (
         await session.execute(
             select(*ORDER_COLUMNS)
-            .where(sales_orders.c.id.in_(ids))
+            .where(among(sales_orders.c.id, ids, dialect))
             .order_by(sales_orders.c.id)
             .with_for_update()
         )
     ).all()
     members = (
         await session.execute(
-            select(charges.c.id, charges.c.sales_order_id).where(charges.c.sales_order_id.in_(ids))
+            select(charges.c.id, charges.c.sales_order_id).where(
+                among(charges.c.sales_order_id, ids, dialect)
+            )
         )
     ).all()
     ledgers: dict[str, list[Ledger]] = {so.id: [] for so in orders}
@@ -193,7 +202,9 @@ async def refresh_sales_orders(
             others.append(m.id)
     if others:
         rows = (
-            await session.execute(select(*LEDGER_COLUMNS).where(charges.c.id.in_(others)))
+            await session.execute(
+                select(*LEDGER_COLUMNS).where(among(charges.c.id, others, dialect))
+            )
         ).all()
         lines = await lines_of(session, [r.id for r in rows])
         for r in rows:
@@ -213,7 +224,9 @@ async def refresh_sales_orders(
             changed.setdefault(tuple(sorted(values.items())), []).append(so.id)
     for values_key, so_ids in changed.items():  # few distinct changes: one UPDATE for each
         await session.execute(
-            update(sales_orders).where(sales_orders.c.id.in_(so_ids)).values(dict(values_key))
+            update(sales_orders)
+            .where(among(sales_orders.c.id, so_ids, dialect))
+            .values(dict(values_key))
         )
 
 

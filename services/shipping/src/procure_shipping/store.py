@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from procure_runtime.db import insert_ignore, update_many
+from procure_runtime.db import among, dialect_of, insert_ignore, update_many
 from procure_shipping.domain import Units
 from procure_shipping.models import charges, delivered_items, deliveries, ready_items
 
@@ -21,7 +21,10 @@ async def lock_charges(session: AsyncSession, ids: set[str]) -> dict[str, Row[An
     change to a charge's items and its `seq` happens under that lock."""
     rows = (
         await session.execute(
-            select(charges).where(charges.c.id.in_(ids)).order_by(charges.c.id).with_for_update()
+            select(charges)
+            .where(among(charges.c.id, ids, dialect_of(session)))
+            .order_by(charges.c.id)
+            .with_for_update()
         )
     ).all()
     return {row.id: row for row in rows}
@@ -93,7 +96,9 @@ async def add_ready_many(session: AsyncSession, dialect: str, adding: list[Addin
     rows = {
         (row.charge_id, row.location_key): row
         for row in await session.execute(
-            select(ready_items).where(ready_items.c.charge_id.in_({c for c, _ in added}))
+            select(ready_items).where(
+                among(ready_items.c.charge_id, {c for c, _ in added}, dialect_of(session))
+            )
         )
     }
     await update_many(

@@ -77,6 +77,9 @@ class ServiceRuntime:
             self.settings, self.db, metadata, self.handlers, self.broker.publish, self.relay.wake
         )
         self.broker_ready = False
+        # Why the broker is not connected yet, for /readyz: an operator tells a broker
+        # still starting from credentials it refuses without reading the logs.
+        self.kafka_error: str | None = None
         # Set by `run` (the service's own process): settle the heap once started.
         self.settle_heap_on_start = False
         self._connect_task: asyncio.Task[None] | None = None
@@ -182,9 +185,19 @@ class ServiceRuntime:
             except Exception as exc:
                 if not is_transient(exc) and "Kafka" not in type(exc).__name__:
                     raise
+                if what == "kafka":
+                    self.kafka_error = self._brief(exc)
                 log.warning(f"{what} not reachable yet; retrying", error=repr(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def _brief(self, exc: BaseException) -> str:
+        """The exception's type and message, short, without the Kafka password."""
+        name, message = type(exc).__name__, str(exc)
+        text = (message if message.startswith(name) else f"{name}: {message}")[:300]
+        if secret := self.settings.kafka_sasl_password:
+            text = text.replace(secret.get_secret_value(), "***")
+        return text
 
     async def stop(self) -> None:
         if self._connect_task:
@@ -205,7 +218,8 @@ class ServiceRuntime:
         except Exception as exc:
             checks["database"] = f"unreachable ({type(exc).__name__})"
         if not self.broker_ready:
-            checks["kafka"] = "connecting"
+            error = self.kafka_error
+            checks["kafka"] = f"connecting (last attempt: {error})" if error else "connecting"
         else:
             try:
                 checks["kafka"] = "ok" if await self.broker.ping(timeout=3) else "unreachable"

@@ -64,6 +64,7 @@ class Samplers:
         self.processes: list[list[Any]] = []
         self.lag: list[list[Any]] = []
         self._cpu: dict[str, tuple[float, float]] = {}
+        self._parts: dict[str, list[TopicPartition]] | None = None
 
     def sample_processes(self) -> None:
         now = time.time()
@@ -100,12 +101,24 @@ class Samplers:
             await ends.stop()
             await admin.close()
 
+    async def _partitions(self, ends: AIOKafkaConsumer) -> dict[str, list[TopicPartition]]:
+        """Each group's input partitions, found once (the stack made its topics before the
+        run) and assigned to `ends`. A consumer with nothing assigned refreshes the metadata
+        of every topic on the broker; each sample did, so the harness's CPU grew with the
+        topics a development broker collects (bench/README.md, the measuring pitfall)."""
+        if self._parts is None:
+            wanted = {t for topics in self.topics.values() for t in topics}
+            while any(ends.partitions_for_topic(t) is None for t in wanted):
+                await ends._client.force_metadata_update()
+            self._parts = {
+                name: [TopicPartition(t, p) for t in topics for p in ends.partitions_for_topic(t)]
+                for name, topics in self.topics.items()
+            }
+            ends.assign(sorted({tp for tps in self._parts.values() for tp in tps}))
+        return self._parts
+
     async def _sample_lag(self, admin: AIOKafkaAdminClient, ends: AIOKafkaConsumer) -> None:
-        await ends._client.force_metadata_update()
-        parts = {
-            name: [TopicPartition(t, p) for t in topics for p in ends.partitions_for_topic(t) or ()]
-            for name, topics in self.topics.items()
-        }
+        parts = await self._partitions(ends)
         end = await ends.end_offsets(sorted({tp for tps in parts.values() for tp in tps}))
         row = {}
         for name, tps in parts.items():

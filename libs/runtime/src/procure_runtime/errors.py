@@ -1,4 +1,12 @@
-"""Domain exceptions every service raises; the HTTP layer maps each to problem+json once."""
+"""Domain exceptions every service raises; the HTTP layer maps each to problem+json once.
+And `describe`, an exception in one line for logs, health checks and stored errors."""
+
+
+def describe(exc: BaseException, limit: int) -> str:
+    """`Type: message`, at most `limit` characters (the type once, when the message
+    already starts with it, as aiokafka's do)."""
+    name, message = type(exc).__name__, str(exc)
+    return (message if message.startswith(name) else f"{name}: {message}")[:limit]
 
 
 class DomainError(Exception):

@@ -20,6 +20,7 @@ from procure_contracts.registry import EventSpec, dlq_topic
 from procure_runtime import gc_tuning, migrate
 from procure_runtime.consumer import Consumer, EventHandlers, Record, is_transient
 from procure_runtime.db import Database
+from procure_runtime.errors import describe
 from procure_runtime.kafka import ensure_topics, fetch_options, make_broker
 from procure_runtime.logging import clear, configure_logging, get_logger
 from procure_runtime.outbox import OutboxRelay, write_effects
@@ -192,9 +193,8 @@ class ServiceRuntime:
                 delay = min(delay * 2, 5.0)
 
     def _brief(self, exc: BaseException) -> str:
-        """The exception's type and message, short, without the Kafka password."""
-        name, message = type(exc).__name__, str(exc)
-        text = (message if message.startswith(name) else f"{name}: {message}")[:300]
+        """The exception in one line, without the Kafka password."""
+        text = describe(exc, 300)
         if secret := self.settings.kafka_sasl_password:
             text = text.replace(secret.get_secret_value(), "***")
         return text

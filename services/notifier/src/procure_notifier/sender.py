@@ -32,6 +32,7 @@ from sqlalchemy import select, update
 from procure_notifier.domain import NotificationStatus
 from procure_notifier.models import notifications
 from procure_runtime.db import Database, utcnow
+from procure_runtime.errors import describe
 from procure_runtime.logging import get_logger
 
 log = get_logger("procure.notifier.sender")
@@ -255,11 +256,13 @@ class Sender:
         except asyncio.CancelledError:
             raise
         except aiosmtplib.SMTPRecipientsRefused as exc:  # 5xx for the address: final
-            await self._finish(row.id, NotificationStatus.FAILED, error=_brief(exc))
+            await self._finish(row.id, NotificationStatus.FAILED, error=describe(exc, 2000))
             log.error("recipient refused; not retried", recipient=row.recipient, error=repr(exc))
         except Exception as exc:
             retry_at = utcnow() + self.smtp.backoff(attempts)
-            await self._finish(row.id, NotificationStatus.PENDING, error=_brief(exc), at=retry_at)
+            await self._finish(
+                row.id, NotificationStatus.PENDING, error=describe(exc, 2000), at=retry_at
+            )
             log.warning(
                 "send failed; will retry",
                 recipient=row.recipient,
@@ -349,7 +352,3 @@ class Sender:
                 log.warning("cannot record the send yet; retrying", error=repr(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-
-
-def _brief(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:2000]

@@ -298,7 +298,6 @@ async def apply(
         raise Park(f"charges not seen yet: {', '.join(missing)}")
     touched_orders = set()
     changes = []
-    saved: dict[str, Ledger] = {}
     for charge_id, charge_steps in steps.items():
         row, before = loaded[charge_id]
         after = before
@@ -308,11 +307,11 @@ async def apply(
         except TooEarly as exc:
             raise Park(f"charge {charge_id}: {exc}") from None
         changes.append((charge_id, before, after, (extra or {}).get(charge_id, {})))
-        saved[charge_id] = after
         ledger.record(uow, row, event, "; ".join(summary for _, summary in charge_steps))
         if after != before:  # the sales order's view derives from its charges' ledgers only
             touched_orders.add(row.sales_order_id)
     await ledger.save(uow.session, uow.dialect, changes)
+    saved = {charge_id: after for charge_id, _, after, _ in changes}
     await ledger.refresh_sales_orders(uow, list(touched_orders), saved)
 
 

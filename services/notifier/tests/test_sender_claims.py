@@ -13,7 +13,7 @@ from procure_devstack.testing import eventually
 from procure_notifier.app import build
 from procure_notifier.models import metadata as notifier_metadata
 from procure_notifier.models import notifications
-from procure_notifier.sender import CLAIM_BATCH, Sender, SmtpSettings
+from procure_notifier.sender import CLAIM_BATCH, Sender, SmtpSettings, pooled, wake_one
 from procure_runtime.db import Database, utcnow
 
 
@@ -30,7 +30,7 @@ async def db(db_backend, tmp_path, request):
     await database.dispose()
 
 
-async def _due(db: Database, n: int) -> None:
+async def _due(db: Database, n: int, start: int = 0) -> None:
     now = utcnow()
     async with db.session() as session:
         await session.execute(
@@ -48,7 +48,7 @@ async def _due(db: Database, n: int) -> None:
                     "next_attempt_at": now,
                     "created_at": now,
                 }
-                for i in range(n)
+                for i in range(start, start + n)
             ],
         )
 
@@ -166,6 +166,47 @@ async def test_senders_side_by_side_mail_each_row_once_over_their_own_connection
 def test_the_notifier_runs_one_sender_per_smtp_connection(service_settings, quick_smtp) -> None:
     _app, runtime = build(service_settings("notifier"), quick_smtp(1025, connections=3))
     assert len(runtime.senders) == 3
-    runtime.consumer.on_applied()  # what a commit of its consumer calls
-    assert all(sender._wake.is_set() for sender in runtime.senders)
+    for sender in runtime.senders:
+        sender.idle = True
+    runtime.consumer.on_applied()  # what a commit of its consumer calls: one is woken
+    assert [sender._wake.is_set() for sender in runtime.senders] == [True, False, False]
+    runtime.senders[1].more_due()  # a full claim: the next idle one too
+    assert [sender._wake.is_set() for sender in runtime.senders] == [True, True, False]
     assert SmtpSettings().connections == 4  # PROCURE_SMTP_CONNECTIONS' default
+
+
+async def test_a_commit_wakes_one_idle_sender_and_a_full_claim_wakes_another(
+    db, sink, quick_smtp
+) -> None:
+    """A few queued mails cost one sender's claim, not one claim per sender; a burst
+    still spreads over the connections, each full claim waking another sender."""
+    senders = pooled([Sender(db, quick_smtp(sink.port, poll_s=30.0)) for _ in range(3)])
+    claims = [0, 0, 0]
+    for n, sender in enumerate(senders):
+        sender._claim = _counted(sender._claim, claims, n)  # type: ignore[method-assign]
+        sender.start()
+    try:
+        await eventually(lambda: all(s.idle for s in senders), interval=0.05)
+        before = list(claims)
+        await _due(db, 3)
+        wake_one(senders)
+        await eventually(lambda: len(sink.messages) == 3, interval=0.05)
+        await eventually(lambda: senders[0].idle, interval=0.05)
+        assert [c - b for c, b in zip(claims, before, strict=True)] == [2, 0, 0]  # 3, then none
+
+        n = 6 * CLAIM_BATCH
+        await _due(db, n, start=3)
+        wake_one(senders)
+        await eventually(lambda: len(sink.messages) == 3 + n, timeout=30)
+    finally:
+        await asyncio.gather(*(sender.stop() for sender in senders))
+    assert len({m.peer for m in sink.messages[3:]}) > 1  # the burst went side by side
+    assert {r.status for r in await _rows(db)} == {"sent"}
+
+
+def _counted(claim: Any, counts: list[int], n: int) -> Any:
+    async def counting() -> list[Any]:
+        counts[n] += 1
+        return await claim()
+
+    return counting

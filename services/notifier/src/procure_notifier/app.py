@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from procure_notifier.api import router
 from procure_notifier.handlers import handlers
 from procure_notifier.models import metadata
-from procure_notifier.sender import Sender, SmtpSettings
+from procure_notifier.sender import Sender, SmtpSettings, pooled, wake_one
 from procure_runtime import ServiceRuntime
 from procure_runtime.http import create_app
 from procure_runtime.service import run
@@ -23,13 +23,9 @@ class NotifierRuntime(ServiceRuntime):
 
     def __init__(self, settings: ServiceSettings | None, smtp: SmtpSettings) -> None:
         super().__init__("notifier", metadata, MIGRATIONS, handlers, settings=settings)
-        self.senders = [Sender(self.db, smtp) for _ in range(smtp.connections)]
+        self.senders = pooled([Sender(self.db, smtp) for _ in range(smtp.connections)])
         # Nearly every event the notifier applies queues mails: mail them now.
-        self.consumer.on_applied = self.wake_senders
-
-    def wake_senders(self) -> None:
-        for sender in self.senders:
-            sender.wake()
+        self.consumer.on_applied = lambda: wake_one(self.senders)
 
     async def start(self) -> None:
         await super().start()  # migrations first: the senders read the log table

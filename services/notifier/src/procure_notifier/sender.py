@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import ssl
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from email.charset import QP, Charset
 from email.header import Header
@@ -140,6 +141,26 @@ def _headers(row: Any, smtp: SmtpSettings) -> list[tuple[str, str]]:
     ]
 
 
+def wake_one(senders: list["Sender"]) -> None:
+    """Rows were queued: wake one idle sender, not all of them. Under a steady flow a
+    commit queues a few mails that one claim takes; the others' claims would find
+    nothing (a statement each, per commit). A sender whose claim comes back full wakes
+    another (`more_due`), so a burst still spreads over every connection. With none
+    idle, the first looks again once its batch is mailed: a wake-up is never lost."""
+    for sender in senders:
+        if sender.idle:
+            sender.wake()
+            return
+    senders[0].wake()
+
+
+def pooled(senders: list["Sender"]) -> list["Sender"]:
+    """`senders` set to hand work on to each other (see `wake_one`)."""
+    for sender in senders:
+        sender.more_due = lambda: wake_one(senders)
+    return senders
+
+
 class Sender:
     def __init__(self, db: Database, smtp: SmtpSettings) -> None:
         self.db = db
@@ -151,6 +172,10 @@ class Sender:
         self._conn_used = False
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        # Waiting for a wake-up or the next poll, with nothing in hand.
+        self.idle = False
+        # Called when a claim came back full: more rows may be due than this sender takes.
+        self.more_due: Callable[[], None] = lambda: None
 
     def start(self) -> None:
         self._stopping.clear()
@@ -160,6 +185,7 @@ class Sender:
         """Rows may have been queued (the consumer committed): look now, not at the next
         poll. Under a steady flow mails then go out as they are queued, a few at a time,
         instead of in a burst every `poll_s` (bench/README.md, lever 20)."""
+        self.idle = False
         self._wake.set()
 
     async def stop(self) -> None:
@@ -190,10 +216,12 @@ class Sender:
                 await self._close()
             # Nothing due: wait for a wake-up, or poll (retries fall due, other writers).
             # A whole quiet poll closes the connection.
+            self.idle = True
             try:
                 await asyncio.wait_for(self._wake.wait(), self.smtp.poll_s)
             except TimeoutError:
                 await self._close()
+            self.idle = False
 
     async def send_due(self) -> bool:
         """Claim up to `CLAIM_BATCH` due rows and mail them one at a time; False when
@@ -204,6 +232,8 @@ class Sender:
         rows = await self._claim()
         if not rows:
             return False
+        if len(rows) == CLAIM_BATCH:
+            self.more_due()
         claimed = time.monotonic()
         latest_start = self.smtp.lease.total_seconds() - self.smtp.deadline_s
         for i, row in enumerate(rows):

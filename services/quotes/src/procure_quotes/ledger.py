@@ -76,19 +76,14 @@ LEDGER_COLUMNS = [charges.c.id, charges.c.sales_order_id, charges.c.quantity] + 
 
 
 async def load(
-    session: AsyncSession, charge_ids: list[str], *, whole: bool = False
+    session: AsyncSession, charge_ids: list[str], *, whole: bool = False, lock: bool = True
 ) -> dict[str, tuple[Any, Ledger]]:
-    """Charges locked for update (in id order, so concurrent events never deadlock):
-    `LEDGER_COLUMNS` of each row, or every column if `whole`."""
+    """Charges locked for update (in id order, so concurrent events never deadlock) unless
+    not `lock`: `LEDGER_COLUMNS` of each row, or every column if `whole`."""
     ids = sorted(set(charge_ids))
     query = select(*charges.c) if whole else select(*LEDGER_COLUMNS)
-    rows = (
-        await session.execute(
-            query.where(among(charges.c.id, ids, dialect_of(session)))
-            .order_by(charges.c.id)
-            .with_for_update()
-        )
-    ).all()
+    query = query.where(among(charges.c.id, ids, dialect_of(session))).order_by(charges.c.id)
+    rows = (await session.execute(query.with_for_update() if lock else query)).all()
     lines = await lines_of(session, [r.id for r in rows])
     return {r.id: (r, ledger_of(r, lines[r.id])) for r in rows}
 
@@ -200,15 +195,9 @@ async def refresh_sales_orders(
             ledgers[m.sales_order_id].append(in_hand[m.id])
         else:
             others.append(m.id)
-    if others:
-        rows = (
-            await session.execute(
-                select(*LEDGER_COLUMNS).where(among(charges.c.id, others, dialect))
-            )
-        ).all()
-        lines = await lines_of(session, [r.id for r in rows])
-        for r in rows:
-            ledgers[r.sales_order_id].append(ledger_of(r, lines[r.id]))
+    if others:  # read, not locked: this event changes none of them
+        for row, led in (await load(session, others, lock=False)).values():
+            ledgers[row.sales_order_id].append(led)
     changed: dict[tuple[tuple[str, Any], ...], list[str]] = {}
     for so in orders:
         now_can = can_fulfill(ledgers[so.id])

@@ -140,3 +140,20 @@ def test_smoke_bulk_moves_every_charge_to_delivered_and_writes_its_figures(
     assert set(figures["quotes"]) == {"po.submitted", "units.received", "shipment.delivered"}
     for row in figures["quotes"].values():
         assert row["events"] == 2 and row["cpu_ms_median"] > 0
+
+
+def test_smoke_mail_times_both_paths_and_every_mail_arrives(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.mail", "--n", "20", "--rounds", "1", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]  # it fails if a mail did not arrive
+    [report] = tmp_path.glob("*-mail.json")
+    figures = json.loads(report.read_text())
+    assert figures["meta"] == {**figures["meta"], "n": 20, "rounds": 1}
+    assert set(figures["sender"]) == {"send_message", "notifier"}
+    assert all(len(path["rounds"]) == 1 for path in figures["sender"].values())
+    assert "µs" in done.stdout

@@ -1,9 +1,13 @@
-"""The mail a notification row becomes, as a receiving system parses it."""
+"""The mail a notification row becomes, as it goes out and as a receiving system parses
+it; and the sender delivering it to a real SMTP server."""
 
 from email import message_from_bytes, policy
 from types import SimpleNamespace
 
-from procure_notifier.sender import SmtpSettings, message_of
+import pytest
+from aiosmtplib.email import flatten_message
+
+from procure_notifier.sender import Sender, SmtpSettings, flatten, message_of
 
 SMTP = SmtpSettings(sender="procure@example.com")  # type: ignore[call-arg]
 
@@ -21,7 +25,7 @@ def _row(**overrides: str) -> SimpleNamespace:
 
 
 def _parsed(row: SimpleNamespace) -> tuple[bytes, object]:
-    raw = message_of(row, SMTP).as_bytes()
+    raw = flatten(message_of(row, SMTP))  # the bytes the sender hands to `sendmail`
     return raw, message_from_bytes(raw, policy=policy.default)
 
 
@@ -59,3 +63,58 @@ def test_an_address_outside_ascii_gets_an_internationalized_message() -> None:
     assert msg.policy is not policy.compat32  # SMTPUTF8 needs the modern API
     assert msg["To"] == "jürgen@example.com"
     assert msg.get_body(("plain",)).get_content() == row.body_text
+
+
+SUBJECTS = [
+    "Ready: sales order so-1",
+    "x" * 69,  # "Subject: " and 69 characters: the longest line written as it is
+    "x" * 70,  # one more: folded by the email package
+    "Forwarded to purchasing: sales orders " + ", ".join(f"so-{i:06d}" for i in range(12)),
+    "two  spaces, a trailing one ",
+    " a leading space",
+    "a\ttab",
+    "Lieferung für Müller — 3 Artikel",
+]
+
+
+@pytest.mark.parametrize("subject", SUBJECTS)
+def test_the_mail_sent_is_byte_for_byte_what_the_email_package_makes(subject: str) -> None:
+    """The sender writes a short ASCII header as it is instead of passing it through
+    compat32's folding, and flattens the mail itself: the bytes must be those aiosmtplib's
+    `send_message` made from the same message (a long header folded the same way)."""
+    msg = message_of(_row(subject=subject, body_text="=" * 100 + "\n\tend \n"), SMTP)
+    assert flatten(msg) == flatten_message(msg)
+
+
+def test_no_body_can_hold_the_boundary() -> None:
+    """The boundary is chosen without looking at the parts: they are quoted-printable, in
+    which "==" never appears, so even a body holding the boundary itself parses back."""
+    row = _row()
+    boundary = message_of(row, SMTP).get_boundary()
+    assert boundary is not None and "==" in boundary
+    tricky = f"--{boundary}\n--{boundary}--\n== = ==\n"
+    row = _row(body_text=tricky, body_html=f"<pre>{tricky}</pre>")
+    raw, mail = _parsed(row)
+    assert raw.count(f"--{boundary}".encode()) == 3  # two parts and the end: nothing else
+    assert mail.get_body(("plain",)).get_content() == row.body_text
+    assert mail.get_body(("html",)).get_content() == row.body_html
+
+
+async def test_the_sender_delivers_plain_and_international_addresses(sink, quick_smtp) -> None:
+    """An ASCII address gets the flattened mail with `sendmail`; an address outside ASCII
+    goes through `send_message`, which asks the server for SMTPUTF8."""
+    sender = Sender(None, quick_smtp(sink.port))  # type: ignore[arg-type]  # no database used
+    try:
+        plain, international = _row(), _row(recipient="jürgen@example.com", event_id="e-2")
+        await sender.deliver(plain)
+        await sender.deliver(international)
+        first, second = sink.wait_for(2)
+    finally:
+        await sender.stop()
+    assert (first.mail_from, first.rcpt_tos) == ("procure@example.com", ["olive@example.com"])
+    assert first.message["Subject"] == plain.subject
+    crlf = plain.body_text.replace("\n", "\r\n")  # as sent: SMTP lines end in CRLF
+    assert first.message.get_body(("plain",)).get_content() == crlf
+    assert second.rcpt_tos == ["jürgen@example.com"]
+    assert second.message["To"] == "jürgen@example.com"
+    assert second.message.get_body(("plain",)).get_content() == crlf

@@ -4,7 +4,7 @@ reaches exactly its recipients once, whatever redelivers, reorders or interrupts
 import asyncio
 from collections import Counter
 from decimal import Decimal
-from email.message import EmailMessage
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
@@ -546,18 +546,22 @@ async def _mail_delays(http) -> float:
 async def test_a_kept_connection_the_server_dropped_is_replaced(sink, quick_smtp) -> None:
     sender = Sender(None, quick_smtp(sink.port))  # type: ignore[arg-type]
 
-    def mail(n: int) -> EmailMessage:
-        msg = EmailMessage()
-        msg["To"], msg["Subject"] = "olive@example.com", f"mail {n}"
-        msg.set_content("x")
-        return msg
+    def mail(n: int) -> SimpleNamespace:
+        return SimpleNamespace(
+            event_id=f"e{n}",
+            type="delivered",
+            recipient="olive@example.com",
+            subject=f"mail {n}",
+            body_text="x",
+            body_html="<p>x</p>",
+        )
 
     try:
-        await sender._deliver(mail(1))
-        await sender._deliver(mail(2))
+        await sender.deliver(mail(1))
+        await sender.deliver(mail(2))
         sink.stop()  # closes every session; the sender does not know yet
         sink.start()
-        await sender._deliver(mail(3))  # fails on the old connection, sent on a new one
+        await sender.deliver(mail(3))  # fails on the old connection, sent on a new one
     finally:
         await sender._close()
     got = sink.wait_for(3)

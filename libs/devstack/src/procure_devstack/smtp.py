@@ -178,6 +178,7 @@ class SmtpSink:
             "server_hostname": "procure-smtp-sink",
             "ident": "procure SMTP sink",
             "data_size_limit": 32 * 1024 * 1024,
+            "enable_SMTPUTF8": True,  # addresses outside ASCII, as a real server takes them
         }
         if self.tls_context is not None and not self.implicit_tls:
             smtp_kwargs["tls_context"] = self.tls_context

@@ -10,6 +10,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from procure_devstack.testing import unique
+from procure_runtime.kafka import await_leaders
+from procure_runtime.settings import ServiceSettings
 
 PRODUCER = {"acks": "all", "enable_idempotence": True, "linger_ms": 1}  # as the runtime's
 
@@ -21,28 +23,8 @@ async def create_topics(bootstrap: str, names: list[str], partitions: int) -> No
         await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
     finally:
         await admin.close()
-    await wait_for_leaders(bootstrap, names)
-
-
-async def wait_for_leaders(bootstrap: str, names: list[str], timeout: float = 30.0) -> None:
-    """New topics answer NotLeaderForPartition for a moment: wait so no timing pays it."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            await consumer._client.force_metadata_update()
-            cluster = consumer._client.cluster
-            leaders = [
-                cluster.leader_for_partition(TopicPartition(n, p))
-                for n in names
-                for p in cluster.partitions_for_topic(n) or ()
-            ]
-            if leaders and all(x is not None and x >= 0 for x in leaders):
-                return
-            await asyncio.sleep(0.1)
-    finally:
-        await consumer.stop()
+    # New topics answer NotLeaderForPartition for a moment: wait so no timing pays it.
+    await await_leaders(ServiceSettings(kafka_bootstrap_servers=bootstrap), names)
 
 
 def rate(n: int, seconds: float) -> dict[str, Any]:

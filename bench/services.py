@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench import env
 from bench import events as e
-from bench.baseline import wait_for_leaders
 from bench.events import Msg
 from procure_devstack.testing import running
 from procure_runtime import gc_tuning
@@ -230,8 +229,7 @@ async def run(
     settings = env.settings(service, dbs.url(backend, service), bootstrap, workdir)
     app, runtime = importlib.import_module(f"procure_{service}.app").build(settings)
     topics = {settings.topic(t): False for t in {m.topic for m in setup + measured}}
-    await ensure_topics(settings, topics)
-    await wait_for_leaders(bootstrap, list(topics))
+    await ensure_topics(settings, topics)  # and waits for their leaders
     if not setup:
         await publish(settings, measured)
     watch = Watch(settings.database_url, runtime.metadata)

@@ -17,13 +17,13 @@ import ssl
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from email._policybase import Compat32
 from email.charset import QP, Charset
 from email.generator import BytesGenerator
 from email.header import Header
 from email.message import EmailMessage, Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
+from email.policy import Compat32
 from email.utils import formataddr, formatdate
 from typing import Any, Literal
 
@@ -156,7 +156,7 @@ class _QuickCompat32(Compat32):
 
     compat32 passes every header through `email.header.Header` to fold it, about a third
     of the CPU of a mail; for a short ASCII value without line breaks that gives the
-    value unchanged (tests/test_mail_format.py compares the two)."""
+    value unchanged (services/notifier/tests/test_mail_format.py compares the two)."""
 
     def fold_binary(self, name: str, value: Any) -> bytes:
         limit = self.max_line_length

@@ -97,7 +97,7 @@ async def add_ready_many(session: AsyncSession, dialect: str, adding: list[Addin
         (row.charge_id, row.location_key): row
         for row in await session.execute(
             select(ready_items).where(
-                among(ready_items.c.charge_id, {c for c, _ in added}, dialect_of(session))
+                among(ready_items.c.charge_id, {c for c, _ in added}, dialect)
             )
         )
     }

@@ -157,3 +157,32 @@ def test_smoke_mail_times_both_paths_and_every_mail_arrives(tmp_path: Path) -> N
     assert set(figures["sender"]) == {"send_message", "notifier"}
     assert all(len(path["rounds"]) == 1 for path in figures["sender"].values())
     assert "µs" in done.stdout
+
+
+def test_smoke_apply_times_every_hot_path_and_applies_every_event(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.apply",
+            "--db",
+            "sqlite",
+            "--n",
+            "20",
+            "--batch",
+            "10",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]  # it fails if an event was not applied
+    [report] = tmp_path.glob("*-apply.json")
+    figures = json.loads(report.read_text())
+    assert figures["meta"] == {**figures["meta"], "database": "sqlite", "n": 20, "batch": 10}
+    assert set(figures["services"]) == {"quotes", "purchasing", "receiving", "shipping"}
+    for row in figures["services"].values():
+        assert row["events"] == 20 and row["cpu_us_per_event"] > 0

@@ -9,9 +9,10 @@ import pytest
 import uvicorn
 import uvloop
 from pydantic import ValidationError
-from sqlalchemy import Column, Integer, String, Table, event, func, select
+from sqlalchemy import JSON, Column, Integer, String, Table, event, func, select, text
 
 from probe_service import build
+from procure_contracts.shapes import Address, Person
 from procure_devstack.testing import eventually, running
 from procure_runtime import gc_tuning, service
 from procure_runtime.db import Database, among, new_metadata
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.kafka
 metadata = new_metadata()
 marks = Table("marks", metadata, Column("id", Integer, primary_key=True))
 tags = Table("tags", metadata, Column("id", String(20), primary_key=True))
+docs = Table("docs", metadata, Column("id", Integer, primary_key=True), Column("doc", JSON))
 
 
 def test_settle_heap_freezes_the_startup_heap_and_collects_the_young_less_often() -> None:
@@ -142,6 +144,40 @@ async def test_among_selects_as_in_does_with_one_statement_for_any_number_of_val
         assert [len(params) for _, params in sent] == [1, 1, 1, 1]  # the array, whole
     else:  # SQLite's IN: a statement per length
         assert all(" IN (" in s for s in statements) and len(statements) == 4
+
+
+async def test_a_json_column_takes_contract_models_and_reads_back_their_json(
+    db_backend, tmp_path, request
+) -> None:
+    """Handlers store a contract model in a JSON column as it is: the engine's encoder
+    (pydantic-core's) writes the model's JSON, compact and in UTF-8, and a read gives back
+    the plain dicts that `model_dump(mode="json")` makes."""
+    if db_backend == "postgresql":
+        url = request.getfixturevalue("postgres_url")("jsoncodec")
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'jsoncodec.db'}"
+    db = Database(url)
+    person = Person(id="u-1", name="Zoë Åberg", email="zoe@example.com")
+    address = Address(
+        name="Dépôt", line1="1 Rue d'Été", city="Nîmes", postal_code="30000", country="FR"
+    )
+    stored = [person, [person, address], {"by": person, "n": 2}, None]
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            await conn.execute(docs.insert(), [{"id": n, "doc": d} for n, d in enumerate(stored)])
+            read = (await conn.scalars(select(docs.c.doc).order_by(docs.c.id))).all()
+            raw = await conn.scalar(text("SELECT CAST(doc AS TEXT) FROM docs WHERE id = 0"))
+    finally:
+        await db.dispose()
+    as_json = person.model_dump(mode="json")
+    assert read == [
+        as_json,
+        [as_json, address.model_dump(mode="json")],
+        {"by": as_json, "n": 2},
+        None,
+    ]
+    assert raw == '{"id":"u-1","name":"Zoë Åberg","email":"zoe@example.com"}'
 
 
 @pytest.mark.parametrize(("wait_ms", "expected"), [(50, (GATHER_BYTES, 50)), (0, (1, 500))])

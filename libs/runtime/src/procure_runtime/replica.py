@@ -58,7 +58,7 @@ def _upsert_into(table: Table, spec: EventSpec) -> Any:
     async def upsert(uow: UnitOfWork, data: Shape, event: CloudEvent) -> None:
         values = {
             "id": spec.key_of(data),
-            "doc": data.model_dump(mode="json"),
+            "doc": data,
             "event_id": event.id,
             "updated_at": utcnow(),
         }

@@ -175,7 +175,7 @@ async def adjust(body: AdjustmentIn, request: Request, user: Keeper) -> dict[str
             from_location_id=body.location_id if body.quantity < 0 else None,
             numbers=body.serials,
             reason=body.reason,
-            moved_by=user.person.model_dump(mode="json"),
+            moved_by=user.person,
         )
         level = await stock.level(session, body.product_id, body.location_id)
         return {**await _movement(session, transfer_id), "stock": level_view(level)}
@@ -209,7 +209,7 @@ async def reserve(body: ReservationIn, request: Request, user: Sales) -> dict[st
             reservations.insert().values(
                 id=reservation_id,
                 status=ReservationStatus.ACTIVE,
-                reserved_by=user.person.model_dump(mode="json"),
+                reserved_by=user.person,
                 **body.model_dump(exclude={"id"}),
             )
         )
@@ -292,7 +292,7 @@ async def transfer(body: TransferIn, request: Request, user: Keeper) -> dict[str
             from_location_id=src,
             to_location_id=dst,
             numbers=body.serials,
-            moved_by=user.person.model_dump(mode="json"),
+            moved_by=user.person,
         )
         return await _movement(session, transfer_id)
 

@@ -104,7 +104,7 @@ async def on_units_received(uow: UnitOfWork, data: ev.UnitsReceivedV1, event: Cl
                 charge_id=line.charge_id,
                 numbers=line.serials,
                 reference=data.receipt_id,
-                moved_by=data.received_by.model_dump(mode="json"),
+                moved_by=data.received_by,
             )
             for line in lines
         ],
@@ -144,7 +144,7 @@ async def on_shipment_delivered(
                 charge_id=item.charge_id,
                 numbers=serials,
                 reference=data.delivery_id,
-                moved_by=data.delivered_by.model_dump(mode="json"),
+                moved_by=data.delivered_by,
             )
             for item, serials in zip(items, numbers, strict=True)
         ],
@@ -183,5 +183,5 @@ async def on_shipment_canceled(
             numbers=item.serials,
             reason=data.reason,
             reference=data.delivery_id,
-            moved_by=data.canceled_by.model_dump(mode="json"),
+            moved_by=data.canceled_by,
         )

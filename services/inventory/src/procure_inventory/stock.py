@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import and_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from procure_contracts.shapes import Person
 from procure_inventory.domain import Cause, SerialConflict, StockLevel
 from procure_inventory.models import holds, movements, serials, stock
 from procure_runtime.db import insert_ignore, update_many, utcnow
@@ -400,7 +401,7 @@ def movement(
     numbers: list[str] | None = None,
     reason: str | None = None,
     reference: str | None = None,
-    moved_by: dict[str, Any] | None = None,
+    moved_by: Person | None = None,
 ) -> dict[str, Any]:
     return {
         "id": transfer_id or new_id(),

@@ -23,9 +23,9 @@ async def record_won(uow: UnitOfWork, won: list[tuple[ev.OpportunityWonV1, str]]
         [
             {
                 "id": data.sales_order.id,
-                "owner": data.sales_order.owner.model_dump(mode="json"),
+                "owner": data.sales_order.owner,
                 "opportunity_id": data.opportunity.id,
-                "opportunity_owner": data.opportunity.owner.model_dump(mode="json"),
+                "opportunity_owner": data.opportunity.owner,
                 "event_id": event_id,
             }
             for data, event_id in won
@@ -61,9 +61,9 @@ def _charge_row(
 ) -> dict[str, Any]:
     return {
         "id": charge.id,
-        "owner": charge.owner.model_dump(mode="json"),
-        "parent": charge.parent.model_dump(mode="json"),
-        "product": charge.product.model_dump(mode="json"),
+        "owner": charge.owner,
+        "parent": charge.parent,
+        "product": charge.product,
         "quantity": charge.quantity,
         "sales_order_id": sales_order_id,
         "quoted": quoted or charge.quote_item_id is not None,

@@ -65,7 +65,7 @@ async def put_settings(body: SettingsIn, request: Request, user: Admin) -> dict[
     values = {
         "approval_threshold": body.approval_threshold,
         "purchasing_team": team,
-        "updated_by": user.person.model_dump(mode="json"),
+        "updated_by": user.person,
         "updated_at": utcnow(),
     }
     async with request.app.state.runtime.transaction() as uow:

@@ -30,10 +30,10 @@ async def send_to_procurement(items: list[Applying]) -> None:
             {
                 "id": i.data.charge_id,
                 "sales_order_id": i.data.sales_order_id,
-                "product": i.data.product.model_dump(mode="json"),
+                "product": i.data.product,
                 "vendor_id": i.data.product.vendor.id if i.data.product.vendor else None,
-                "organization": i.data.organization.model_dump(mode="json"),
-                "destination": i.data.destination.model_dump(mode="json"),
+                "organization": i.data.organization,
+                "destination": i.data.destination,
                 "sent": 0,
                 **dict.fromkeys(UNIT_COUNTERS, 0),
             }
@@ -73,7 +73,7 @@ async def send_to_procurement(items: list[Applying]) -> None:
                 "id": approval_id,
                 "charge_id": i.data.charge_id,
                 "sales_order_id": i.data.sales_order_id,
-                "product": i.data.product.model_dump(mode="json"),
+                "product": i.data.product,
                 "quantity": i.data.quantity,
                 "extended_cost": i.data.extended_cost,
                 "threshold": settings.approval_threshold,
@@ -113,7 +113,7 @@ async def decide(
         .where(approvals.c.id == approval_id, approvals.c.status == ApprovalStatus.PENDING)
         .values(
             status=ApprovalStatus.APPROVED if approved else ApprovalStatus.REJECTED,
-            decided_by=by.model_dump(mode="json"),
+            decided_by=by,
             decided_at=utcnow(),
             note=note,
         )

@@ -80,11 +80,11 @@ async def create(
             id=po_id,
             number=await next_number(uow),
             status=POStatus.NEW,
-            vendor=Vendor.model_validate(vendor).model_dump(mode="json"),
+            vendor=Vendor.model_validate(vendor),
             ship_kind=ship_kind,
             location_id=location_id if ship_kind == "location" else None,
             ship_address=address,
-            created_by=by.model_dump(mode="json"),
+            created_by=by,
             created_at=utcnow(),
         )
     )
@@ -275,7 +275,7 @@ async def submit(uow: UnitOfWork, po_id: str, by: Person) -> None:
         .where(purchase_orders.c.id == po_id)
         .values(
             status=POStatus.SUBMITTED,
-            submitted_by=by.model_dump(mode="json"),
+            submitted_by=by,
             submitted_at=utcnow(),
         )
     )

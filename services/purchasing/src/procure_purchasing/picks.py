@@ -43,7 +43,7 @@ async def request_pick(
             location_id=location_id,
             quantity=quantity,
             status=REQUESTED,
-            requested_by=by.model_dump(mode="json"),
+            requested_by=by,
         )
     )
     product = Product.model_validate(row.product)

@@ -152,8 +152,8 @@ async def create_opportunity(body: OpportunityIn, request: Request, _user: Sales
             opportunities.insert().values(
                 id=opp_id,
                 name=body.name,
-                owner=body.owner.model_dump(mode="json"),
-                organization=body.organization.model_dump(mode="json"),
+                owner=body.owner,
+                organization=body.organization,
                 status="Open",
             )
         )
@@ -184,7 +184,7 @@ async def add_quote_item(
             quote_items.insert().values(
                 id=item_id,
                 opportunity_id=opp_id,
-                product=product.model_dump(mode="json"),
+                product=product,
                 quantity=body.quantity,
                 unit_price=body.unit_price if body.unit_price is not None else product.unit_price,
             )

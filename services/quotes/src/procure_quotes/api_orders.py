@@ -154,7 +154,7 @@ async def post_charge(charge_id: str, request: Request, user: Billing) -> dict[s
             .values(
                 posted=True,
                 posted_at=datetime.now(UTC),
-                posted_by=user.person.model_dump(mode="json"),
+                posted_by=user.person,
             )
         )
         amount = (row.unit_price * row.quantity).quantize(Decimal("0.01"))

@@ -105,7 +105,7 @@ async def receive(po_id: str, body: ReceiptIn, request: Request, user: Receiver)
             receipts.insert().values(
                 id=receipt_id,
                 po_id=po_id,
-                received_by=user.person.model_dump(mode="json"),
+                received_by=user.person,
                 vendor_invoice=body.vendor_invoice,
                 po_status=status,
             )
@@ -229,7 +229,7 @@ async def close(
                 closed=True,
                 closed_quantity=rest,
                 close_reason=body.reason,
-                closed_by=user.person.model_dump(mode="json"),
+                closed_by=user.person,
                 closed_at=utcnow(),
             )
         )

@@ -30,11 +30,11 @@ async def on_po_submitted(items: list[Applying]) -> None:
         {
             "id": po_id,
             "number": i.data.po.number,
-            "vendor": i.data.po.vendor.model_dump(mode="json"),
-            "ship_to": i.data.po.ship_to.model_dump(mode="json"),
+            "vendor": i.data.po.vendor,
+            "ship_to": i.data.po.ship_to,
             "drop_ship": i.data.po.ship_to.kind == "organization",
             "status": POStatus.SUBMITTED,
-            "submitted_by": i.data.submitted_by.model_dump(mode="json"),
+            "submitted_by": i.data.submitted_by,
             "correlation_id": i.event.correlationid,
         }
         for po_id, i in first.items()
@@ -52,7 +52,7 @@ async def on_po_submitted(items: list[Applying]) -> None:
                 "line_id": line.line_id,
                 "position": position,
                 "charge_id": line.charge_id,
-                "product": line.product.model_dump(mode="json"),
+                "product": line.product,
                 "unit_cost": str(line.unit_cost),
                 "ordered": line.quantity,
                 "received": 0,

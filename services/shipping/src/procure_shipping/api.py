@@ -95,7 +95,7 @@ async def deliver(body: DeliveryIn, request: Request, user: Shipper) -> dict[str
                 id=delivery_id,
                 drop_ship=False,
                 destination=destination,
-                delivered_by=user.person.model_dump(mode="json"),
+                delivered_by=user.person,
             )
         )
         seqs = await next_seqs(s, charge_rows, [row.charge_id for row, _, _ in plan])
@@ -226,8 +226,8 @@ async def cancel(
                 id=cancellation_id,
                 delivery_id=delivery_id,
                 reason=body.reason,
-                canceled_by=user.person.model_dump(mode="json"),
-                items=[item.model_dump(mode="json") for item in items],
+                canceled_by=user.person,
+                items=items,
             )
         )
         first = charge_rows[items[0].charge_id]

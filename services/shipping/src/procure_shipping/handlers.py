@@ -49,9 +49,9 @@ async def remember_charges(
         values[charge.id] = {
             "id": charge.id,
             "sales_order_id": sales_order_id,
-            "product": charge.product.model_dump(mode="json"),
-            "destination": destination.model_dump(mode="json"),
-            "parent": charge.parent.model_dump(mode="json"),
+            "product": charge.product,
+            "destination": destination,
+            "parent": charge.parent,
         }
     if not values:
         return
@@ -68,8 +68,8 @@ async def on_charge_ready(uow: UnitOfWork, data: ev.ChargeReadyV1, event: CloudE
         insert_ignore(charges, uow.dialect).values(
             id=data.charge_id,
             sales_order_id=data.sales_order_id,
-            product=data.product.model_dump(mode="json"),
-            destination=data.destination.model_dump(mode="json"),
+            product=data.product,
+            destination=data.destination,
             next_seq=1,
         )
     )
@@ -127,7 +127,7 @@ async def deliver_drop_ship(
             drop_ship=True,
             po_number=data.number,
             destination=destination,
-            delivered_by=data.received_by.model_dump(mode="json"),
+            delivered_by=data.received_by,
         )
     )
     items = []

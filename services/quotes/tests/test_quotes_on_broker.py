@@ -35,17 +35,34 @@ async def get_json(http, url: str, headers: dict[str, str]):
 
 
 async def test_an_external_won_opportunity_routes_every_charge(service_settings) -> None:
+    """Every charge routed (R3/R4), its events built from the documents the opportunity
+    carried: the new charges' rows come back without them (no decode per document)."""
     settings = service_settings("quotes")
     app, runtime = build(settings)
     service_item = f.charge(f.product(procurement=False), 2)
     reserved_item = f.charge(f.product(inventory=True), 5, reservations=[("res-1", "loc-1", 2)])
     bought_item = f.charge(f.product(unit_cost="40.00"), 3)
     won = f.opportunity_won(service_item, reserved_item, bought_item)
+    inserts: list[str] = []
 
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO CHARGES "):
+            inserts.append(" ".join(statement.lower().split()))
+
+    event.listen(runtime.db.engine.sync_engine, "before_cursor_execute", seen)
     async with running(app, runtime) as http, probe(settings) as kafka:
         sent = await kafka.publish(T("opportunity.won"), won)
         ready = await kafka.read_events("charge.ready", 1, settle=1.0)
         need = await kafka.read_events("charge.need_order", 2, settle=1.0)
+
+        [insert] = inserts
+        returned = {c.removeprefix("charges.") for c in insert.split(" returning ")[1].split(", ")}
+        assert "id" in returned
+        assert not returned & {"product", "organization", "destination", "parent", "owner"}
+        for e in need:
+            bought = next(c for c in won.charges if c.id == e.data["charge_id"])
+            assert e.data["product"] == bought.product.model_dump(mode="json")
+            assert e.data["organization"] == won.organization.model_dump(mode="json")
 
         assert [(e.data["charge_id"], e.data["quantity"]) for e in ready] == [(service_item.id, 2)]
         assert sorted(

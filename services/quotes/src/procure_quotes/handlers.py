@@ -143,7 +143,7 @@ async def on_opportunity_won(items: list[Applying]) -> None:
         if row is None:
             log.info("charge exists already; ignored", charge_id=charge.id)
             continue
-        _announce(item.uow, row, charge, destination, routing, item.event)
+        _announce(item.uow, row, charge, item.data.organization, destination, routing, item.event)
         rows[item.data.sales_order.id].append(row)
     for item in won:
         so = item.data.sales_order
@@ -181,7 +181,7 @@ async def create_charge(
     if row is None:
         log.info("charge exists already; ignored", charge_id=charge.id)
         return None
-    _announce(uow, row, charge, destination, routing, event)
+    _announce(uow, row, charge, organization, destination, routing, event)
     return row
 
 
@@ -225,15 +225,19 @@ def _charge_values(
 async def _store_charges(
     session: Any, dialect: str, values: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Insert the charges that do not exist yet, in one statement: the new rows by id."""
+    """Insert the charges that do not exist yet, in one statement: the new rows by id,
+    their `ledger.LEDGER_COLUMNS` only (the caller has the documents it stored; reading
+    them back cost a decode each)."""
     unique = list({v["id"]: v for v in reversed(values)}.values())  # the first of each id
-    return {row.id: row for row in await insert_many(session, charges, unique, *charges.c)}
+    stored = await insert_many(session, charges, unique, *ledger.LEDGER_COLUMNS)
+    return {row.id: row for row in stored}
 
 
 def _announce(
     uow: UnitOfWork,
     row: Any,
     charge: ChargeSpec,
+    organization: Organization,
     destination: Address,
     routing: Routing,
     event: CloudEvent,
@@ -260,22 +264,49 @@ def _announce(
     if routing.to_procurement:
         uow.emit(
             CHARGE_NEED_ORDER,
-            _need_order(row, routing.to_procurement, None),
+            _need_order(
+                charge.id,
+                row.sales_order_id,
+                charge.product,
+                organization,
+                destination,
+                routing.to_procurement,
+            ),
             correlationid=correlation,
         )
 
 
-def _need_order(row, units: int, reservation_id: str | None) -> ev.ChargeNeedOrderV1:
-    product = Product.model_validate(row.product)
+def _need_order(
+    charge_id: str,
+    sales_order_id: str | None,
+    product: Product,
+    organization: Organization,
+    destination: Address,
+    units: int,
+    reservation_id: str | None = None,
+) -> ev.ChargeNeedOrderV1:
     return ev.ChargeNeedOrderV1(
-        charge_id=row.id,
-        sales_order_id=row.sales_order_id,
+        charge_id=charge_id,
+        sales_order_id=sales_order_id,
         product=product,
         quantity=units,
         extended_cost=extended_cost(units, product.unit_cost),
-        organization=Organization.model_validate(row.organization),
-        destination=Address.model_validate(row.destination),
+        organization=organization,
+        destination=destination,
         reservation_id=reservation_id,
+    )
+
+
+def _need_order_of(row: Any, units: int, reservation_id: str | None) -> ev.ChargeNeedOrderV1:
+    """`_need_order` for a charge read back whole (its documents as stored)."""
+    return _need_order(
+        row.id,
+        row.sales_order_id,
+        Product.model_validate(row.product),
+        Organization.model_validate(row.organization),
+        Address.model_validate(row.destination),
+        units,
+        reservation_id,
     )
 
 
@@ -331,7 +362,7 @@ async def on_pick_failed(uow: UnitOfWork, data: ev.PickFailedV1, event: CloudEve
         correlation = row.sales_order_id or row.id
         uow.emit(
             CHARGE_NEED_ORDER,
-            _need_order(row, data.quantity, data.reservation_id),
+            _need_order_of(row, data.quantity, data.reservation_id),
             correlationid=correlation,
         )
         ledger.record(

@@ -146,6 +146,7 @@ def test_envelopes_validate_against_cloudevents_and_data_against_the_published_s
     jsonschema.validate(wire, CLOUDEVENTS)
     jsonschema.validate(wire["data"], json.loads((SCHEMA_DIR / schema_file(spec)).read_text()))
     assert wire["type"] == "procurement.opportunity.won.v1"
+    assert wire["data"] == json.loads(won.model_dump_json())  # the model's own JSON
     assert "causationid" not in wire  # absent optional attributes are left out, not null
 
 

@@ -1,11 +1,15 @@
 """One registry of every event: topic, type string, record key, data model, producers
 and consumers. Services, docs and schema export all read it."""
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import create_model
 
 from procure_contracts import events as ev
+from procure_contracts.envelope import CloudEvent
 from procure_contracts.shapes import Shape
 
 TYPE_PREFIX = "procurement."
@@ -322,3 +326,14 @@ def known_base(type_: str) -> EventSpec | None:
 
 def dlq_topic(service: str) -> str:
     return f"dlq.{service}"
+
+
+@functools.cache
+def typed_envelope(spec: EventSpec) -> type[CloudEvent]:
+    """A `CloudEvent` whose `type` is `spec.type` and whose `data` is a `spec.model`:
+    an envelope and its data validated in one pass, as a consumer of the type reads it
+    (not the envelope first and then its data again)."""
+    only: Any = Literal[spec.type]  # built at run time, so typed loosely
+    return create_model(
+        f"{spec.model.__name__}Event", __base__=CloudEvent, type=(only, ...), data=(spec.model, ...)
+    )

@@ -8,11 +8,12 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
 from probe_service import CREATED, PICKED, READY, build, charges, count, readies
+from procure_contracts import CloudEvent, new_event
 from procure_contracts import events as ev
-from procure_contracts import new_event
 from procure_devstack import factories as f
 from procure_devstack.kafka import LocalKafka
 from procure_devstack.testing import KafkaProbe, eventually, free_port, running
+from procure_runtime.consumer import Record
 from procure_runtime.kafka import client_kwargs
 
 pytestmark = pytest.mark.kafka
@@ -118,18 +119,33 @@ async def test_bad_records_go_to_the_dead_letter_topic_byte_for_byte(service_set
             "data": {"charge": {"id": "c"}},
         }
     ).encode()
+    no_id = json.loads(invalid)
+    del no_id["id"]
+    no_id["data"] = json.loads(
+        new_event(CREATED.type, f.charge_created(), source="/x", subject="s").to_bytes()
+    )["data"]
+    no_id = json.dumps(no_id).encode()
+    # A type handled here, valid, but on another topic it does not belong to.
+    elsewhere = new_event(CREATED.type, f.charge_created(), source="/x", subject="s").to_bytes()
     valid = f.charge_created()
     async with running(app, runtime), _probe(settings) as kafka:
-        for value in (garbage, unknown, invalid):
-            await kafka.send_raw("charge.created", value, b"same-key")
+        for value in (garbage, unknown, invalid, no_id, elsewhere):
+            topic = "units.picked" if value is elsewhere else "charge.created"
+            await kafka.send_raw(topic, value, b"same-key")
         await kafka.publish(CREATED, valid)
-        dead = await kafka.read("dlq.probe", until=lambda got: len(got) >= 3, settle=1.0)
-        assert [d.value for d in dead] == [garbage, unknown, invalid]
-        assert [d.headers["x-error-type"] for d in dead] == [
+        dead = await kafka.read("dlq.probe", until=lambda got: len(got) >= 5, settle=1.0)
+        assert sorted(d.value for d in dead) == sorted(
+            [garbage, unknown, invalid, no_id, elsewhere]
+        )
+        kinds = {d.value: d.headers["x-error-type"] for d in dead}
+        assert [kinds[v] for v in (garbage, unknown, invalid, no_id, elsewhere)] == [
             "invalid-json",
             "unknown-type",
             "invalid-data",
+            "invalid-envelope",
+            "unknown-type",
         ]
+        dead = [d for d in dead if d.value != elsewhere]
         for d in dead:
             assert d.key == b"same-key"
             assert d.headers["x-original-topic"] == f"{settings.topic_prefix}charge.created"
@@ -139,6 +155,26 @@ async def test_bad_records_go_to_the_dead_letter_topic_byte_for_byte(service_set
             assert d.headers["x-failed-at"]
             assert d.headers["x-attempts"] == "1"
         await eventually(lambda: _count_is(runtime, charges, 1, id=valid.charge.id))
+
+
+async def test_a_valid_record_is_decoded_in_one_pass(service_settings, monkeypatch) -> None:
+    """Envelope and data validated together (`typed_envelope`), to the same event and
+    data as the two passes give; those run only for a record the one pass refuses."""
+    settings = service_settings("probe")
+    _, runtime = build(settings)
+    created = f.charge_created()
+    value = new_event(CREATED.type, created, source="/x", subject="s").to_bytes()
+    record = Record("charge.created", 0, 0, b"k", value)
+    two_passes = CloudEvent.from_bytes(value)
+
+    def refused(raw: bytes) -> CloudEvent:
+        raise AssertionError("decoded twice")
+
+    monkeypatch.setattr(CloudEvent, "from_bytes", refused)
+    decoded = await runtime.consumer._decode(record)
+    assert decoded.data == created and decoded.spec is CREATED
+    assert decoded.event.model_dump(exclude={"data"}) == two_passes.model_dump(exclude={"data"})
+    assert decoded.event.data.model_dump(mode="json") == two_passes.data
 
 
 async def test_a_newer_version_of_a_known_type_is_skipped_and_counted(service_settings) -> None:

@@ -111,6 +111,7 @@ class EventHandlers:
     def __init__(self) -> None:
         self._by_type: dict[str, tuple[EventSpec, Handler]] = {}
         self._batch: dict[str, BatchHandler] = {}
+        self._envelopes: tuple[int, TypeAdapter[Any]] | None = None  # (types, adapter)
 
     def on(self, *specs: EventSpec) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
@@ -153,8 +154,11 @@ class EventHandlers:
 
     def envelopes(self) -> TypeAdapter[Any]:
         """Validates a record of any type handled here, envelope and data in one pass
-        (the union is picked by `type`). For the types registered so far."""
-        return _envelopes(tuple(sorted(self._by_type)))
+        (the union is picked by `type`). For the types registered so far: types are only
+        ever added, so their number tells whether the one made last is still whole."""
+        if self._envelopes is None or self._envelopes[0] != len(self._by_type):
+            self._envelopes = (len(self._by_type), _envelopes(tuple(sorted(self._by_type))))
+        return self._envelopes[1]
 
 
 @functools.cache

@@ -15,7 +15,14 @@ from probe_service import build
 from procure_contracts.shapes import Address, Person
 from procure_devstack.testing import eventually, running
 from procure_runtime import gc_tuning, service
-from procure_runtime.db import Database, among, new_metadata
+from procure_runtime.db import (
+    Database,
+    among,
+    insert_many,
+    new_metadata,
+    plain_insert,
+    update_many,
+)
 from procure_runtime.kafka import GATHER_BYTES, leaderless
 from procure_runtime.settings import load_settings
 
@@ -178,6 +185,39 @@ async def test_a_json_column_takes_contract_models_and_reads_back_their_json(
         None,
     ]
     assert raw == '{"id":"u-1","name":"Zoë Åberg","email":"zoe@example.com"}'
+
+
+async def test_the_statements_run_for_every_batch_are_built_once(
+    db_backend, tmp_path, request
+) -> None:
+    """`insert_many`, `update_many` and `plain_insert` hand SQLAlchemy the same statement
+    object each time: it is not built again, nor its cache key worked out again."""
+    if db_backend == "postgresql":
+        url = request.getfixturevalue("postgres_url")("built_once")
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'built_once.db'}"
+    db = Database(url)
+    ran: list[Any] = []
+
+    @event.listens_for(db.engine.sync_engine, "before_execute")
+    def seen(conn, clauseelement, multiparams, params, execution_options) -> None:
+        ran.append(clauseelement)
+
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        ran.clear()
+        for n in range(2):
+            async with db.session() as session:
+                got = await insert_many(session, tags, [{"id": f"a{n}"}], tags.c.id)
+                assert [r.id for r in got] == [f"a{n}"]
+                await insert_many(session, tags, [{"id": f"b{n}"}, {"id": f"a{n}"}])
+                await session.execute(plain_insert(docs), [{"id": n, "doc": None}])
+                await update_many(session, docs, "id", [{"id": n, "doc": {"n": n}}])
+    finally:
+        await db.dispose()
+    first, second = ran[: len(ran) // 2], ran[len(ran) // 2 :]
+    assert len(first) == 4 and all(a is b for a, b in zip(first, second, strict=True))
 
 
 @pytest.mark.parametrize(("wait_ms", "expected"), [(50, (GATHER_BYTES, 50)), (0, (1, 500))])

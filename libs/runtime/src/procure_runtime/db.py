@@ -1,6 +1,7 @@
 """One async SQLAlchemy engine per service, the runtime's own tables (outbox, inbox,
 parking lot), and dialect helpers. SQLite (embedded default) and PostgreSQL."""
 
+import functools
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -142,11 +143,28 @@ async def insert_many(
     rows actually inserted (in no particular order). Every row has the same keys."""
     if not rows:
         return []
-    stmt: Any = insert_ignore(table, session.get_bind().dialect.name)
+    stmt = _insert_ignore(table, session.get_bind().dialect.name, returning)
     if returning:
-        return list((await session.execute(stmt.returning(*returning), rows)).all())
+        return list((await session.execute(stmt, rows)).all())
     await session.execute(stmt, rows)
     return []
+
+
+# The statements the hot paths run for every batch are built once and kept: building one
+# and working out its cache key (to find its compiled form) cost as much CPU as the rest
+# of a small batch's statement (bench/README.md, lever 28).
+
+
+@functools.lru_cache(maxsize=512)
+def _insert_ignore(table: Table, dialect: str, returning: tuple[Any, ...]) -> Any:
+    stmt: Any = insert_ignore(table, dialect)
+    return stmt.returning(*returning) if returning else stmt
+
+
+@functools.lru_cache(maxsize=512)
+def plain_insert(table: Table) -> Insert:
+    """`table.insert()`, built once."""
+    return table.insert()
 
 
 async def update_many(
@@ -164,12 +182,17 @@ async def update_many(
     if not rows:
         return
     keys = (key,) if isinstance(key, str) else key
-    columns = [c for c in rows[0] if c not in keys]
-    # Bind names must differ from column names: SQLAlchemy reserves those for SET.
-    values = {c: table.c[c] + bindparam(f"v_{c}") if add else bindparam(f"v_{c}") for c in columns}
-    stmt = update(table).where(*(table.c[k] == bindparam(f"k_{k}") for k in keys)).values(values)
+    columns = tuple(c for c in rows[0] if c not in keys)
+    stmt = _update_by_key(table, keys, columns, add)
     params = [{**{f"k_{k}": r[k] for k in keys}, **{f"v_{c}": r[c] for c in columns}} for r in rows]
     await session.execute(stmt, params if len(params) > 1 else params[0])
+
+
+@functools.lru_cache(maxsize=512)
+def _update_by_key(table: Table, keys: tuple[str, ...], columns: tuple[str, ...], add: bool) -> Any:
+    # Bind names must differ from column names: SQLAlchemy reserves those for SET.
+    values = {c: table.c[c] + bindparam(f"v_{c}") if add else bindparam(f"v_{c}") for c in columns}
+    return update(table).where(*(table.c[k] == bindparam(f"k_{k}") for k in keys)).values(values)
 
 
 class Database:

@@ -14,7 +14,7 @@ from sqlalchemy import MetaData, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from procure_runtime import metrics
-from procure_runtime.db import Database, among, utcnow
+from procure_runtime.db import Database, among, plain_insert, utcnow
 from procure_runtime.kafka import producer_options
 from procure_runtime.logging import get_logger
 from procure_runtime.settings import ServiceSettings
@@ -32,7 +32,7 @@ async def write_outbox(session: AsyncSession, metadata: MetaData, outgoing: list
     table = metadata.tables["outbox"]
     now = utcnow()
     await session.execute(
-        table.insert(),
+        plain_insert(table),
         [
             {
                 "event_id": o.event.id,

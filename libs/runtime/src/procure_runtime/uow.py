@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from procure_contracts import CloudEvent, new_event
 from procure_contracts.registry import EventSpec
 from procure_contracts.shapes import Shape
-from procure_runtime.db import dialect_of, insert_ignore
+from procure_runtime.db import dialect_of, insert_many
 
 
 @dataclass
@@ -70,8 +70,5 @@ async def write_deferred(session: AsyncSession, uows: Iterable[UnitOfWork]) -> N
     for uow in uows:
         for table, row in uow.deferred:
             by_table.setdefault(table, []).append(row)
-    if not by_table:
-        return
-    dialect = session.get_bind().dialect.name
     for table, rows in by_table.items():
-        await session.execute(insert_ignore(table, dialect), rows)
+        await insert_many(session, table, rows)

@@ -13,24 +13,23 @@ counted) but not published; the relay's cost is `bench run`'s."""
 
 import argparse
 import importlib
-import json
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
 from bench import env
+from bench.bulk import record
 from bench.events import Msg
 from bench.services import SCENARIOS, settled_heap
 from procure_runtime.consumer import Record
 
 
 def records(msgs: list[Msg], first_offset: int) -> list[Record]:
-    return [Record(m.topic, 0, first_offset + i, m.key, m.value) for i, m in enumerate(msgs)]
+    return [record(m, first_offset + i) for i, m in enumerate(msgs)]
 
 
 async def measure(service: str, backend: str, n: int, batch: int, workdir: Path) -> dict[str, Any]:
@@ -90,12 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         figures[name] = row
         print(f"{name:<12} {row['cpu_us_per_event']:>13.1f} {row['wall_us_per_event']:>14.1f}")
     if args.out:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        args.out.mkdir(parents=True, exist_ok=True)
-        path = args.out / f"{stamp}-apply.json"
-        meta = {"stamp": stamp, "database": args.db, "n": args.n, "batch": args.batch}
-        path.write_text(json.dumps({"meta": meta, "services": figures}, indent=2))
-        print(f"wrote {path}")
+        meta = {"database": args.db, "n": args.n, "batch": args.batch}
+        env.save_figures(args.out, "apply", meta, {"services": figures})
     return 0
 
 

@@ -10,13 +10,11 @@ timed alone, wall and CPU; the figures to compare are the same command's on two
 commits, run one after the other on one machine."""
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -182,12 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['cpu_us_per_line']:>12.0f}"
         )
     if args.out:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        args.out.mkdir(parents=True, exist_ok=True)
-        path = args.out / f"{stamp}-bulk.json"
-        meta = {"stamp": stamp, "database": args.db, "groups": args.groups, "lines": args.lines}
-        path.write_text(json.dumps({"meta": meta, "quotes": figures}, indent=2))
-        print(f"wrote {path}")
+        meta = {"database": args.db, "groups": args.groups, "lines": args.lines}
+        env.save_figures(args.out, "bulk", meta, {"quotes": figures})
     return 0
 
 

@@ -4,9 +4,11 @@ service settings on a topic prefix of their own."""
 
 import asyncio
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Coroutine, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +17,17 @@ from procure_runtime.settings import ServiceSettings, load_settings, loop_factor
 
 PARTITIONS = 3  # the services' default; every scenario uses the same
 T = TypeVar("T")
+
+
+def save_figures(out: Path, kind: str, meta: dict[str, Any], body: dict[str, Any]) -> Path:
+    """A tool's figures as `<out>/<stamp>-<kind>.json`: `{"meta": {"stamp", ...meta},
+    ...body}`. Prints where."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{stamp}-{kind}.json"
+    path.write_text(json.dumps({"meta": {"stamp": stamp, **meta}, **body}, indent=2))
+    print(f"wrote {path}")
+    return path
 
 
 def event_loop() -> str:

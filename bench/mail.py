@@ -11,12 +11,10 @@ the sink runs in a thread of its own. The figures to compare are the two paths' 
 run; the rounds alternate them."""
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -119,12 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         rounds = ", ".join(f"{v:.0f}" for v in row["rounds"])
         print(f"{path:<14} {row['cpu_us_median']:>6.0f} µs (rounds: {rounds})")
     if args.out:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        args.out.mkdir(parents=True, exist_ok=True)
-        path = args.out / f"{stamp}-mail.json"
-        meta = {"stamp": stamp, "n": args.n, "rounds": args.rounds, "event_loop": env.event_loop()}
-        path.write_text(json.dumps({"meta": meta, "sender": figures}, indent=2))
-        print(f"wrote {path}")
+        meta = {"n": args.n, "rounds": args.rounds, "event_loop": env.event_loop()}
+        env.save_figures(args.out, "mail", meta, {"sender": figures})
     return 0
 
 

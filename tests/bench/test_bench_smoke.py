@@ -111,31 +111,28 @@ def test_smoke_e2e_carries_every_charge_to_delivered_and_writes_the_reports(
     assert all(p.stat().st_size > 1000 for p in tmp_path.glob("*.png"))
 
 
-def test_smoke_bulk_moves_every_charge_to_delivered_and_writes_its_figures(
-    tmp_path: Path,
-) -> None:
+def _tool(module: str, out: Path, *args: str, timeout: float) -> tuple[str, dict]:
+    """Runs `python -m bench.<module> ... --out out`; its stdout and the figures it wrote.
+    Each tool exits non-zero when what it timed did not all happen."""
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.bulk",
-            "--db",
-            "sqlite",
-            "--groups",
-            "2",
-            "--lines",
-            "5",
-            "--out",
-            str(tmp_path),
-        ],
+        [sys.executable, "-m", f"bench.{module}", *args, "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=timeout,
     )
-    assert done.returncode == 0, done.stderr[-3000:]  # it fails if any charge fell short
-    [report] = tmp_path.glob("*-bulk.json")
-    figures = json.loads(report.read_text())
+    assert done.returncode == 0, done.stderr[-3000:]
+    [report] = out.glob(f"*-{module}.json")
+    return done.stdout, json.loads(report.read_text())
+
+
+def test_smoke_bulk_moves_every_charge_to_delivered_and_writes_its_figures(
+    tmp_path: Path,
+) -> None:
+    # It fails if any charge fell short of Delivered/Shipped.
+    _, figures = _tool(
+        "bulk", tmp_path, "--db", "sqlite", "--groups", "2", "--lines", "5", timeout=240
+    )
     assert figures["meta"] == {**figures["meta"], "database": "sqlite", "groups": 2, "lines": 5}
     assert set(figures["quotes"]) == {"po.submitted", "units.received", "shipment.delivered"}
     for row in figures["quotes"].values():
@@ -143,45 +140,18 @@ def test_smoke_bulk_moves_every_charge_to_delivered_and_writes_its_figures(
 
 
 def test_smoke_mail_times_both_paths_and_every_mail_arrives(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.mail", "--n", "20", "--rounds", "1", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]  # it fails if a mail did not arrive
-    [report] = tmp_path.glob("*-mail.json")
-    figures = json.loads(report.read_text())
+    # It fails if a mail did not arrive.
+    stdout, figures = _tool("mail", tmp_path, "--n", "20", "--rounds", "1", timeout=120)
     assert figures["meta"] == {**figures["meta"], "n": 20, "rounds": 1}
     assert set(figures["sender"]) == {"send_message", "notifier"}
     assert all(len(path["rounds"]) == 1 for path in figures["sender"].values())
-    assert "µs" in done.stdout
+    assert "µs" in stdout
 
 
 def test_smoke_apply_times_every_hot_path_and_applies_every_event(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.apply",
-            "--db",
-            "sqlite",
-            "--n",
-            "20",
-            "--batch",
-            "10",
-            "--out",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]  # it fails if an event was not applied
-    [report] = tmp_path.glob("*-apply.json")
-    figures = json.loads(report.read_text())
+    # It fails if an event was not applied.
+    args = ("--db", "sqlite", "--n", "20", "--batch", "10")
+    _, figures = _tool("apply", tmp_path, *args, timeout=240)
     assert figures["meta"] == {**figures["meta"], "database": "sqlite", "n": 20, "batch": 10}
     assert set(figures["services"]) == {"quotes", "purchasing", "receiving", "shipping"}
     for row in figures["services"].values():

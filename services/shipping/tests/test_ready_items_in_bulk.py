@@ -1,23 +1,36 @@
-"""A receipt's lines join the Ready tab in a fixed number of statements
-(`add_ready_many`) with what one line at a time gives: one item per charge and location,
+"""A receipt's lines join the Ready tab in one statement (`add_ready_many`) with what one line at a time gives: one item per charge and location,
 quantities added, serials kept in order, an existing item's id kept."""
 
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import event, select
 
 from procure_runtime.db import Database
 from procure_shipping.models import metadata, ready_items
 from procure_shipping.store import add_ready, add_ready_many
 
 
-async def test_lines_merge_into_one_item_per_charge_and_location(tmp_path: Path) -> None:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'shipping.db'}")
+async def test_lines_merge_into_one_item_per_charge_and_location(
+    db_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if db_backend == "postgresql":
+        url = request.getfixturevalue("postgres_url")("readyitems")
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'shipping.db'}"
+    db = Database(url)
     async with db.engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
     try:
         async with db.session() as session:
             first = await add_ready(session, db.dialect, "c1", "loc-a", 1, ["S1"])
+        event.listen(db.engine.sync_engine, "before_cursor_execute", record)
         async with db.session() as session:
             ids = await add_ready_many(
                 session,
@@ -29,6 +42,12 @@ async def test_lines_merge_into_one_item_per_charge_and_location(tmp_path: Path)
                     ("c1", "loc-b", 5, []),
                 ],
             )
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+        async with db.session() as session:
+            # Serials joining items that hold none, and none joining items that hold some.
+            again = await add_ready_many(
+                session, db.dialect, [("c1", "loc-b", 1, ["S9"]), ("c1", "loc-a", 1, [])]
+            )
         async with db.session() as session:
             rows = (await session.execute(select(ready_items).order_by(ready_items.c.n))).all()
     finally:
@@ -37,8 +56,14 @@ async def test_lines_merge_into_one_item_per_charge_and_location(tmp_path: Path)
     assert len(rows) == 3
     assert by_key["c1", "loc-a"].item_id == first
     assert (by_key["c1", "loc-a"].quantity, by_key["c1", "loc-a"].serials) == (
-        4,
+        5,
         ["S1", "S2", "S3", "S4"],
     )
-    assert (by_key["c2", None].quantity, by_key["c1", "loc-b"].quantity) == (4, 5)
+    assert (by_key["c1", "loc-b"].quantity, by_key["c1", "loc-b"].serials) == (6, ["S9"])
+    assert (by_key["c2", None].quantity, by_key["c2", None].serials) == (4, [])
     assert ids == [first, by_key["c2", None].item_id, first, by_key["c1", "loc-b"].item_id]
+    assert again == [by_key["c1", "loc-b"].item_id, first]
+    # One upsert (no read of the charges' items, no update per item): the read went by a
+    # column no unique index leads and was a sequential scan under a stale cached plan.
+    dml = [s for s in statements if not s.lstrip().upper().startswith(("BEGIN", "COMMIT"))]
+    assert len(dml) == 1 and "ON CONFLICT" in dml[0], dml

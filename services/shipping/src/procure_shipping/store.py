@@ -1,13 +1,16 @@
 """Shipping's table access shared by handlers and routes: charge locks, the Ready tab's
 items, per-charge `seq`, and the JSON views of both tabs."""
 
+import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import JSON, Row, case, cast, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from procure_runtime.db import among, dialect_of, insert_ignore, update_many
+from procure_runtime.db import among, dialect_of, update_many
 from procure_shipping.domain import Units
 from procure_shipping.models import charges, delivered_items, deliveries, ready_items
 
@@ -72,49 +75,65 @@ Adding = tuple[str, str | None, int, list[str]]  # charge id, location id, units
 
 
 async def add_ready_many(session: AsyncSession, dialect: str, adding: list[Adding]) -> list[str]:
-    """`add_ready` for many (a receipt's lines) in a fixed number of statements; the
-    caller holds the charges' locks. The Ready item id of each, in order."""
+    """`add_ready` for many (a receipt's lines) in one statement; the caller holds the
+    charges' locks. The Ready item id of each, in order."""
     added: dict[tuple[str, str], tuple[str | None, int, list[str]]] = {}
     for charge_id, location_id, quantity, serials in adding:
         key = (charge_id, location_id or "")
         _, before, numbers = added.get(key, (location_id, 0, []))
         added[key] = (location_id, before + quantity, [*numbers, *serials])
-    await session.execute(
-        insert_ignore(ready_items, dialect),
+    # One row per (charge, location), so no row is upserted twice in one statement.
+    rows = await session.execute(
+        _join_ready(dialect),
         [
             {
                 "item_id": new_id("ri"),
                 "charge_id": charge_id,
                 "location_key": location_key,
                 "location_id": location_id,
-                "quantity": 0,
-                "serials": [],
+                "quantity": quantity,
+                "serials": serials,
             }
-            for (charge_id, location_key), (location_id, _, _) in added.items()
+            for (charge_id, location_key), (location_id, quantity, serials) in added.items()
         ],
     )
-    rows = {
-        (row.charge_id, row.location_key): row
-        for row in await session.execute(
-            select(ready_items).where(
-                among(ready_items.c.charge_id, {c for c, _ in added}, dialect)
-            )
-        )
-    }
-    await update_many(
-        session,
-        ready_items,
-        "item_id",
-        [
-            {
-                "item_id": rows[key].item_id,
-                "quantity": rows[key].quantity + quantity,
-                "serials": [*rows[key].serials, *serials],
-            }
-            for key, (_, quantity, serials) in added.items()
-        ],
+    ids = {(row.charge_id, row.location_key): str(row.item_id) for row in rows}
+    return [ids[(c, loc or "")] for c, loc, _, _ in adding]
+
+
+@functools.cache
+def _join_ready(dialect: str) -> Any:
+    """Units join their (charge, location)'s Ready item, made on first use: one upsert
+    whose RETURNING gives every item's id, the existing one where it was there. It used
+    to be an insert-if-missing, a read of the charges' items and an update of each; the
+    read, by a column no unique index leads, was a sequential scan on PostgreSQL while
+    the table's cached plan still took it for empty (bench/README.md, lever 29)."""
+    table = ready_items
+    stmt: Any = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.charge_id, table.c.location_key],
+        set_={
+            "quantity": table.c.quantity + stmt.excluded.quantity,
+            "serials": _json_array_concat(table.c.serials, stmt.excluded.serials, dialect),
+        },
     )
-    return [str(rows[(c, loc or "")].item_id) for c, loc, _, _ in adding]
+    return stmt.returning(table.c.item_id, table.c.charge_id, table.c.location_key)
+
+
+def _json_array_concat(held: Any, more: Any, dialect: str) -> Any:
+    """The JSON array `held` followed by the elements of `more`, in order."""
+    if dialect == "postgresql":
+        return cast(cast(held, JSONB).op("||")(cast(more, JSONB)), JSON)
+    # SQLite has no array concatenation: splice the minified texts (`json()` minifies).
+    return case(
+        (func.json_array_length(more) == 0, held),
+        (func.json_array_length(held) == 0, more),
+        else_=func.json(
+            func.substr(func.json(held), 1, func.length(func.json(held)) - 1)
+            .op("||")(",")
+            .op("||")(func.substr(func.json(more), 2))
+        ),
+    )
 
 
 def units(row: Row[Any]) -> Units:

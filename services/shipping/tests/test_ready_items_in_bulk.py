@@ -1,5 +1,6 @@
-"""A receipt's lines join the Ready tab in one statement (`add_ready_many`) with what one line at a time gives: one item per charge and location,
-quantities added, serials kept in order, an existing item's id kept."""
+"""A receipt's lines join the Ready tab in one statement (`add_ready_many`) with what
+one line at a time gives: one item per charge and location, quantities added, serials
+kept in order, an existing item's id kept."""
 
 from pathlib import Path
 from typing import Any

@@ -19,8 +19,8 @@ from procure_runtime import Applying, NotFound, UnitOfWork
 from procure_runtime.db import utcnow
 
 APPROVAL_REQUESTED = spec_for_topic("approval.requested")
-SENT = ("sent", "waiting", "queued")
 APPROVAL_DECIDED = spec_for_topic("approval.decided")
+SENT = ("sent", "waiting", "queued")  # the counters a charge.need_order adds to
 
 
 async def send_to_procurement(items: list[Applying]) -> None:
@@ -49,7 +49,7 @@ async def send_to_procurement(items: list[Applying]) -> None:
             }
         row["sent"] += data.quantity
         row["waiting" if waits else "queued"] += data.quantity
-    stored = {
+    stored = {  # in id order, as every writer of charges takes their locks
         row.id: row
         for row in await session.execute(
             _send(dialect), [rows[charge_id] for charge_id in sorted(rows)]

@@ -106,8 +106,8 @@ def _join_ready(dialect: str) -> Any:
     """Units join their (charge, location)'s Ready item, made on first use: one upsert
     whose RETURNING gives every item's id, the existing one where it was there. It used
     to be an insert-if-missing, a read of the charges' items and an update of each; the
-    read, by a column no unique index leads, was a sequential scan on PostgreSQL while
-    the table's cached plan still took it for empty (bench/README.md, lever 29)."""
+    read, by `charge_id` (not unique on its own), was a sequential scan on PostgreSQL
+    while the table's cached plan still took it for empty (bench/README.md, lever 29)."""
     table = ready_items
     stmt: Any = (postgresql if dialect == "postgresql" else sqlite).insert(table)
     stmt = stmt.on_conflict_do_update(

@@ -2,6 +2,7 @@
 tables included), on SQLite and PostgreSQL, and can be applied twice."""
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,9 @@ SERVICES = ["quotes", "inventory", "purchasing", "receiving", "shipping", "notif
 
 @pytest.mark.parametrize("service", SERVICES)
 async def test_migrations_match_the_models(
-    service: str, db_backend: str, tmp_path: Path, request
+    service: str, database_url: Callable[[str], str]
 ) -> None:
-    if db_backend == "postgresql":
-        url = request.getfixturevalue("postgres_url")(f"mig_{service}")
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+    url = database_url(f"mig_{service}")
     models = importlib.import_module(f"procure_{service}.models")
     location = Path(importlib.import_module(f"procure_{service}").__file__).parent / "migrations"
     db = Database(url)

@@ -89,11 +89,8 @@ def test_a_service_process_runs_on_uvloop_unless_told_otherwise(
         load_settings("probe")
 
 
-async def test_autocommit_commits_each_statement_on_its_own(db_backend, tmp_path, request) -> None:
-    if db_backend == "postgresql":
-        url = request.getfixturevalue("postgres_url")("autocommit")
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'autocommit.db'}"
+async def test_autocommit_commits_each_statement_on_its_own(db_backend, database_url) -> None:
+    url = database_url("autocommit")
     db = Database(url)
     other = Database(url)
     try:
@@ -118,14 +115,11 @@ async def test_autocommit_commits_each_statement_on_its_own(db_backend, tmp_path
 
 
 async def test_among_selects_as_in_does_with_one_statement_for_any_number_of_values(
-    db_backend, tmp_path, request
+    db_backend, database_url
 ) -> None:
     """`among` means `IN`; on PostgreSQL the values travel as one array parameter, so
     lists of every length share one statement (one prepared statement per connection)."""
-    if db_backend == "postgresql":
-        url = request.getfixturevalue("postgres_url")("among")
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'among.db'}"
+    url = database_url("among")
     db = Database(url)
     sent: list[tuple[str, Any]] = []
 
@@ -154,15 +148,12 @@ async def test_among_selects_as_in_does_with_one_statement_for_any_number_of_val
 
 
 async def test_a_json_column_takes_contract_models_and_reads_back_their_json(
-    db_backend, tmp_path, request
+    database_url,
 ) -> None:
     """Handlers store a contract model in a JSON column as it is: the engine's encoder
     (pydantic-core's) writes the model's JSON, compact and in UTF-8, and a read gives back
     the plain dicts that `model_dump(mode="json")` makes."""
-    if db_backend == "postgresql":
-        url = request.getfixturevalue("postgres_url")("jsoncodec")
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'jsoncodec.db'}"
+    url = database_url("jsoncodec")
     db = Database(url)
     person = Person(id="u-1", name="Zoë Åberg", email="zoe@example.com")
     address = Address(
@@ -188,14 +179,11 @@ async def test_a_json_column_takes_contract_models_and_reads_back_their_json(
 
 
 async def test_the_statements_run_for_every_batch_are_built_once(
-    db_backend, tmp_path, request
+    database_url,
 ) -> None:
     """`insert_many`, `update_many` and `plain_insert` hand SQLAlchemy the same statement
     object each time: it is not built again, nor its cache key worked out again."""
-    if db_backend == "postgresql":
-        url = request.getfixturevalue("postgres_url")("built_once")
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'built_once.db'}"
+    url = database_url("built_once")
     db = Database(url)
     ran: list[Any] = []
 

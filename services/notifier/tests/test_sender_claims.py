@@ -18,11 +18,8 @@ from procure_runtime.db import Database, utcnow
 
 
 @pytest.fixture
-async def db(db_backend, tmp_path, request):
-    if db_backend == "postgresql":
-        url = request.getfixturevalue("postgres_url")("notifier")
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}"
+async def db(database_url):
+    url = database_url("notifier")
     database = Database(url)
     async with database.engine.begin() as conn:
         await conn.run_sync(notifier_metadata.create_all)

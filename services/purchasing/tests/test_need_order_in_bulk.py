@@ -4,11 +4,11 @@ one, adds to its counters; units under the threshold join the queue and are anno
 units at or over it wait for approval."""
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import event, insert, select
 
 from procure_contracts import events as ev
@@ -47,12 +47,9 @@ def records(offset: int, *orders: tuple[ev.ChargeNeedOrderV1, str]) -> list[Reco
 
 
 async def test_a_batch_adds_to_each_charge_once_and_announces_each_event(
-    db_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+    database_url: Callable[[str], str], tmp_path: Path
 ) -> None:
-    if db_backend == "postgresql":
-        url = request.getfixturevalue("postgres_url")("needorders")
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'purchasing.db'}"
+    url = database_url("needorders")
     settings = load_settings(
         "purchasing",
         database_url=url,

@@ -2,10 +2,9 @@
 one line at a time gives: one item per charge and location, quantities added, serials
 kept in order, an existing item's id kept."""
 
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from sqlalchemy import event, select
 
 from procure_runtime.db import Database
@@ -14,12 +13,9 @@ from procure_shipping.store import add_ready, add_ready_many
 
 
 async def test_lines_merge_into_one_item_per_charge_and_location(
-    db_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+    database_url: Callable[[str], str],
 ) -> None:
-    if db_backend == "postgresql":
-        url = request.getfixturevalue("postgres_url")("readyitems")
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'shipping.db'}"
+    url = database_url("readyitems")
     db = Database(url)
     async with db.engine.begin() as conn:
         await conn.run_sync(metadata.create_all)

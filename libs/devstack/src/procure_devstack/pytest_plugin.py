@@ -110,23 +110,33 @@ def db_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def database_url(
+    db_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[[str], str]:
+    """Factory: a fresh database of this test's `db_backend` per call (name -> SQLAlchemy
+    URL): a PostgreSQL database of its own, or an SQLite file under the test's tmp_path."""
+
+    def make(name: str) -> str:
+        if db_backend == "postgresql":
+            return str(request.getfixturevalue("postgres_url")(name))
+        return f"sqlite+aiosqlite:///{tmp_path / f'{name}-{unique()}.db'}"
+
+    return make
+
+
+@pytest.fixture
 def service_settings(
-    db_backend: str,
+    database_url: Callable[[str], str],
     kafka_bootstrap: str,
     topic_prefix: str,
     tmp_path: Path,
-    request: pytest.FixtureRequest,
 ) -> Callable[..., ServiceSettings]:
     """Factory: settings for a service on this test's database and the session broker.
     Each call gets its own topic prefix unless `prefix` is given."""
 
     def make(service: str, *, prefix: str | None = None, **overrides: Any) -> ServiceSettings:
-        if db_backend == "postgresql":
-            url = request.getfixturevalue("postgres_url")(service)
-        else:
-            url = f"sqlite+aiosqlite:///{tmp_path / f'{service}-{unique()}.db'}"
         values: dict[str, Any] = {
-            "database_url": url,
+            "database_url": database_url(service),
             "kafka_bootstrap_servers": kafka_bootstrap,
             "topic_prefix": prefix if prefix is not None else f"{topic_prefix}{unique()}.",
             "data_dir": tmp_path,

@@ -114,11 +114,15 @@ def add_runtime_tables(metadata: MetaData) -> None:
     )
 
 
+def upsert_insert(table: Table, dialect: str) -> Any:
+    """`INSERT` of the engine's dialect, the one that takes `ON CONFLICT` clauses
+    (`on_conflict_do_nothing`, `on_conflict_do_update` with `.excluded`)."""
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+
+
 def insert_ignore(table: Table, dialect: str) -> Insert:
     """`INSERT ... ON CONFLICT DO NOTHING` for the engine's dialect (rowcount 0 = existed)."""
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
+    return upsert_insert(table, dialect).on_conflict_do_nothing()
 
 
 def dialect_of(session: AsyncSession) -> str:

@@ -6,14 +6,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import JSON, Column, MetaData, String, Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from procure_contracts import CloudEvent
 from procure_contracts.registry import EventSpec, spec_for_topic
 from procure_contracts.shapes import Shape
 from procure_runtime.consumer import EventHandlers
-from procure_runtime.db import UTCDateTime, among, dialect_of, utcnow
+from procure_runtime.db import UTCDateTime, among, dialect_of, upsert_insert, utcnow
 from procure_runtime.uow import UnitOfWork
 
 KINDS = {
@@ -62,8 +61,7 @@ def _upsert_into(table: Table, spec: EventSpec) -> Any:
             "event_id": event.id,
             "updated_at": utcnow(),
         }
-        dialect = postgresql if uow.dialect == "postgresql" else sqlite
-        stmt = dialect.insert(table).values(**values)
+        stmt = upsert_insert(table, uow.dialect).values(**values)
         stmt = stmt.on_conflict_do_update(
             index_elements=[table.c.id],
             set_={

@@ -5,14 +5,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, StrictBool
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from procure_notifier.domain import NotificationStatus, NotificationType, address_key
 from procure_notifier.models import notification_settings, notifications
 from procure_notifier.notifications import enabled_types
 from procure_runtime import Invalid
 from procure_runtime.auth import Principal, authenticated, require
-from procure_runtime.db import utcnow
+from procure_runtime.db import upsert_insert, utcnow
 from procure_runtime.http import Page
 
 router = APIRouter()
@@ -36,9 +35,8 @@ async def get_settings(request: Request, _user: Reader) -> dict[str, Any]:
 @router.put("/settings")
 async def put_settings(body: SettingsIn, request: Request, user: Admin) -> dict[str, Any]:
     async with request.app.state.runtime.transaction() as uow:
-        dialect = postgresql if uow.dialect == "postgresql" else sqlite
         for type_, enabled in body.enabled.items():
-            stmt = dialect.insert(notification_settings).values(
+            stmt = upsert_insert(notification_settings, uow.dialect).values(
                 type=type_.value, enabled=enabled, updated_by=user.id, updated_at=utcnow()
             )
             await uow.session.execute(

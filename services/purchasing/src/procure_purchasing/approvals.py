@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
@@ -16,7 +15,7 @@ from procure_purchasing import fulfillment
 from procure_purchasing.domain import AlreadyDecided, needs_approval
 from procure_purchasing.models import UNIT_COUNTERS, approvals, charges
 from procure_runtime import Applying, NotFound, UnitOfWork
-from procure_runtime.db import utcnow
+from procure_runtime.db import upsert_insert, utcnow
 
 APPROVAL_REQUESTED = spec_for_topic("approval.requested")
 APPROVAL_DECIDED = spec_for_topic("approval.decided")
@@ -102,7 +101,7 @@ def _send(dialect: str) -> Any:
     added to after; RETURNING what `charge.forwarded` names. One statement, where an
     insert-if-missing, an update of each row and a read of the queued ones were three,
     the first two a statement per row on PostgreSQL (bench/README.md, lever 30)."""
-    stmt: Any = (postgresql if dialect == "postgresql" else sqlite).insert(charges)
+    stmt = upsert_insert(charges, dialect)
     stmt = stmt.on_conflict_do_update(
         index_elements=[charges.c.id],
         set_={name: charges.c[name] + stmt.excluded[name] for name in SENT},

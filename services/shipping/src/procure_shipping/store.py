@@ -6,11 +6,10 @@ import uuid
 from typing import Any
 
 from sqlalchemy import JSON, Row, case, cast, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from procure_runtime.db import among, dialect_of, update_many
+from procure_runtime.db import among, dialect_of, update_many, upsert_insert
 from procure_shipping.domain import Units
 from procure_shipping.models import charges, delivered_items, deliveries, ready_items
 
@@ -109,7 +108,7 @@ def _join_ready(dialect: str) -> Any:
     read, by `charge_id` (not unique on its own), was a sequential scan on PostgreSQL
     while the table's cached plan still took it for empty (bench/README.md, lever 29)."""
     table = ready_items
-    stmt: Any = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    stmt = upsert_insert(table, dialect)
     stmt = stmt.on_conflict_do_update(
         index_elements=[table.c.charge_id, table.c.location_key],
         set_={

@@ -178,11 +178,10 @@ async def test_a_json_column_takes_contract_models_and_reads_back_their_json(
     assert raw == '{"id":"u-1","name":"Zoë Åberg","email":"zoe@example.com"}'
 
 
-async def test_the_statements_run_for_every_batch_are_built_once(
-    database_url,
-) -> None:
+async def test_the_statements_run_for_every_batch_are_built_once(db_backend, database_url) -> None:
     """`insert_many`, `update_many` and `plain_insert` hand SQLAlchemy the same statement
-    object each time: it is not built again, nor its cache key worked out again."""
+    object each time: it is not built again, nor its cache key worked out again. (On
+    PostgreSQL `insert_many` sends its own text instead: test_bulk_insert.py.)"""
     url = database_url("built_once")
     db = Database(url)
     ran: list[Any] = []
@@ -205,7 +204,8 @@ async def test_the_statements_run_for_every_batch_are_built_once(
     finally:
         await db.dispose()
     first, second = ran[: len(ran) // 2], ran[len(ran) // 2 :]
-    assert len(first) == 4 and all(a is b for a, b in zip(first, second, strict=True))
+    assert len(first) == (2 if db_backend == "postgresql" else 4)
+    assert all(a is b for a, b in zip(first, second, strict=True))
 
 
 @pytest.mark.parametrize(("wait_ms", "expected"), [(50, (GATHER_BYTES, 50)), (0, (1, 500))])

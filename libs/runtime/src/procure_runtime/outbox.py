@@ -14,7 +14,7 @@ from sqlalchemy import MetaData, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from procure_runtime import metrics
-from procure_runtime.db import Database, among, plain_insert, utcnow
+from procure_runtime.db import Database, among, insert_all, utcnow
 from procure_runtime.kafka import producer_options
 from procure_runtime.logging import get_logger
 from procure_runtime.settings import ServiceSettings
@@ -31,8 +31,9 @@ async def write_outbox(session: AsyncSession, metadata: MetaData, outgoing: list
         return
     table = metadata.tables["outbox"]
     now = utcnow()
-    await session.execute(
-        plain_insert(table),
+    await insert_all(
+        session,
+        table,
         [
             {
                 "event_id": o.event.id,

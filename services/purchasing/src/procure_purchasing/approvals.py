@@ -15,7 +15,7 @@ from procure_purchasing import fulfillment
 from procure_purchasing.domain import AlreadyDecided, needs_approval
 from procure_purchasing.models import UNIT_COUNTERS, approvals, charges
 from procure_runtime import Applying, NotFound, UnitOfWork
-from procure_runtime.db import upsert_insert, utcnow
+from procure_runtime.db import insert_rows, upsert_insert, utcnow
 
 APPROVAL_REQUESTED = spec_for_topic("approval.requested")
 APPROVAL_DECIDED = spec_for_topic("approval.decided")
@@ -50,8 +50,8 @@ async def send_to_procurement(items: list[Applying]) -> None:
         row["waiting" if waits else "queued"] += data.quantity
     stored = {  # in id order, as every writer of charges takes their locks
         row.id: row
-        for row in await session.execute(
-            _send(dialect), [rows[charge_id] for charge_id in sorted(rows)]
+        for row in await insert_rows(
+            session, _send(dialect), [rows[charge_id] for charge_id in sorted(rows)]
         )
     }
     for item in queued:

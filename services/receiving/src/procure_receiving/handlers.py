@@ -5,7 +5,7 @@ from procure_contracts.registry import spec_for_topic
 from procure_contracts.status import POStatus
 from procure_receiving.models import metadata, po_lines, purchase_orders
 from procure_runtime import Applying, EventHandlers
-from procure_runtime.db import insert_many, plain_insert
+from procure_runtime.db import insert_all, insert_many
 from procure_runtime.logging import get_logger
 from procure_runtime.replica import replicate
 
@@ -62,4 +62,4 @@ async def on_po_submitted(items: list[Applying]) -> None:
             for position, line in enumerate(item.data.lines)
         ]
     if lines:
-        await session.execute(plain_insert(po_lines), lines)
+        await insert_all(session, po_lines, lines)

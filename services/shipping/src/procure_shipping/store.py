@@ -9,7 +9,7 @@ from sqlalchemy import JSON, Row, case, cast, func, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from procure_runtime.db import among, dialect_of, update_many, upsert_insert
+from procure_runtime.db import among, dialect_of, insert_rows, update_many, upsert_insert
 from procure_shipping.domain import Units
 from procure_shipping.models import charges, delivered_items, deliveries, ready_items
 
@@ -82,7 +82,8 @@ async def add_ready_many(session: AsyncSession, dialect: str, adding: list[Addin
         _, before, numbers = added.get(key, (location_id, 0, []))
         added[key] = (location_id, before + quantity, [*numbers, *serials])
     # One row per (charge, location), so no row is upserted twice in one statement.
-    rows = await session.execute(
+    rows = await insert_rows(
+        session,
         _join_ready(dialect),
         [
             {

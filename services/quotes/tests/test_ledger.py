@@ -116,8 +116,11 @@ def apply_with_parking(order: list[int]) -> Ledger:
                     continue
                 parked.remove(waiting)
                 progress = True
-                assert sum(led.units().values()) == 6
-                assert all(n >= 0 for n in led.units().values())
+                counts = led.units()
+                assert sum(counts.values()) == 6
+                assert all(n >= 0 for n in counts.values())
+                done = counts[U.DELIVERED] + counts[U.CANCELED]
+                assert led.can_fulfill == (done == 6)
     assert parked == []
     return led
 

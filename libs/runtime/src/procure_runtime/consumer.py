@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter, ValidationError
-from sqlalchemy import CursorResult, MetaData, delete, func, select, update
+from sqlalchemy import MetaData, delete, func, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from procure_contracts import CloudEvent
@@ -451,12 +451,11 @@ class Consumer:
         started = time.perf_counter()
         try:
             async with self.db.session() as session:
-                claimed: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
-                    insert_ignore(inbox, self.db.dialect).values(
-                        event_id=d.event.id, topic=record.topic
-                    )
-                )
-                if claimed.rowcount == 0:
+                # The batch's claim, for a batch of one: its statement is built and
+                # prepared once, where building `insert().values()` for every record
+                # cost as much CPU as the rest of the claim.
+                row = {"event_id": d.event.id, "topic": record.topic, "processed_at": utcnow()}
+                if not await insert_many(session, inbox, [row], inbox.c.event_id):
                     raise _Duplicate
                 uow = UnitOfWork(session, self.source, cause=d.event)
                 await d.handler(uow, d.data, d.event)

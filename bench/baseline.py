@@ -14,6 +14,7 @@ from procure_runtime.kafka import await_leaders
 from procure_runtime.settings import ServiceSettings
 
 PRODUCER = {"acks": "all", "enable_idempotence": True, "linger_ms": 1}  # as the runtime's
+ECHO_ROUNDS = 3
 
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
@@ -103,7 +104,13 @@ async def run(bootstrap: str, payloads: list[bytes], partitions: int) -> dict[st
     n = len(payloads)
     results = {"produce": await produce(bootstrap, a, payloads)}
     results["consume"] = await consume(bootstrap, a, n)
-    results["echo"] = await echo(bootstrap, a, b, n, per_record=False)
+    # An echo of 2,000 records lasts well under a tenth of a second, so one round moves
+    # with whatever else the machine does that instant (15,800-33,000/s between runs of
+    # one hour): the floor is the median of ECHO_ROUNDS rounds, each in a consumer group
+    # of its own over the same records; every round's rate is kept beside it.
+    rounds = [await echo(bootstrap, a, b, n, per_record=False) for _ in range(ECHO_ROUNDS)]
+    median = sorted(rounds, key=lambda r: r["events_per_s"])[len(rounds) // 2]
+    results["echo"] = {**median, "rounds": [r["events_per_s"] for r in rounds]}
     results["echo_per_record"] = await echo(bootstrap, a, c, n, per_record=True)
     for r in results.values():
         r["message_bytes"] = round(sum(map(len, payloads)) / n)

@@ -70,6 +70,13 @@ def _fmt(x: float | None) -> str:
     return f"{x:.2f}x" if x >= 0.1 else f"{x:.2g}x"  # small ratios keep two digits
 
 
+def _rounds(results: dict[str, Any]) -> str:
+    rounds = results.get("baseline", {}).get("echo", {}).get("rounds") or []
+    if len(rounds) < 2:
+        return ""
+    return f": the median of {len(rounds)} rounds, " + ", ".join(f"{r:,.0f}" for r in rounds) + "/s"
+
+
 def markdown(results: dict[str, Any], paths: dict[str, Path]) -> str:
     meta = results["meta"]
     lines = [
@@ -96,7 +103,8 @@ def markdown(results: dict[str, Any], paths: dict[str, Path]) -> str:
     lines += [
         "",
         "- *baseline:echo* consumes from A, publishes each fetched batch to B, awaits the acks "
-        "and commits (the floor); *echo_per_record* awaits the ack and commits per record.",
+        f"and commits (the floor{_rounds(results)}); *echo_per_record* awaits the ack and "
+        "commits per record.",
         "- *minimal-loop* is a hand-written loop making purchasing's writes for "
         "`charge.need_order`: a like-for-like reference for *service:purchasing* only; for "
         "the other services the ratio is for scale. *minimal-loop-batched* is the same loop "

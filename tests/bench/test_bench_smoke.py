@@ -34,6 +34,8 @@ def test_smoke_run_measures_every_scenario_and_writes_the_reports(
     assert set(results["baseline"]) == {"produce", "consume", "echo", "echo_per_record"}
     for figures in results["baseline"].values():
         assert figures["events"] >= 20 and figures["events_per_s"] > 0
+    echo = results["baseline"]["echo"]  # the floor: the median of three rounds
+    assert len(echo["rounds"]) == 3 and echo["events_per_s"] == sorted(echo["rounds"])[1]
     loops = {m["scenario"]: m for m in results["minimal"]}
     assert set(loops) == {"minimal-loop:purchasing", "minimal-loop-batched:purchasing"}
     for loop in loops.values():
@@ -61,6 +63,7 @@ def test_smoke_run_measures_every_scenario_and_writes_the_reports(
         in summary
     )
     assert "| service:purchasing | " in summary and "indicative" in summary
+    assert "the median of 3 rounds" in summary
     pngs = sorted(p.name.rsplit("-", 1)[-1] for p in tmp_path.glob("*.png"))
     assert pngs == ["lag.png", "throughput.png"]
     assert all(p.stat().st_size > 1000 for p in tmp_path.glob("*.png"))

@@ -30,6 +30,7 @@ from procure_runtime.db import (
     UTCDateTime,
     insert_all,
     insert_many,
+    insert_together,
     new_metadata,
     utcnow,
 )
@@ -194,3 +195,40 @@ async def test_a_default_the_database_works_out_is_left_to_sqlalchemy(twin) -> N
     assert sorted(r.id for r in added) == ["a", "b"]
     rows = await stored(db, stamped, stamped.c.id)
     assert [r["id"] for r in rows] == ["a", "b", "c"] and all(r["at"] for r in rows)
+
+
+async def test_insert_together_writes_every_table_in_one_statement_on_postgresql(
+    db_backend, twin
+) -> None:
+    """A batch's deferred rows and its outbox: each table's rows as `insert_all` or
+    `insert_many` would store them, in one round trip on PostgreSQL (one per table on
+    SQLite); a part that cannot go as arrays sends every part on its own."""
+    _, db = twin
+    sent: list[str] = []
+
+    @event.listens_for(db.engine.sync_engine, "before_cursor_execute")
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+        sent.append(statement)
+
+    async with db.session() as session:
+        await insert_all(session, things, [row(1)])
+        sent.clear()
+        await insert_together(
+            session,
+            [
+                (things, [row(1, count=99), row(2)], True),  # t1 exists: ignored
+                (lines, [], False),  # nothing: no statement
+                (lines, [{"label": "a"}, {"label": "b"}], False),
+            ],
+        )
+        together = len(sent)
+        sent.clear()
+        await insert_together(
+            session, [(stamped, [{"id": "s"}], True), (lines, [{"label": "c"}], False)]
+        )
+        apart = len(sent)
+    assert (together, apart) == ((1, 2) if db_backend == "postgresql" else (2, 2))
+    got = await stored(db, things, things.c.id)
+    assert [(r["id"], r["count"]) for r in got] == [("t1", 1), ("t2", 2)]
+    assert [r["label"] for r in await stored(db, lines, lines.c.n)] == ["a", "b", "c"]
+    assert [r["id"] for r in await stored(db, stamped, stamped.c.id)] == ["s"]

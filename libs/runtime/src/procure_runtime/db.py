@@ -170,6 +170,43 @@ async def insert_rows(session: AsyncSession, stmt: Insert, rows: list[dict[str, 
     return list(result.all()) if result.returns_rows else []
 
 
+async def insert_together(
+    session: AsyncSession, parts: list[tuple[Table, list[dict[str, Any]], bool]]
+) -> None:
+    """Several tables' inserts with nothing to return, each `(table, rows, ignore
+    conflicts)`: on PostgreSQL one statement for all of them (each a data-modifying WITH
+    query), so a batch's deferred rows and its outbox cost one round trip, not one a
+    table (bench/README.md, lever 36); elsewhere one statement per table, in order."""
+    dialect = session.get_bind().dialect
+    stmts = [
+        (_insert_ignore(table, dialect.name, ()) if ignore else plain_insert(table), rows)
+        for table, rows, ignore in parts
+        if rows
+    ]
+    plans = []
+    if len(stmts) > 1 and dialect.driver == "asyncpg":
+        plans = [_unnest_plan(stmt, tuple(rows[0]), dialect) for stmt, rows in stmts]
+    ready = [plan for plan in plans if plan is not None]
+    if not plans or len(ready) < len(plans):
+        for stmt, rows in stmts:
+            await insert_rows(session, stmt, rows)
+        return
+    args = tuple(
+        array for plan, (_, rows) in zip(ready, stmts, strict=True) for array in plan.arrays(rows)
+    )
+    connection = await session.connection()
+    await connection.exec_driver_sql(_together(tuple(ready)), args)
+
+
+@functools.lru_cache(maxsize=512)
+def _together(plans: tuple["_UnnestPlan", ...]) -> str:
+    queries, first = [], 1
+    for n, plan in enumerate(plans):
+        queries.append(f"w{n} AS ({plan.text(first)})")
+        first += len(plan.columns)
+    return "WITH " + ", ".join(queries) + " SELECT 1"
+
+
 # On PostgreSQL a batch's rows go as one array per column, in one statement whose text is
 # the same whatever the number of rows (`INSERT ... SELECT FROM unnest($1::t1[], ...)`),
 # sent as it is (`exec_driver_sql`: the session's connection and transaction, no compiling
@@ -185,9 +222,27 @@ async def insert_rows(session: AsyncSession, stmt: Insert, rows: list[dict[str, 
 
 
 class _UnnestPlan:
-    def __init__(self, sql: str, columns: list[tuple[str, Any, Any]]) -> None:
-        self.sql = sql
+    def __init__(
+        self,
+        columns: list[tuple[str, Any, Any]],
+        table: str,
+        names: str,
+        casts: list[str],
+        tail: str,
+    ) -> None:
         self.columns = columns  # (name, bind processor or None, default or None)
+        self._head = (table, names, casts, tail)  # quoted, compiled: what text() renders
+        self.sql = self.text(1)
+
+    def text(self, first: int) -> str:
+        """The statement, its parameters numbered from `first`."""
+        table, names, casts, tail = self._head
+        arrays = ", ".join(f"${n}::{cast}[]" for n, cast in enumerate(casts, first))
+        # ORDER BY the position: rows (and their serial ids) go in the order given.
+        return (
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM unnest({arrays}) "
+            f"WITH ORDINALITY AS u({names}, position_) ORDER BY position_{tail}"
+        )
 
     def arrays(self, rows: list[dict[str, Any]]) -> tuple[list[Any], ...]:
         out = []
@@ -226,17 +281,13 @@ def _unnest_plan(stmt: Insert, keys: tuple[str, ...], dialect: Any) -> _UnnestPl
     if tail is None or "$" in tail:
         return None
     quote = dialect.identifier_preparer.quote
-    names = ", ".join(quote(name) for name, _, _ in columns)
-    arrays = ", ".join(
-        f"${n}::{table.c[name].type.compile(dialect=dialect)}[]"
-        for n, (name, _, _) in enumerate(columns, 1)
+    return _UnnestPlan(
+        columns,
+        quote(table.name),
+        ", ".join(quote(name) for name, _, _ in columns),
+        [table.c[name].type.compile(dialect=dialect) for name, _, _ in columns],
+        tail,
     )
-    # ORDER BY the position: rows (and their serial ids) go in the order given.
-    sql = (
-        f"INSERT INTO {quote(table.name)} ({names}) SELECT {names} FROM unnest({arrays}) "
-        f"WITH ORDINALITY AS u({names}, position_) ORDER BY position_{tail}"
-    )
-    return _UnnestPlan(sql, columns)
 
 
 def _after_values(sql: str) -> str | None:

@@ -8,17 +8,18 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import MetaData, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from procure_runtime import metrics
-from procure_runtime.db import Database, among, insert_all, utcnow
+from procure_runtime.db import Database, among, insert_together, utcnow
 from procure_runtime.kafka import producer_options
 from procure_runtime.logging import get_logger
 from procure_runtime.settings import ServiceSettings
-from procure_runtime.uow import Outgoing, UnitOfWork, write_deferred
+from procure_runtime.uow import Outgoing, UnitOfWork, deferred_rows
 
 log = get_logger("procure.outbox")
 BATCH = 500
@@ -26,32 +27,28 @@ RETENTION = timedelta(hours=1)
 HEADERS = [("content-type", b"application/cloudevents+json")]  # CloudEvents, structured mode
 
 
-async def write_outbox(session: AsyncSession, metadata: MetaData, outgoing: list[Outgoing]) -> None:
-    if not outgoing:
-        return
-    table = metadata.tables["outbox"]
+def _outbox_rows(outgoing: list[Outgoing]) -> list[dict[str, Any]]:
     now = utcnow()
-    await insert_all(
-        session,
-        table,
-        [
-            {
-                "event_id": o.event.id,
-                "topic": o.spec.topic,
-                "key": o.key,
-                "value": o.event.to_bytes(),
-                "created_at": now,
-            }
-            for o in outgoing
-        ],
-    )
+    return [
+        {
+            "event_id": o.event.id,
+            "topic": o.spec.topic,
+            "key": o.key,
+            "value": o.event.to_bytes(),
+            "created_at": now,
+        }
+        for o in outgoing
+    ]
 
 
 async def write_effects(session: AsyncSession, metadata: MetaData, uows: list[UnitOfWork]) -> None:
-    """What units of work leave for their end, in their transaction: the deferred rows,
-    then the outgoing events into the outbox (each one statement per table)."""
-    await write_deferred(session, uows)
-    await write_outbox(session, metadata, [o for uow in uows for o in uow.outgoing])
+    """What units of work leave for their end, in their transaction: the deferred rows
+    (insert-or-ignore), then the outgoing events into the outbox. One statement on
+    PostgreSQL, one per table elsewhere."""
+    parts = [(table, rows, True) for table, rows in deferred_rows(uows).items()]
+    outgoing = [o for uow in uows for o in uow.outgoing]
+    parts.append((metadata.tables["outbox"], _outbox_rows(outgoing), False))
+    await insert_together(session, parts)
 
 
 class OutboxRelay:

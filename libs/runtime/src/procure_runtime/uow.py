@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from procure_contracts import CloudEvent, new_event
 from procure_contracts.registry import EventSpec
 from procure_contracts.shapes import Shape
-from procure_runtime.db import dialect_of, insert_many
+from procure_runtime.db import dialect_of
 
 
 @dataclass
@@ -64,11 +64,11 @@ class UnitOfWork:
         self.deferred.append((table, row))
 
 
-async def write_deferred(session: AsyncSession, uows: Iterable[UnitOfWork]) -> None:
-    """The deferred rows of `uows`, one executemany per table (in first-use order)."""
+def deferred_rows(uows: Iterable[UnitOfWork]) -> dict[Table, list[dict[str, Any]]]:
+    """The deferred rows of `uows` by table (in first-use order), each table's in the
+    order they were deferred."""
     by_table: dict[Table, list[dict[str, Any]]] = {}
     for uow in uows:
         for table, row in uow.deferred:
             by_table.setdefault(table, []).append(row)
-    for table, rows in by_table.items():
-        await insert_many(session, table, rows)
+    return by_table

@@ -214,11 +214,10 @@ def _together(plans: tuple["_UnnestPlan", ...]) -> str:
 # parameters than on anything else in the hot paths, and PostgreSQL takes one array
 # faster than hundreds of parameters (bench/README.md, lever 32; the same arrays sent
 # through SQLAlchemy's ARRAY types gained nothing: their processing cost what the
-# per-row parameters did). Values still go through
-# each column type's own bind processor, so they are stored exactly as SQLAlchemy would
-# store them; the statement's ON CONFLICT and RETURNING clauses are SQLAlchemy's own
-# compiled text. Returned rows are the driver's values (no column we return has a result
-# processor on asyncpg).
+# per-row parameters did). Values still go through each column type's own bind
+# processor, so they are stored exactly as SQLAlchemy would store them; the statement's
+# ON CONFLICT and RETURNING clauses are SQLAlchemy's own compiled text. Returned rows
+# are the driver's values (no column we return has a result processor on asyncpg).
 
 
 class _UnnestPlan:

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Union
 from pydantic import Field, TypeAdapter, ValidationError
 from sqlalchemy import MetaData, delete, func, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from procure_contracts import CloudEvent
 from procure_contracts.registry import (
@@ -287,12 +288,21 @@ class Consumer:
                 self._parking_wake.set()
             return
 
+    async def _claim(self, session: AsyncSession, topics: dict[str, str]) -> set[str]:
+        """Claim event ids (id -> topic) in the inbox with one insert-or-ignore: the ids
+        this transaction claimed (an id already there is a duplicate). One statement,
+        built and prepared once, for a batch and for a batch of one alike: building
+        `insert().values()` for every record cost as much CPU as the claim itself."""
+        inbox = self.metadata.tables["inbox"]
+        now = utcnow()
+        rows = [{"event_id": eid, "topic": t, "processed_at": now} for eid, t in topics.items()]
+        return {r.event_id for r in await insert_many(session, inbox, rows, inbox.c.event_id)}
+
     async def _apply_batch(self, pending: list[tuple[Record, _Decoded]]) -> int:
         """One transaction for the batch: claim every event id in the inbox with one
         statement (an id already there, or twice in the batch, is a duplicate and
         skipped), run the handlers in order, then write every unit of work's deferred rows
-        and outgoing events (one statement per table). Returns how many records applied."""
-        inbox = self.metadata.tables["inbox"]
+        and outgoing events (`write_effects`). Returns how many records applied."""
         started = time.perf_counter()
         uows: list[UnitOfWork] = []
         applied: list[_Decoded] = []
@@ -300,14 +310,8 @@ class Consumer:
         first: dict[str, Record] = {}
         for record, d in pending:
             first.setdefault(d.event.id, record)
-        now = utcnow()
         async with self.db.session() as session:
-            rows = [
-                {"event_id": eid, "topic": r.topic, "processed_at": now} for eid, r in first.items()
-            ]
-            claimed = {
-                r.event_id for r in await insert_many(session, inbox, rows, inbox.c.event_id)
-            }
+            claimed = await self._claim(session, {eid: r.topic for eid, r in first.items()})
             runs: list[list[tuple[Record, _Decoded]]] = []
             keys: set[bytes | None] = set()
             for record, d in pending:
@@ -447,15 +451,10 @@ class Consumer:
         """One transaction: claim the event id in the inbox, run the handler, write the
         outbox. The inbox insert comes first: a duplicate costs one statement, and a
         concurrent instance applying the same event waits on that row, then sees it."""
-        inbox = self.metadata.tables["inbox"]
         started = time.perf_counter()
         try:
             async with self.db.session() as session:
-                # The batch's claim, for a batch of one: its statement is built and
-                # prepared once, where building `insert().values()` for every record
-                # cost as much CPU as the rest of the claim.
-                row = {"event_id": d.event.id, "topic": record.topic, "processed_at": utcnow()}
-                if not await insert_many(session, inbox, [row], inbox.c.event_id):
+                if not await self._claim(session, {d.event.id: record.topic}):
                     raise _Duplicate
                 uow = UnitOfWork(session, self.source, cause=d.event)
                 await d.handler(uow, d.data, d.event)

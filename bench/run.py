@@ -2,8 +2,9 @@
 [--smoke] [--profile SERVICE] [--out DIR]`: the raw-Kafka baseline, the minimal loop and
 each service's hot path, in one run on one broker, then JSON, Markdown and plots.
 
-`python -m bench e2e ...` (bench/e2e.py) and `python -m bench memory ...`
-(bench/memory.py) run the whole stack instead."""
+`python -m bench e2e ...` (bench/e2e.py), `python -m bench sweep ...` (bench/sweep.py:
+e2e at several rates) and `python -m bench memory ...` (bench/memory.py) run the whole
+stack instead."""
 
 import argparse
 import logging
@@ -20,7 +21,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import baseline, e2e, e2e_report, env, memory, minimal, report, services
+from bench import baseline, e2e, e2e_report, env, memory, minimal, report, services, sweep
 from bench.events import need_orders
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -41,11 +42,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     whole.add_argument("--rate", type=float, default=None, help="charges offered per s (100)")
     whole.add_argument("--warmup", type=int, default=None, help="charges before the clock (20)")
     whole.add_argument("--smoke", action="store_true", help="tiny: n=10, rate 10, sqlite")
+    curve = sub.add_parser("sweep", help="e2e at several offered rates (bench/sweep.py)")
+    curve.add_argument("--rates", default=None, help="charges/s (25,50,75,100,125)")
+    curve.add_argument("--seconds", type=float, default=None, help="of offers per rate (20)")
+    curve.add_argument("--warmup", type=int, default=None, help="charges before the clock (20)")
+    curve.add_argument("--smoke", action="store_true", help="tiny: rates 5,10 for 1 s, sqlite")
     mem = sub.add_parser("memory", help="RSS per service under steady load (bench/memory.py)")
     mem.add_argument("--minutes", type=float, default=10.0)
     mem.add_argument("--rate", type=float, default=20.0, help="charges offered per s")
     mem.add_argument("--every", type=float, default=5.0, help="seconds between samples")
-    for p in (whole, mem):
+    for p in (whole, curve, mem):
         p.add_argument("--db", choices=("postgresql", "sqlite"), default=None)
         p.add_argument("--cadence", type=float, default=1.0, help="the people act every N s")
         p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
@@ -53,6 +59,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.command == "e2e":
         args.n = args.n or (10 if args.smoke else 2000)
         args.rate = args.rate or (10.0 if args.smoke else 100.0)
+        args.warmup = args.warmup if args.warmup is not None else (2 if args.smoke else 20)
+        args.db = args.db or ("sqlite" if args.smoke else "postgresql")
+    if args.command == "sweep":
+        try:
+            args.rates = sweep.rates_of(
+                args.rates or ("5,10" if args.smoke else "25,50,75,100,125")
+            )
+        except ValueError as exc:
+            parser.error(str(exc))
+        args.seconds = args.seconds or (1.0 if args.smoke else 20.0)
         args.warmup = args.warmup if args.warmup is not None else (2 if args.smoke else 20)
         args.db = args.db or ("sqlite" if args.smoke else "postgresql")
     if args.command == "memory":
@@ -117,8 +133,13 @@ def git_commit() -> str:
         return "?"
 
 
-def whole_stack(args: argparse.Namespace) -> int:
-    """`e2e` or `memory`: one stack, one measurement, then JSON, Markdown and plots."""
+def harness_cpu_s() -> float:
+    """CPU seconds this process (the harness) has used so far."""
+    return sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+
+
+def on_stack(args: argparse.Namespace) -> dict[str, Any]:
+    """`e2e` or `memory`: one fresh stack, one measurement, and the run's facts."""
     scenario = e2e if args.command == "e2e" else memory
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     load_before = os.getloadavg()[0]
@@ -139,9 +160,15 @@ def whole_stack(args: argparse.Namespace) -> int:
         "commit": git_commit(),
         "python": sys.version.split()[0],
         "event_loop": env.event_loop(),
-        "harness_cpu_s": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),
+        "harness_cpu_s": round(harness_cpu_s(), 1),
     }
-    paths = e2e_report.write(results, args.out, stamp)
+    return results
+
+
+def whole_stack(args: argparse.Namespace) -> int:
+    """`e2e` or `memory`: one stack, one measurement, then JSON, Markdown and plots."""
+    results = on_stack(args)
+    paths = e2e_report.write(results, args.out, results["meta"]["stamp"])
     for name, s in results["stages"].items():
         if s.get("count"):
             say(
@@ -151,9 +178,42 @@ def whole_stack(args: argparse.Namespace) -> int:
     return 0 if results["ok"] else 1
 
 
+def load_sweep(args: argparse.Namespace) -> int:
+    """`sweep`: `e2e` at each rate on a fresh stack, then one JSON, Markdown and plot."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    points = []
+    for rate in args.rates:
+        run = argparse.Namespace(
+            **{**vars(args), "command": "e2e", "rate": rate, "n": round(rate * args.seconds)}
+        )
+        say(f"sweep: {rate:g} charges/s, {run.n} charges")
+        cpu_before = harness_cpu_s()
+        results = on_stack(run)
+        points.append(sweep.point(results, harness_cpu_s() - cpu_before))
+        p99 = results["stages"]["won→queue"].get("p99_ms")
+        say(f"sweep: {rate:g}/s {'ok' if results['ok'] else 'NOT ok'}; won→queue p99 {p99} ms")
+    meta = {
+        "stamp": stamp,
+        "database": args.db,
+        "broker": results["meta"]["broker"],
+        "cpus": os.cpu_count(),
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+        "cadence": args.cadence,
+        "commit": git_commit(),
+        "python": sys.version.split()[0],
+        "event_loop": env.event_loop(),
+    }
+    paths = sweep.write({"scenario": "sweep", "meta": meta, "points": points}, args.out, stamp)
+    say(f"wrote {paths['json']} and {paths['markdown']}")
+    return 0 if all(p["ok"] for p in points) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # retried leader moves are noise
+    if args.command == "sweep":
+        return load_sweep(args)
     if args.command != "run":
         return whole_stack(args)
     args.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

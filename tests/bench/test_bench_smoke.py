@@ -114,6 +114,41 @@ def test_smoke_e2e_carries_every_charge_to_delivered_and_writes_the_reports(
     assert all(p.stat().st_size > 1000 for p in tmp_path.glob("*.png"))
 
 
+def test_smoke_sweep_runs_each_rate_on_its_own_stack_and_writes_the_curve(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "sweep", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+
+    [report] = tmp_path.glob("*-sweep.json")
+    sweep = json.loads(report.read_text())
+    points = sweep["points"]
+    assert [(p["rate"], p["charges"], p["ok"]) for p in points] == [(5, 5, True), (10, 10, True)]
+    assert len({p["stamp"] for p in points}) == 2  # a fresh stack per rate
+    services = {"quotes", "inventory", "purchasing", "receiving", "shipping", "notifier"}
+    for p in points:
+        assert set(p["stages"]) == {"won→queue", "receipt→ready", "receipt→ready (quotes)"}
+        for stage in p["stages"].values():
+            assert stage["count"] == p["charges"] and stage["p50_ms"] <= stage["p99_ms"]
+        assert set(p["cpu_pct"]) == services and all(v > 0 for v in p["cpu_pct"].values())
+        assert p["harness_cpu_s"] > 0
+    verdict = sweep["highest_rate_within_goal"]
+    assert verdict in (None, 5, 10)  # judged from the figures, whatever this machine gave
+
+    summary = (tmp_path / "latest-sweep.md").read_text()
+    assert "| 5 | " in summary and "| 10 | " in summary and "indicative" in summary
+    [png] = tmp_path.glob("*-sweep.png")
+    assert png.stat().st_size > 1000 and not list(tmp_path.glob("latest-e2e.md"))
+
+
 def _tool(module: str, out: Path, *args: str, timeout: float) -> tuple[str, dict]:
     """Runs `python -m bench.<module> ... --out out`; its stdout and the figures it wrote.
     Each tool exits non-zero when what it timed did not all happen."""

@@ -11,9 +11,10 @@ import uvloop
 from pydantic import ValidationError
 from sqlalchemy import JSON, Column, Integer, String, Table, event, func, select, text
 
-from probe_service import build
+from probe_service import CREATED, build, charges, count
 from procure_contracts.shapes import Address, Person
-from procure_devstack.testing import eventually, running
+from procure_devstack import factories as f
+from procure_devstack.testing import KafkaProbe, eventually, running
 from procure_runtime import gc_tuning, service
 from procure_runtime.db import (
     Database,
@@ -213,12 +214,39 @@ async def test_the_consumer_fetches_with_the_configured_gathering_wait(
     service_settings, wait_ms, expected
 ) -> None:
     """`PROCURE_FETCH_WAIT_MS`: the broker holds a fetch up to that long to gather records
-    into one batch (a size no batch reaches, so the wait decides); 0 answers at once."""
+    into one batch (or until `GATHER_BYTES` are there); 0 answers at once."""
     app, runtime = build(service_settings("probe", fetch_wait_ms=wait_ms))
     async with running(app, runtime):
         [subscriber] = runtime.broker.subscribers
         consumer = await eventually(lambda: getattr(subscriber, "consumer", None))
         assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == expected
+
+
+async def test_a_fetch_that_holds_a_bulk_events_bytes_is_answered_before_the_wait(
+    service_settings,
+) -> None:
+    """A fetch gathers for up to `PROCURE_FETCH_WAIT_MS` unless `GATHER_BYTES` are there:
+    a bulk event (many lines, more bytes than that) is applied at once, not after the wait.
+    The wait here is long enough that half of it cannot pass unnoticed."""
+    wait_s = 6.0
+    settings = service_settings("probe", fetch_wait_ms=int(wait_s * 1000))
+    app, runtime = build(settings)
+    small = f.charge_created()
+    bulky = f.charge_created(f.charge(f.product(name="w" * (GATHER_BYTES + 1024))))
+    async with (
+        running(app, runtime),
+        KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
+    ):
+        await kafka.publish(CREATED, small)  # applied within a wait: the consumer is up
+        await eventually(lambda: _applied(runtime, small), timeout=3 * wait_s)
+        published = time.monotonic()
+        await kafka.publish(CREATED, bulky)
+        await eventually(lambda: _applied(runtime, bulky), timeout=3 * wait_s, interval=0.05)
+        assert time.monotonic() - published < wait_s / 2
+
+
+async def _applied(runtime, created) -> bool:
+    return await count(runtime, charges, id=created.charge.id) == 1
 
 
 def test_a_topic_counts_as_led_only_when_every_partition_has_a_leader() -> None:

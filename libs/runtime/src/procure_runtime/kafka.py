@@ -57,9 +57,14 @@ def client_kwargs(settings: ServiceSettings) -> dict[str, Any]:
     }
 
 
-# What a gathering fetch waits for besides the time: more than a batch of events holds,
-# so under a steady flow the wait decides, and a backlog is answered at once.
-GATHER_BYTES = 1024 * 1024
+# What a gathering fetch waits for besides the time: about ten per-charge events (~1.5 KB
+# each), or one bulk event (a PO, receipt or delivery of many lines). A thin flow still
+# waits the whole `PROCURE_FETCH_WAIT_MS`; a bulk event, a burst or a backlog is answered
+# at once, so the small events fetched with it do not wait out the rest of the window.
+# At 1 MB (a size no batch reached) every burst the people make waited the whole window
+# at every hop; 4 KB made batches so small that their fixed cost took the cores
+# (bench/README.md, lever 37).
+GATHER_BYTES = 16 * 1024
 
 
 def fetch_options(settings: ServiceSettings) -> tuple[int, int]:

@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: run test setup system-deps kafka-jars postgres lint format schemas docs faults bench bench-memory down
+.PHONY: run test setup system-deps kafka-jars postgres lint format schemas docs faults bench bench-sweep bench-memory down
 
 run: setup kafka-jars
 	$(UV) run procure up
@@ -53,6 +53,11 @@ BENCH_ARGS ?=
 bench: setup kafka-jars postgres
 	$(UV) run python -m bench run $(BENCH_ARGS)
 	$(UV) run python -m bench e2e
+
+# The whole flow at 25 to 125 charges/s, a fresh stack per rate: latency and CPU against
+# the offered load (bench/results/latest-sweep.md).
+bench-sweep: setup kafka-jars postgres
+	$(UV) run python -m bench sweep
 
 # Memory of every service under a steady load of the whole flow, 10 minutes.
 bench-memory: setup kafka-jars postgres

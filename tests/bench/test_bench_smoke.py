@@ -138,13 +138,16 @@ def test_smoke_sweep_runs_each_rate_on_its_own_stack_and_writes_the_curve(
         assert set(p["stages"]) == {"won→queue", "receipt→ready", "receipt→ready (quotes)"}
         for stage in p["stages"].values():
             assert stage["count"] == p["charges"] and stage["p50_ms"] <= stage["p99_ms"]
-        assert set(p["cpu_pct"]) == services and all(v > 0 for v in p["cpu_pct"].values())
-        assert p["harness_cpu_s"] > 0
-    verdict = sweep["highest_rate_within_goal"]
-    assert verdict in (None, 5, 10)  # judged from the figures, whatever this machine gave
+        assert set(p["cpu_pct"]) == services and None not in p["cpu_pct"].values()
+        assert sum(p["cpu_pct"].values()) > 0 and p["harness_cpu_s"] > 0
 
     summary = (tmp_path / "latest-sweep.md").read_text()
     assert "| 5 | " in summary and "| 10 | " in summary and "indicative" in summary
+    verdict = sweep["highest_rate_within_goal"]  # whatever this machine gave, as judged
+    if verdict is None:
+        assert "No rate measured kept every routing stage's p99 < 250 ms" in summary
+    else:
+        assert f"up to **{verdict:g} charges/s**" in summary
     [png] = tmp_path.glob("*-sweep.png")
     assert png.stat().st_size > 1000 and not list(tmp_path.glob("latest-e2e.md"))
 

@@ -19,6 +19,7 @@ from procure_runtime import gc_tuning, service
 from procure_runtime.db import (
     Database,
     among,
+    among_param,
     insert_many,
     new_metadata,
     plain_insert,
@@ -119,7 +120,9 @@ async def test_among_selects_as_in_does_with_one_statement_for_any_number_of_val
     db_backend, database_url
 ) -> None:
     """`among` means `IN`; on PostgreSQL the values travel as one array parameter, so
-    lists of every length share one statement (one prepared statement per connection)."""
+    lists of every length share one statement (one prepared statement per connection).
+    `among_param` is the same with the list given at execution, to a statement built
+    once."""
     url = database_url("among")
     db = Database(url)
     sent: list[tuple[str, Any]] = []
@@ -133,9 +136,12 @@ async def test_among_selects_as_in_does_with_one_statement_for_any_number_of_val
             await conn.run_sync(metadata.create_all)
             await conn.execute(tags.insert(), [{"id": f"t{n}"} for n in range(10)])
             sent.clear()
+            built_once = select(tags.c.id).where(among_param(tags.c.id, "ids", db.dialect))
             for wanted in (["t1"], ["t2", "t3", "nope"], [f"t{n}" for n in range(8)], []):
                 query = select(tags.c.id).where(among(tags.c.id, wanted, db.dialect))
                 got = set((await conn.scalars(query)).all())
+                assert got == set(wanted) - {"nope"}
+                got = set((await conn.scalars(built_once, {"ids": wanted})).all())
                 assert got == set(wanted) - {"nope"}
     finally:
         await db.dispose()
@@ -143,7 +149,7 @@ async def test_among_selects_as_in_does_with_one_statement_for_any_number_of_val
     if db_backend == "postgresql":
         [statement] = statements
         assert "= ANY (" in statement
-        assert [len(params) for _, params in sent] == [1, 1, 1, 1]  # the array, whole
+        assert [len(params) for _, params in sent] == [1] * 8  # the array, whole
     else:  # SQLite's IN: a statement per length
         assert all(" IN (" in s for s in statements) and len(statements) == 4
 

@@ -1,10 +1,11 @@
 """Quotes' Kafka handlers: one thin function per event type. Routing of new charges
 (R3/R4) and the charge status ledger; rules live in `domain`, persistence in `ledger`."""
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, Update, select, update
 
 from procure_contracts import CloudEvent
 from procure_contracts import events as ev
@@ -29,7 +30,7 @@ from procure_quotes.models import (
     sales_orders,
 )
 from procure_runtime import Applying, EventHandlers, Park, Reject, UnitOfWork
-from procure_runtime.db import among, insert_ignore, insert_many
+from procure_runtime.db import among_param, insert_ignore, insert_many
 from procure_runtime.logging import get_logger
 from procure_runtime.replica import replicate
 
@@ -73,6 +74,24 @@ async def on_reservation(uow: UnitOfWork, data: ev.StockReservationV1, event: Cl
 # --- new charges ------------------------------------------------------------------------
 
 
+# The per-charge handlers' statements, built once per dialect: built per batch, their
+# construction and cache key cost more CPU than running them (bench/README.md, lever 40).
+@functools.cache
+def _mark_won(dialect: str) -> Update:
+    return (
+        update(opportunities)
+        .where(among_param(opportunities.c.id, "ids", dialect))
+        .values(status="Won")
+    )
+
+
+@functools.cache
+def _charges_of(dialect: str) -> Select[Any]:
+    return select(charges.c.id, charges.c.sales_order_id).where(
+        among_param(charges.c.id, "ids", dialect)
+    )
+
+
 @handlers.on_batch(topic("opportunity.won"))
 async def on_opportunity_won(items: list[Applying]) -> None:
     """New sales orders and their charges, routed (R3/R4). A run of won opportunities is
@@ -112,11 +131,7 @@ async def on_opportunity_won(items: list[Applying]) -> None:
             )
     if not won:
         return
-    await session.execute(
-        update(opportunities)
-        .where(opportunities.c.id.in_({i.data.opportunity.id for i in won}))
-        .values(status="Won")
-    )
+    await session.execute(_mark_won(dialect), {"ids": sorted({i.data.opportunity.id for i in won})})
     planned: list[tuple[Applying, ChargeSpec, Address, Routing]] = []
     for item in won:
         so = item.data.sales_order
@@ -405,9 +420,7 @@ async def on_queue_change(items: list[Applying]) -> None:
     rows = {
         row.id: row
         for row in await items[0].uow.session.execute(
-            select(charges.c.id, charges.c.sales_order_id).where(
-                among(charges.c.id, wanted, items[0].uow.dialect)
-            )
+            _charges_of(items[0].uow.dialect), {"ids": sorted(wanted)}
         )
     }
     if missing := sorted(wanted - rows.keys()):

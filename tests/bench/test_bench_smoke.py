@@ -14,19 +14,24 @@ pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _bench(kafka_bootstrap: str, *args: str, timeout: float) -> None:
+    """`python -m bench ARGS` against the tests' broker; it must exit 0 (each command
+    exits non-zero when what it measured did not all happen)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+
+
 def test_smoke_run_measures_every_scenario_and_writes_the_reports(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "run", "--smoke", "--n", "20", "--out", str(tmp_path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    _bench(kafka_bootstrap, "run", "--smoke", "--n", "20", "--out", str(tmp_path), timeout=240)
 
     [report] = tmp_path.glob("*.json")
     results = json.loads(report.read_text())
@@ -72,16 +77,7 @@ def test_smoke_run_measures_every_scenario_and_writes_the_reports(
 def test_smoke_e2e_carries_every_charge_to_delivered_and_writes_the_reports(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "e2e", "--smoke", "--out", str(tmp_path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    _bench(kafka_bootstrap, "e2e", "--smoke", "--out", str(tmp_path), timeout=240)
 
     [report] = tmp_path.glob("*-e2e.json")
     results = json.loads(report.read_text())
@@ -117,16 +113,7 @@ def test_smoke_e2e_carries_every_charge_to_delivered_and_writes_the_reports(
 def test_smoke_sweep_runs_each_rate_on_its_own_stack_and_writes_the_curve(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "sweep", "--smoke", "--out", str(tmp_path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    _bench(kafka_bootstrap, "sweep", "--smoke", "--out", str(tmp_path), timeout=300)
 
     [report] = tmp_path.glob("*-sweep.json")
     sweep = json.loads(report.read_text())

@@ -82,11 +82,11 @@ async def charge_infos(session: AsyncSession, ids: Iterable[str]) -> dict[str, C
     if not wanted:
         return {}
     query = _infos_by("id", dialect_of(session))
-    return {c.id: c for c in await _run(session, query, wanted)}
+    return {c.id: c for c in await _run(session, query, {"ids": wanted})}
 
 
 async def sales_order_charges(session: AsyncSession, so_id: str) -> list[ChargeInfo]:
-    return await _infos(session, charges.c.sales_order_id == so_id)
+    return await _run(session, _query(charges.c.sales_order_id == so_id))
 
 
 async def sales_orders_charges(
@@ -95,13 +95,9 @@ async def sales_orders_charges(
     """`sales_order_charges` for many sales orders in one query."""
     out: dict[str, list[ChargeInfo]] = {}
     query = _infos_by("sales_order_id", dialect_of(session))
-    for info in await _run(session, query, sorted(set(so_ids))):
+    for info in await _run(session, query, {"ids": sorted(set(so_ids))}):
         out.setdefault(str(info.sales_order_id), []).append(info)
     return out
-
-
-async def _infos(session: AsyncSession, where: Any) -> list[ChargeInfo]:
-    return [_info(row) for row in (await session.execute(_query(where))).all()]
 
 
 def _query(where: Any) -> Select[Any]:
@@ -121,8 +117,10 @@ def _infos_by(column: str, dialect: str) -> Select[Any]:
     return _query(among_param(charges.c[column], "ids", dialect))
 
 
-async def _run(session: AsyncSession, query: Select[Any], ids: list[str]) -> list[ChargeInfo]:
-    return [_info(row) for row in (await session.execute(query, {"ids": ids})).all()]
+async def _run(
+    session: AsyncSession, query: Select[Any], params: dict[str, Any] | None = None
+) -> list[ChargeInfo]:
+    return [_info(row) for row in (await session.execute(query, params)).all()]
 
 
 def _info(row: Any) -> ChargeInfo:

@@ -119,7 +119,9 @@ def record(msg: Msg, offset: int) -> Record:
     return Record(topic=msg.topic, partition=0, offset=offset, key=msg.key, value=msg.value)
 
 
-async def measure(backend: str, groups: int, lines: int, workdir: Path) -> dict[str, Any]:
+async def measure(
+    backend: str, groups: int, lines: int, workdir: Path, *, growing: bool = False
+) -> dict[str, Any]:
     from procure_quotes.app import build
     from procure_quotes.models import charges
 
@@ -130,13 +132,16 @@ async def measure(backend: str, groups: int, lines: int, workdir: Path) -> dict[
         await runtime._migrate()
         consumer = runtime.consumer
         made = [group(lines, n) for n in range(groups)]
-        won = [record(m, i) for i, m in enumerate(m for g in made for m in g.won)]
-        for i in range(0, len(won), 200):  # setup, not timed: batches as a backlog makes
-            await consumer.process_batch(won[i : i + 200])
+        won = [[record(m, lines * n + i) for i, m in enumerate(g.won)] for n, g in enumerate(made)]
+        if not growing:  # every deal first: the bulk events meet tables at their full size
+            for deals in won:  # setup, not timed
+                await consumer.process_batch(deals)
         wall: dict[str, list[float]] = {k: [] for k in KINDS}
         cpu: dict[str, list[float]] = {k: [] for k in KINDS}
         async with settled_heap():  # the collector as a service process has it
             for n, g in enumerate(made):
+                if growing:  # a group's deals just before its bulk events, not timed
+                    await consumer.process_batch(won[n])
                 for msg in g.bulk:
                     started, used = time.perf_counter(), time.process_time()
                     await consumer.process_batch([record(msg, n)])
@@ -168,11 +173,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default="postgresql", choices=["sqlite", "postgresql"])
     parser.add_argument("--groups", type=int, default=20, help="bulk events of each kind")
     parser.add_argument("--lines", type=int, default=100, help="charges per bulk event")
+    parser.add_argument(
+        "--growing",
+        action="store_true",
+        help="each group's deals just before its bulk events, as the flow has them: the "
+        "tables grow from empty while the statements prepared early are kept",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-bulk-") as tmp:
-        figures = env.run(measure(args.db, args.groups, args.lines, Path(tmp)))
-    print(f"quotes, {args.db}, {args.groups} of each bulk event, {args.lines} lines each:")
+        figures = env.run(
+            measure(args.db, args.groups, args.lines, Path(tmp), growing=args.growing)
+        )
+    order = "deals and bulk events in turn" if args.growing else "every deal first"
+    print(f"quotes, {args.db}, {args.groups} of each bulk event, {args.lines} lines each, {order}:")
     print(f"{'event':<20} {'wall ms':>8} {'CPU ms':>8} {'CPU µs/line':>12}  (medians)")
     for kind, row in figures.items():
         print(
@@ -180,7 +194,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['cpu_us_per_line']:>12.0f}"
         )
     if args.out:
-        meta = {"database": args.db, "groups": args.groups, "lines": args.lines}
+        meta = {
+            "database": args.db,
+            "groups": args.groups,
+            "lines": args.lines,
+            "growing": args.growing,
+        }
         env.save_figures(args.out, "bulk", meta, {"quotes": figures})
     return 0
 

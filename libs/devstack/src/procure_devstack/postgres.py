@@ -5,7 +5,8 @@ started with ``pg_ctlcluster`` and administered as the ``postgres`` OS user
 over the local socket (peer auth), so this needs root (or to run as
 ``postgres``). Services then connect over TCP to 127.0.0.1 with a password:
 Debian's ``pg_hba.conf`` asks for scram-sha-256 there, which a role with a
-password satisfies without editing any config file.
+password satisfies without editing any config file. Over loopback they do not use
+TLS (``?ssl=disable`` in the URL): see ``database_url``.
 
 Library use::
 
@@ -17,13 +18,14 @@ Library use::
 Command line (stdout is meant for ``eval``)::
 
     python -m procure_devstack.postgres setup [--databases quotes,inventory,...]
-    # export QUOTES_DATABASE_URL=postgresql+asyncpg://procure:procure@127.0.0.1:5432/procure_quotes
+    # export QUOTES_DATABASE_URL=postgresql+asyncpg://procure:procure@127.0.0.1:5432/procure_quotes?ssl=disable
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import os
 import re
 import shutil
@@ -33,6 +35,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 __all__ = [
     "DEFAULT_CLUSTER",
@@ -41,6 +44,7 @@ __all__ = [
     "DEFAULT_VERSION",
     "Cluster",
     "PostgresError",
+    "asyncpg_dsn",
     "check_connection",
     "cluster_status",
     "database_url",
@@ -49,6 +53,7 @@ __all__ = [
     "ensure_database",
     "ensure_role",
     "main",
+    "with_database",
 ]
 
 DEFAULT_VERSION = os.environ.get("PROCURE_PG_VERSION", "15")
@@ -204,8 +209,40 @@ def database_url(
     host: str = HOST,
     port: int = 5432,
 ) -> str:
-    """The SQLAlchemy async URL the services take in ``<NAME>_DATABASE_URL``."""
-    return f"postgresql+asyncpg://{user}:{password}@{host}:{port}/{name}"
+    """The SQLAlchemy async URL the services take in ``<NAME>_DATABASE_URL``.
+
+    To a cluster on this host, without TLS (``?ssl=disable``): asyncpg uses TLS whenever
+    the server offers it, and Debian's cluster does, so every round trip was encrypted
+    and decrypted on both ends of the loopback, which protects nothing. That was ~35 us
+    of the service's CPU and ~15 us of PostgreSQL's a statement, about twice the
+    client's cost of a small one (bench/README.md, lever 41). Another host keeps
+    asyncpg's default."""
+    url = f"postgresql+asyncpg://{user}:{password}@{host}:{port}/{name}"
+    return f"{url}?ssl=disable" if _is_loopback(host) else url
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name
+        return False
+
+
+def asyncpg_dsn(url: str) -> str:
+    """``url`` as the services take it (SQLAlchemy's) as a DSN for ``asyncpg.connect``:
+    the scheme without the driver, and ``ssl=`` (a keyword argument SQLAlchemy hands to
+    ``asyncpg.connect``) as libpq's ``sslmode=``, which is what asyncpg reads in a DSN
+    (it would send ``ssl`` to the server as a setting, and fail)."""
+    parts = urlsplit(url)
+    query = [("sslmode" if k == "ssl" else k, v) for k, v in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(scheme="postgresql", query=urlencode(query)))
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` naming database ``name`` instead, its options kept."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def ensure_role(
@@ -270,8 +307,7 @@ def drop_database(name: str, *, port: int | None = None) -> None:
 async def _check(url: str) -> None:
     import asyncpg
 
-    dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    conn = await asyncpg.connect(dsn, timeout=10)
+    conn = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
     try:
         await conn.execute("CREATE TEMP TABLE procure_setup_check (x int)")
     finally:

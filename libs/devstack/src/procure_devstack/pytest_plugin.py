@@ -89,10 +89,10 @@ def _with_database(base: str, db: str, *, create: bool) -> str:
 
     import asyncpg  # type: ignore[import-untyped]
 
-    plain = base.replace("postgresql+asyncpg://", "postgresql://")
+    from procure_devstack import postgres
 
     async def create_db() -> None:
-        conn = await asyncpg.connect(plain)
+        conn = await asyncpg.connect(postgres.asyncpg_dsn(base))
         try:
             await conn.execute(f'CREATE DATABASE "{db}"')
         finally:
@@ -100,8 +100,7 @@ def _with_database(base: str, db: str, *, create: bool) -> str:
 
     if create:
         asyncio.run(create_db())
-    head, _, _ = base.rpartition("/")
-    return f"{head}/{db}"
+    return postgres.with_database(base, db)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

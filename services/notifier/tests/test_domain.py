@@ -1,5 +1,7 @@
 """The notifier's pure rules: stakeholders, one mail per address, subjects, backoff."""
 
+import os
+
 from procure_notifier.domain import (
     ChargeInfo,
     Item,
@@ -13,6 +15,7 @@ from procure_notifier.domain import (
     subject,
     team_mails,
 )
+from procure_notifier.notifications import render
 from procure_notifier.sender import SmtpSettings
 
 CARL = Person("p-carl", "Carl Charger", "carl@example.com")
@@ -126,3 +129,20 @@ def test_smtp_settings_come_from_the_spec_variables(monkeypatch) -> None:
     assert "s3cret" not in repr(smtp)
     context = smtp.tls_context()
     assert context is not None and context.check_hostname
+
+
+def test_rendering_a_mail_does_not_look_at_the_template_files(monkeypatch) -> None:
+    """The templates ship with the package and never change under a running service:
+    once loaded, a render reads nothing from disk (jinja2's default stats every
+    template file at every render, several times a mail)."""
+    mail = Mail("x@example.com", "X", [Item("W", 1, "ch-1", sales_order_id="so-9")])
+    notice = Notice(NotificationType.ON_ORDER, "On Order", po_number="PO-000042")
+    first = render(notice, mail)  # loads (and compiles) the templates once
+
+    def no_disk(*_: object) -> float:
+        raise AssertionError("a template file was looked at")
+
+    monkeypatch.setattr(os.path, "getmtime", no_disk)
+    monkeypatch.setattr(os.path, "isfile", no_disk)
+    assert render(notice, mail) == first
+    assert "PO-000042" in first[0] and "W" in first[1]

@@ -15,7 +15,7 @@ from sqlalchemy import MetaData, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from procure_runtime import metrics
-from procure_runtime.db import Database, among_param, insert_together, utcnow
+from procure_runtime.db import Database, among_param, insert_together, run_alone, utcnow
 from procure_runtime.kafka import producer_options
 from procure_runtime.logging import get_logger
 from procure_runtime.settings import ServiceSettings
@@ -57,7 +57,8 @@ class OutboxRelay:
         self.db = db
         self.table = t = metadata.tables["outbox"]
         # Built once: the relay runs a round per commit, and building them cost more CPU
-        # than running them (bench/README.md, lever 39).
+        # than running them (bench/README.md, lever 39); run by the driver itself on
+        # PostgreSQL (`run_alone`, lever 42).
         self._unsent = (
             select(t.c.id, t.c.topic, t.c.key, t.c.value)
             .where(t.c.sent_at.is_(None))
@@ -124,7 +125,7 @@ class OutboxRelay:
         if self.db.dialect == "postgresql" and not await self._lead():
             return 0
         async with self._connection() as conn:
-            rows = (await conn.execute(self._unsent)).all()
+            rows = await run_alone(conn, self._unsent)
         metrics.OUTBOX_BACKLOG.labels(self.settings.service).set(len(rows))
         if not rows:
             return 0
@@ -135,15 +136,16 @@ class OutboxRelay:
         producer = await self._started_producer()
         futures = [
             await producer.send(
-                self.settings.topic(row.topic), row.value, key=row.key.encode(), headers=HEADERS
+                self.settings.topic(topic), value, key=key.encode(), headers=HEADERS
             )
-            for row in rows
+            for _, topic, key, value in rows
         ]
         await asyncio.gather(*futures)
         async with self._connection() as conn:
-            await conn.execute(self._mark_sent, {"ids": [r.id for r in rows], "sent_at": utcnow()})
-        for row in rows:
-            metrics.PRODUCED.labels(self.settings.service, row.topic).inc()
+            params = {"ids": [row[0] for row in rows], "sent_at": utcnow()}
+            await run_alone(conn, self._mark_sent, params)
+        for _, topic, _, _ in rows:
+            metrics.PRODUCED.labels(self.settings.service, topic).inc()
         metrics.OUTBOX_BACKLOG.labels(self.settings.service).set(0)
         return len(rows)
 

@@ -16,8 +16,11 @@ from procure_runtime.db import utcnow
 from procure_runtime.logging import get_logger
 
 log = get_logger("procure.notifier")
+# The templates are package data: a running service never sees them change, so they are
+# not checked on disk at every render (jinja2's `auto_reload` stats each file per mail).
 templates = Environment(
     loader=PackageLoader("procure_notifier", "templates"),
+    auto_reload=False,
     autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
     undefined=StrictUndefined,
     trim_blocks=True,

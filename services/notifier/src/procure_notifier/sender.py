@@ -37,7 +37,7 @@ from sqlalchemy.sql.dml import Update
 
 from procure_notifier.domain import NotificationStatus
 from procure_notifier.models import notifications
-from procure_runtime.db import Database, utcnow
+from procure_runtime.db import Database, run_alone, utcnow
 from procure_runtime.errors import describe
 from procure_runtime.logging import get_logger
 
@@ -406,7 +406,7 @@ class Sender:
         while True:  # the mail went out: record that before anything else, even if it waits
             try:
                 async with self.db.autocommit() as conn:
-                    await conn.execute(statement, params)
+                    await run_alone(conn, statement, params)
                 return
             except asyncio.CancelledError:
                 raise
@@ -444,7 +444,8 @@ def _claiming(dialect: str) -> Update:
 def _finishing(columns: frozenset[str]) -> Update:
     """The statement that records a mail's outcome in `columns`, built once per set of
     columns (a handful): built per mail, its construction and cache key cost more CPU
-    than running it (bench/README.md, lever 38)."""
+    than running it (bench/README.md, lever 38). Run by the driver itself on PostgreSQL
+    (`run_alone`, lever 42)."""
     return (
         update(notifications)
         .where(

@@ -67,12 +67,14 @@ def _statements(db: Database) -> Counter[str]:
 
 
 async def test_rows_are_claimed_in_batches_and_each_is_marked_after_its_mail(
-    db, sink, quick_smtp
+    db, db_backend, sink, quick_smtp
 ) -> None:
     n = 2 * CLAIM_BATCH + 5
     await _due(db, n)
     sender = Sender(db, quick_smtp(sink.port))
     counts = _statements(db)
+    checkouts: list[object] = []
+    event.listen(db.engine.sync_engine.pool, "checkout", lambda *a: checkouts.append(a))
     try:
         while await sender.send_due():
             pass
@@ -81,6 +83,9 @@ async def test_rows_are_claimed_in_batches_and_each_is_marked_after_its_mail(
     assert len(sink.wait_for(n)) == n
     assert counts["UPDATE notifications RETURNING"] == 3 + 1  # the last one finds none
     assert counts["UPDATE notifications"] == n  # one mark per mail, right after it
+    # On PostgreSQL a round's claim and marks share one connection; on SQLite each
+    # statement is a transaction of its own (none held through a conversation).
+    assert len(checkouts) == (3 + 1 if db_backend == "postgresql" else 3 + 1 + n)
     rows = await _rows(db)
     assert {r.status for r in rows} == {"sent"}
     assert {r.attempts for r in rows} == {1}

@@ -366,8 +366,8 @@ async def run_alone(
     statement itself (bench/README.md, lever 42). For the standalone statements that
     run per mail or per relay round, whose callers retry any failure as a whole.
     Listeners of `before_cursor_execute` still see it (with no cursor and no context),
-    so statement counts and traces stay whole. A failure that closed the connection
-    invalidates it, as SQLAlchemy would."""
+    so statement counts and traces stay whole. A failure (the connection closed under
+    it, a cancel in the middle of the statement) invalidates the connection."""
     if conn.dialect.driver != "asyncpg":
         result = await conn.execute(statement, params or {})
         return list(result.all()) if result.returns_rows else []
@@ -380,8 +380,9 @@ async def run_alone(
     try:
         return list(await raw.fetch(driver.sql, *args))
     except BaseException:
-        if raw.is_closed():
-            await conn.invalidate()
+        # Closed under it, cancelled halfway through a round trip, or left in a state
+        # the driver itself cannot name: none is worth reusing (a rare event, a reconnect).
+        await conn.invalidate()
         raise
 
 

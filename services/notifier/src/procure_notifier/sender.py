@@ -16,7 +16,7 @@ import hashlib
 import io
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from email.charset import QP, Charset
 from email.generator import BytesGenerator
@@ -33,6 +33,7 @@ from prometheus_client import Histogram
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Update
 
 from procure_notifier.domain import NotificationStatus
@@ -213,6 +214,7 @@ class Sender:
         # login per mail cost more than the mail), and closed after a quiet `poll_s`.
         self._conn: aiosmtplib.SMTP | None = None
         self._conn_used = False
+        self._db_conn: AsyncConnection | None = None  # the round's, on PostgreSQL
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         # Waiting for a wake-up or the next poll, with nothing in hand.
@@ -272,31 +274,58 @@ class Sender:
         resends at most the mail in hand. A conversation starts only while the claim's
         lease has a whole deadline left (so no row is mailed after another instance
         could have claimed it), and not once stopping: the rest are handed back."""
-        rows = await self._claim()
-        if not rows:
-            return False
-        if len(rows) == CLAIM_BATCH:
-            self.more_due()
-        claimed = time.monotonic()
-        latest_start = self.smtp.lease.total_seconds() - self.smtp.deadline_s
-        for i, row in enumerate(rows):
-            if self._stopping.is_set() or time.monotonic() - claimed > latest_start:
-                await self._unclaim([r.id for r in rows[i:]])
-                break
-            await self._send(row)
+        async with self._round():
+            rows = await self._claim()
+            if not rows:
+                return False
+            if len(rows) == CLAIM_BATCH:
+                self.more_due()
+            claimed = time.monotonic()
+            latest_start = self.smtp.lease.total_seconds() - self.smtp.deadline_s
+            for i, row in enumerate(rows):
+                if self._stopping.is_set() or time.monotonic() - claimed > latest_start:
+                    await self._unclaim([r.id for r in rows[i:]])
+                    break
+                await self._send(row)
         return True
+
+    @contextlib.asynccontextmanager
+    async def _round(self) -> AsyncIterator[None]:
+        """On PostgreSQL one autocommit connection serves a round: its claim and each
+        mail's mark (a pool checkout per mail cost about as much CPU as the mark itself:
+        bench/README.md, lever 44). Not on SQLite, where a connection is a transaction
+        and would hold the database's write lock through the SMTP conversations."""
+        if self.db.dialect != "postgresql":
+            yield
+            return
+        async with self.db.autocommit() as conn:
+            self._db_conn = conn
+            try:
+                yield
+            finally:
+                self._db_conn = None
+
+    @contextlib.asynccontextmanager
+    async def _connection_for_statement(self) -> AsyncIterator[AsyncConnection]:
+        """The round's connection while it is sound, else one of its own."""
+        conn = self._db_conn
+        if conn is not None and not conn.invalidated:
+            yield conn
+        else:
+            async with self.db.autocommit() as conn:
+                yield conn
 
     async def _claim(self) -> list[Any]:
         """One statement: the due rows' lease moves ahead and their attempts count up."""
         now = utcnow()
         params = {"now": now, "leased_until": now + self.smtp.lease}
-        async with self.db.autocommit() as conn:
+        async with self._connection_for_statement() as conn:
             rows = (await conn.execute(_claiming(self.db.dialect), params)).all()
         return sorted(rows, key=lambda r: r.id)  # RETURNING has no defined order
 
     async def _unclaim(self, ids: list[int]) -> None:
         """Due again at once, as if never claimed."""
-        async with self.db.autocommit() as conn:
+        async with self._connection_for_statement() as conn:
             await conn.execute(
                 update(notifications)
                 .where(
@@ -405,7 +434,7 @@ class Sender:
         delay = 0.2
         while True:  # the mail went out: record that before anything else, even if it waits
             try:
-                async with self.db.autocommit() as conn:
+                async with self._connection_for_statement() as conn:
                     await run_alone(conn, statement, params)
                 return
             except asyncio.CancelledError:

@@ -128,3 +128,16 @@ async def test_a_statement_cancelled_halfway_leaves_its_connection_unused(db) ->
         assert conn.invalidated
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize("db_backend", ["postgresql"])
+async def test_a_connection_in_a_transaction_is_refused(db) -> None:
+    """SQLAlchemy begins a transaction at its first statement: a statement the driver
+    ran first would commit on its own, whatever became of the transaction."""
+    marked = update(rows).where(rows.c.id == 1).values(state="done")
+    async with db.engine.connect() as conn:
+        with pytest.raises(ValueError, match="autocommit"):
+            await run_alone(conn, marked)
+        await conn.rollback()
+    async with db.engine.connect() as conn:
+        assert await conn.scalar(select(func.count()).where(rows.c.state == "done")) == 0

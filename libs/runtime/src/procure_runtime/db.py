@@ -371,10 +371,14 @@ async def run_alone(
     if conn.dialect.driver != "asyncpg":
         result = await conn.execute(statement, params or {})
         return list(result.all()) if result.returns_rows else []
+    sync = conn.sync_connection
+    if sync is None or sync.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+        # In a transaction SQLAlchemy begins lazily, the driver's statement could run
+        # before the BEGIN, committed on its own whatever became of the transaction.
+        raise ValueError("run_alone takes an autocommit connection")
     driver = _driver_statement(statement, conn.dialect)
     args = driver.arguments(params or {})
-    sync = conn.sync_connection
-    if sync is not None and sync.dispatch.before_cursor_execute:
+    if sync.dispatch.before_cursor_execute:
         sync.dispatch.before_cursor_execute(sync, None, driver.sql, args, None, False)
     raw: Any = (await conn.get_raw_connection()).driver_connection
     try:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import uvicorn
 import uvloop
+from fast_depends import utils as fast_depends_utils
 from pydantic import ValidationError
 from sqlalchemy import JSON, Column, Integer, String, Table, event, func, select, text
 
@@ -249,6 +250,34 @@ async def test_a_fetch_that_holds_a_bulk_events_bytes_is_answered_before_the_wai
         await kafka.publish(CREATED, bulky)
         await eventually(lambda: _applied(runtime, bulky), timeout=3 * wait_s, interval=0.05)
         assert time.monotonic() - published < wait_s / 2
+
+
+async def test_a_fetch_is_handed_to_the_runtime_without_a_thread_hop(
+    service_settings, monkeypatch
+) -> None:
+    """The subscriber's handler asks fast_depends for nothing it would resolve in a
+    worker thread (a context field such as the message is resolved by a sync function,
+    which fast_depends runs in a thread: a hop there and back for every fetch)."""
+    hops: list[Any] = []
+    original = fast_depends_utils.run_in_threadpool
+
+    async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(func)
+        return await original(func, *args, **kwargs)
+
+    monkeypatch.setattr(fast_depends_utils, "run_in_threadpool", counted)
+    settings = service_settings("probe")
+    app, runtime = build(settings)
+    created = [f.charge_created() for _ in range(3)]
+    async with (
+        running(app, runtime),
+        KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
+    ):
+        for one in created:
+            await kafka.publish(CREATED, one)
+        for one in created:
+            await eventually(lambda one=one: _applied(runtime, one))
+    assert hops == []
 
 
 async def _applied(runtime, created) -> bool:

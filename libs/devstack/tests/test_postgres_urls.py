@@ -6,6 +6,7 @@ from collections.abc import Callable
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from procure_devstack import postgres
 from procure_runtime.db import Database
@@ -15,6 +16,16 @@ from procure_runtime.db import Database
 def test_a_cluster_on_this_host_is_reached_without_tls(host: str) -> None:
     url = postgres.database_url("procure_quotes", host=host, port=5432)
     assert url.endswith("/procure_quotes?ssl=disable")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "fd00::5", "db.internal"])
+def test_the_url_reads_back_as_given(host: str) -> None:
+    """An IPv6 host is bracketed and a password's reserved characters are escaped, so
+    SQLAlchemy (the services) and asyncpg (the tools) read what was meant."""
+    url = postgres.database_url("procure_x", user="app", password="p@ss/w:rd?#", host=host)
+    parsed = make_url(url)
+    assert (parsed.host, parsed.port, parsed.database) == (host, 5432, "procure_x")
+    assert (parsed.username, parsed.password) == ("app", "p@ss/w:rd?#")
 
 
 def test_a_cluster_elsewhere_keeps_asyncpgs_default() -> None:

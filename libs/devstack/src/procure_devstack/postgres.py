@@ -35,7 +35,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 __all__ = [
     "DEFAULT_CLUSTER",
@@ -216,8 +216,11 @@ def database_url(
     and decrypted on both ends of the loopback, which protects nothing. That was ~35 us
     of the service's CPU and ~15 us of PostgreSQL's a statement, about twice the
     client's cost of a small one (bench/README.md, lever 41). Another host keeps
-    asyncpg's default."""
-    url = f"postgresql+asyncpg://{user}:{password}@{host}:{port}/{name}"
+    asyncpg's default. The role and password are percent-encoded and an IPv6 host is
+    bracketed, so any of them reads back as given."""
+    where = f"[{host}]" if ":" in host else host
+    url = f"postgresql+asyncpg://{quote(user, safe='')}:{quote(password, safe='')}@{where}"
+    url = f"{url}:{port}/{name}"
     return f"{url}?ssl=disable" if _is_loopback(host) else url
 
 

@@ -218,9 +218,9 @@ def database_url(
     client's cost of a small one (bench/README.md, lever 41). Another host keeps
     asyncpg's default. The role and password are percent-encoded and an IPv6 host is
     bracketed, so any of them reads back as given."""
+    credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
     where = f"[{host}]" if ":" in host else host
-    url = f"postgresql+asyncpg://{quote(user, safe='')}:{quote(password, safe='')}@{where}"
-    url = f"{url}:{port}/{name}"
+    url = f"postgresql+asyncpg://{credentials}@{where}:{port}/{name}"
     return f"{url}?ssl=disable" if _is_loopback(host) else url
 
 

@@ -54,10 +54,10 @@ def ledger_of(row: Any, parts: Parts) -> Ledger:
     )
 
 
-# The reads and updates of a bulk event, built once per dialect (and shape) with their
-# lists of ids given at execution: built per event, their construction and cache keys
-# were a tenth of a bulk event's CPU (bench/README.md, lever 43; lever 40 did the same
-# for the per-charge handlers).
+# The reads of a bulk event, built once per dialect (and shape) with their lists of ids
+# given at execution: built per event, their construction and cache keys were ~8% of
+# the bulk handlers' CPU (bench/README.md, lever 43; lever 40 did the same for the
+# per-charge handlers).
 @functools.cache
 def _of_charges(table: Table, dialect: str) -> Select[Any]:
     return select(table).where(among_param(table.c.charge_id, "ids", dialect))

@@ -1,8 +1,9 @@
 """One async SQLAlchemy engine per service, the runtime's own tables (outbox, inbox,
 parking lot), and dialect helpers. SQLite (embedded default) and PostgreSQL."""
 
+import collections
 import functools
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -171,10 +173,9 @@ async def insert_rows(session: AsyncSession, stmt: Insert, rows: list[dict[str, 
     dialect = session.get_bind().dialect
     plan = _unnest_plan(stmt, tuple(rows[0]), dialect) if dialect.driver == "asyncpg" else None
     if plan is not None:
-        connection = await session.connection()
-        result: Any = await connection.exec_driver_sql(plan.sql, plan.arrays(rows))
-    else:  # SQLAlchemy's "insertmanyvalues": compiled once, a few multi-row statements
-        result = await session.execute(stmt, rows)
+        return await run_in_transaction(session, plan.sql, plan.arrays(rows))
+    # SQLAlchemy's "insertmanyvalues": compiled once, a few multi-row statements
+    result: Any = await session.execute(stmt, rows)
     return list(result.all()) if result.returns_rows else []
 
 
@@ -202,8 +203,88 @@ async def insert_together(
     args = tuple(
         array for plan, (_, rows) in zip(ready, stmts, strict=True) for array in plan.arrays(rows)
     )
+    await run_in_transaction(session, _together(tuple(ready)), args, returns=False)
+
+
+async def run_in_transaction(
+    session: AsyncSession, sql: str, args: Sequence[Any], *, returns: bool = True
+) -> list[Any]:
+    """Run `sql` (the driver's own text, `$n` parameters) with `args` in the session's
+    transaction: the rows it returns, which read by attribute as SQLAlchemy's do. On
+    asyncpg the driver runs it directly, as `run_alone` does outside a transaction:
+    SQLAlchemy's execution of a ready-made text (`exec_driver_sql`) cost ~100 µs of CPU
+    more than the statement's own (bench/README.md, lever 46), and a consumer's batch
+    runs two or three of them whatever its size.
+
+    What SQLAlchemy would do stays: the transaction is begun by SQLAlchemy's own adapter
+    if nothing ran in it yet (so its commit and rollback are the ones that end it),
+    `before_cursor_execute` listeners see the statement, and a failure is raised as
+    SQLAlchemy raises it (an `IntegrityError` stays one, for the HTTP layer's 409; a
+    lost connection is invalidated and says so, for the consumer's retries). A cancel
+    in the middle of the statement invalidates the connection too: the driver may be
+    left halfway through a round trip."""
     connection = await session.connection()
-    await connection.exec_driver_sql(_together(tuple(ready)), args)
+    sync = connection.sync_connection
+    assert sync is not None
+    fairy = sync.connection  # the pool's proxy, checked out for this transaction
+    adapted: Any = fairy.dbapi_connection  # SQLAlchemy's adapter around the driver's
+    raw: Any = fairy.driver_connection
+    begin = getattr(adapted, "_start_transaction", None)
+    if connection.dialect.driver != "asyncpg" or begin is None:
+        result = await connection.exec_driver_sql(sql, tuple(args))
+        return list(result.all()) if result.returns_rows and returns else []
+    records: list[Any] = []
+    try:
+        if not raw.is_in_transaction():
+            await begin()  # raises the adapter's translated error itself
+        began = raw.is_in_transaction()  # not on an autocommit connection
+        if began:
+            if sync.dispatch.before_cursor_execute:
+                sync.dispatch.before_cursor_execute(sync, None, sql, args, None, False)
+            records = await raw.fetch(sql, *args)
+    except Exception as exc:
+        raise await _translated(connection, adapted, raw, sql, args, exc) from exc
+    except BaseException:
+        await connection.invalidate()
+        raise
+    if not began:  # the statement would have committed on its own
+        raise ValueError("run_in_transaction takes a session in a transaction")
+    if not (records and returns):
+        return []
+    kind = _row_type(tuple(records[0].keys()))
+    return [kind._make(record) for record in records]
+
+
+async def _translated(
+    connection: AsyncConnection, adapted: Any, raw: Any, sql: str, args: Any, exc: Exception
+) -> BaseException:
+    """`exc` as SQLAlchemy would have raised it from a statement: the adapter's DBAPI
+    error wrapped in `sqlalchemy.exc`'s class of that name, the connection invalidated
+    if it was lost (SQLAlchemy's `is_disconnect` for asyncpg asks the same question)."""
+    error: Exception = exc
+    if not isinstance(exc, connection.dialect.loaded_dbapi.Error):
+        try:
+            adapted._handle_exception(exc)
+        except Exception as dbapi_error:
+            error = dbapi_error
+    lost = bool(raw.is_closed())
+    if lost:
+        await connection.invalidate()
+    return DBAPIError.instance(
+        sql,
+        tuple(args),
+        error,
+        connection.dialect.loaded_dbapi.Error,
+        connection_invalidated=lost,
+        dialect=connection.dialect,
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _row_type(names: tuple[str, ...]) -> Any:
+    """A row type reading by attribute, for returned columns `names` (our tables'
+    column names: identifiers)."""
+    return collections.namedtuple("Row", names)  # type: ignore[misc]
 
 
 @functools.lru_cache(maxsize=512)
@@ -217,8 +298,8 @@ def _together(plans: tuple["_UnnestPlan", ...]) -> str:
 
 # On PostgreSQL a batch's rows go as one array per column, in one statement whose text is
 # the same whatever the number of rows (`INSERT ... SELECT FROM unnest($1::t1[], ...)`),
-# sent as it is (`exec_driver_sql`: the session's connection and transaction, no compiling
-# and no per-row parameter sets). SQLAlchemy's executemany spent more CPU on each row's
+# sent as it is (`run_in_transaction`: the session's connection and transaction, no
+# compiling and no per-row parameter sets). SQLAlchemy's executemany spent more CPU on each row's
 # parameters than on anything else in the hot paths, and PostgreSQL takes one array
 # faster than hundreds of parameters (bench/README.md, lever 32; the same arrays sent
 # through SQLAlchemy's ARRAY types gained nothing: their processing cost what the
@@ -292,9 +373,19 @@ def _unnest_plan(stmt: Insert, keys: tuple[str, ...], dialect: Any) -> _UnnestPl
         columns,
         quote(table.name),
         ", ".join(quote(name) for name, _, _ in columns),
-        [table.c[name].type.compile(dialect=dialect) for name, _, _ in columns],
+        [_array_of(table.c[name].type).compile(dialect=dialect) for name, _, _ in columns],
         tail,
     )
+
+
+def _array_of(column_type: Any) -> Any:
+    """The type a column's array parameter is cast to: the column's, but a string's
+    without its length. An explicit cast to `varchar(n)` cuts a longer value to n
+    characters without a word, where the insert's own assignment to the column refuses
+    it ("value too long", a `DataError`), as SQLAlchemy's path does."""
+    if isinstance(column_type, String) and column_type.length is not None:
+        return String()
+    return column_type
 
 
 def _after_values(sql: str) -> str | None:

@@ -1,0 +1,170 @@
+"""`run_in_transaction`: the runtime's many-row inserts (`insert_many`, `insert_all`,
+`insert_together`), run by asyncpg itself inside the session's transaction on
+PostgreSQL, with SQLAlchemy's transaction, listeners and errors kept."""
+
+import asyncio
+
+import pytest
+from sqlalchemy import Column, Integer, String, Table, event, func, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from procure_runtime.consumer import is_transient
+from procure_runtime.db import (
+    Database,
+    insert_all,
+    insert_many,
+    insert_together,
+    new_metadata,
+    run_in_transaction,
+)
+
+metadata = new_metadata()
+items = Table(
+    "tx_items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(10), nullable=False),
+)
+notes = Table(
+    "tx_notes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("text", String(50), nullable=False),
+)
+
+
+@pytest.fixture
+async def db(database_url):
+    db = Database(database_url("tx"))
+    async with db.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield db
+    await db.dispose()
+
+
+async def _names(db: Database) -> list[str]:
+    async with db.engine.connect() as conn:
+        return list((await conn.scalars(select(items.c.name).order_by(items.c.id))).all())
+
+
+def _listen(db: Database) -> tuple[list[str], list[str]]:
+    before: list[str] = []
+    after: list[str] = []
+    sync = db.engine.sync_engine
+    event.listen(sync, "before_cursor_execute", lambda c, cur, s, *a: before.append(s))
+    event.listen(sync, "after_cursor_execute", lambda c, cur, s, *a: after.append(s))
+    return before, after
+
+
+async def test_the_first_statement_of_a_transaction_is_in_it(db, db_backend) -> None:
+    """The inbox claim opens every batch's transaction: run by the driver, it must still
+    be inside the transaction SQLAlchemy commits or rolls back, not committed alone."""
+    with pytest.raises(RuntimeError, match="undone"):
+        async with db.session() as session:
+            got = await insert_many(session, items, [{"id": 1, "name": "a"}], items.c.id)
+            assert [r.id for r in got] == [1]
+            if db_backend == "postgresql":  # SQLite's writer locks out other connections
+                assert await _names(db) == []  # not committed: another connection sees none
+            raise RuntimeError("undone")
+    assert await _names(db) == []
+    async with db.session() as session:
+        await insert_all(session, items, [{"id": 2, "name": "b"}, {"id": 3, "name": "c"}])
+        await insert_together(
+            session, [(items, [{"id": 4, "name": "d"}], True), (notes, [{"text": "n"}], False)]
+        )
+    assert await _names(db) == ["b", "c", "d"]
+
+
+async def test_rows_read_by_attribute_and_listeners_see_the_statement(db, db_backend) -> None:
+    before, after = _listen(db)
+    async with db.session() as session:
+        await insert_all(session, items, [{"id": 1, "name": "a"}])
+        got = await insert_many(
+            session,
+            items,
+            [{"id": 1, "name": "x"}, {"id": 2, "name": "b"}],
+            items.c.id,
+            items.c.name,
+        )
+    assert [(r.id, r.name) for r in got] == [(2, "b")]  # the one actually inserted
+    inserts = [s for s in before if s.startswith(("INSERT", "WITH"))]
+    assert len(inserts) == 2 and all("tx_items" in s for s in inserts)
+    # On PostgreSQL the driver ran them (SQLAlchemy fires `after_cursor_execute` for what
+    # it runs itself); on SQLite SQLAlchemy did.
+    ran_by_sqlalchemy = [s for s in after if s.startswith(("INSERT", "WITH"))]
+    assert len(ran_by_sqlalchemy) == (0 if db_backend == "postgresql" else 2)
+
+
+async def test_errors_are_sqlalchemys_and_leave_the_connection_usable(db, db_backend) -> None:
+    """The HTTP layer answers `IntegrityError` with 409; the consumer retries what
+    `is_transient` calls transient and dead-letters the rest: both read SQLAlchemy's
+    exceptions."""
+    async with db.session() as session:
+        await insert_all(session, items, [{"id": 1, "name": "a"}])
+    with pytest.raises(IntegrityError) as conflict:
+        async with db.session() as session:
+            await insert_all(session, items, [{"id": 2, "name": "b"}, {"id": 1, "name": "c"}])
+    assert not conflict.value.connection_invalidated and not is_transient(conflict.value)
+    if db_backend == "postgresql":  # SQLite does not hold a VARCHAR to its length
+        # Refused, not cut to ten characters (an explicit cast to the column's type
+        # would have cut it), and raised as SQLAlchemy raises it for its own statement.
+        long = {"id": 5, "name": "far too long a name"}
+        with pytest.raises(DBAPIError) as ours:
+            async with db.session() as session:
+                await insert_all(session, items, [long])
+        with pytest.raises(DBAPIError) as theirs:
+            async with db.session() as session:
+                await session.execute(items.insert(), [long])
+        assert type(ours.value) is type(theirs.value)
+        assert type(ours.value.orig) is type(theirs.value.orig)
+        assert ours.value.orig.sqlstate == "22001"  # type: ignore[union-attr]
+    async with db.session() as session:  # the pool's connections still work
+        await insert_all(session, items, [{"id": 2, "name": "b"}])
+    assert await _names(db) == ["a", "b"]
+
+
+@pytest.mark.parametrize("db_backend", ["postgresql"])  # SQLite has no server to close it
+async def test_a_lost_connection_is_invalidated_and_transient(db) -> None:
+    async with db.engine.connect() as killer:
+        with pytest.raises(DBAPIError) as lost:
+            async with db.session() as session:
+                await insert_all(session, items, [{"id": 1, "name": "a"}])
+                conn = await session.connection()
+                pid = (await conn.get_raw_connection()).driver_connection.get_server_pid()
+                await killer.execute(select(func.pg_terminate_backend(pid)))
+                await asyncio.sleep(0.2)
+                await insert_all(session, items, [{"id": 2, "name": "b"}])
+    assert lost.value.connection_invalidated and is_transient(lost.value)
+    async with db.session() as session:
+        await insert_all(session, items, [{"id": 3, "name": "c"}])
+    assert await _names(db) == ["c"]
+
+
+@pytest.mark.parametrize("db_backend", ["postgresql"])
+async def test_a_statement_cancelled_halfway_leaves_its_connection_unused(db) -> None:
+    """A stopping service cancels its consumer, maybe in the middle of a statement."""
+
+    async def slow() -> None:
+        async with db.session() as session:
+            await run_in_transaction(session, "SELECT pg_sleep(5)", ())
+
+    task = asyncio.create_task(slow())
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert db.engine.pool.checkedout() == 0
+    async with db.session() as session:
+        await insert_all(session, items, [{"id": 1, "name": "a"}])
+    assert await _names(db) == ["a"]
+
+
+@pytest.mark.parametrize("db_backend", ["postgresql"])
+async def test_a_session_outside_a_transaction_is_refused(db) -> None:
+    """On an autocommit connection the driver's statement would commit on its own."""
+    autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    async with AsyncSession(autocommit) as session:
+        with pytest.raises(ValueError, match="in a transaction"):
+            await insert_all(session, items, [{"id": 1, "name": "a"}])
+    assert await _names(db) == []

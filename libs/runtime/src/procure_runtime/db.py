@@ -262,9 +262,10 @@ async def _translated(
     error wrapped in `sqlalchemy.exc`'s class of that name, the connection invalidated
     if it was lost (SQLAlchemy's `is_disconnect` for asyncpg asks the same question)."""
     error: Exception = exc
-    if not isinstance(exc, connection.dialect.loaded_dbapi.Error):
+    translate = getattr(adapted, "_handle_exception", None)
+    if translate is not None and not isinstance(exc, connection.dialect.loaded_dbapi.Error):
         try:
-            adapted._handle_exception(exc)
+            translate(exc)  # raises the adapter's DBAPI error for `exc`
         except Exception as dbapi_error:
             error = dbapi_error
     lost = bool(raw.is_closed())
@@ -299,9 +300,9 @@ def _together(plans: tuple["_UnnestPlan", ...]) -> str:
 # On PostgreSQL a batch's rows go as one array per column, in one statement whose text is
 # the same whatever the number of rows (`INSERT ... SELECT FROM unnest($1::t1[], ...)`),
 # sent as it is (`run_in_transaction`: the session's connection and transaction, no
-# compiling and no per-row parameter sets). SQLAlchemy's executemany spent more CPU on each row's
-# parameters than on anything else in the hot paths, and PostgreSQL takes one array
-# faster than hundreds of parameters (bench/README.md, lever 32; the same arrays sent
+# compiling and no per-row parameter sets). SQLAlchemy's executemany spent more CPU on
+# each row's parameters than on anything else in the hot paths, and PostgreSQL takes one
+# array faster than hundreds of parameters (bench/README.md, lever 32; the same arrays sent
 # through SQLAlchemy's ARRAY types gained nothing: their processing cost what the
 # per-row parameters did). Values still go through each column type's own bind
 # processor, so they are stored exactly as SQLAlchemy would store them; the statement's
@@ -382,7 +383,7 @@ def _array_of(column_type: Any) -> Any:
     """The type a column's array parameter is cast to: the column's, but a string's
     without its length. An explicit cast to `varchar(n)` cuts a longer value to n
     characters without a word, where the insert's own assignment to the column refuses
-    it ("value too long", a `DataError`), as SQLAlchemy's path does."""
+    it ("value too long"), as SQLAlchemy's path does."""
     if isinstance(column_type, String) and column_type.length is not None:
         return String()
     return column_type

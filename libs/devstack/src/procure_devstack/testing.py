@@ -76,7 +76,24 @@ class KafkaProbe:
         self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None
     ) -> None:
         assert self._producer is not None
+        if partition is not None:
+            await self._knows_partition(self.topic(topic), partition)
         await self._producer.send_and_wait(self.topic(topic), value, key=key, partition=partition)
+
+    async def _knows_partition(self, name: str, partition: int, timeout: float = 10.0) -> None:
+        """Wait until the producer's metadata holds `partition` of `name`. aiokafka
+        refuses a partition its metadata does not know ("Unrecognized partition"), and a
+        topic it has seen keeps its old partitions until the next refresh: a test that
+        just added partitions would otherwise fail now and then."""
+        assert self._producer is not None
+        client = self._producer.client
+        deadline = time.monotonic() + timeout
+        while partition not in (client.cluster.partitions_for_topic(name) or ()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"partition {partition} of {name} never appeared")
+            await client.add_topic(name)  # tracked from now on (a refresh if it was not)
+            await client.force_metadata_update()
+            await asyncio.sleep(0.05)
 
     async def publish(
         self,

@@ -5,7 +5,7 @@ PostgreSQL, with SQLAlchemy's transaction, listeners and errors kept."""
 import asyncio
 
 import pytest
-from sqlalchemy import Column, Integer, String, Table, event, func, select
+from sqlalchemy import Column, Integer, String, Table, event, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -139,6 +139,39 @@ async def test_a_lost_connection_is_invalidated_and_transient(db) -> None:
     async with db.session() as session:
         await insert_all(session, items, [{"id": 3, "name": "c"}])
     assert await _names(db) == ["c"]
+
+
+@pytest.mark.parametrize("db_backend", ["postgresql"])
+async def test_a_database_restart_seen_here_recycles_the_pools_other_connections(db) -> None:
+    """After a restart every pooled connection is dead. SQLAlchemy, seeing one lost,
+    recycles all the older ones; so must a statement the driver ran, or each would fail
+    once more in whatever next checks it out (an HTTP request: a 503)."""
+
+    async def pooled() -> None:  # two connections in the pool, both used once
+        async with db.session() as one, db.session() as two:
+            await one.execute(select(1))
+            await two.execute(select(1))
+
+    await pooled()
+    outside = Database(db.url)  # not the pool's: every backend of the pool is killed
+    try:
+        async with outside.engine.connect() as killer:
+            await killer.execute(
+                select(func.pg_terminate_backend(text("pid")))
+                .select_from(text("pg_stat_activity"))
+                .where(text("datname = current_database() AND pid <> pg_backend_pid()"))
+            )
+    finally:
+        await outside.dispose()
+    await asyncio.sleep(0.2)
+    with pytest.raises(DBAPIError) as lost:
+        async with db.session() as session:
+            await insert_all(session, items, [{"id": 1, "name": "a"}])
+    assert lost.value.connection_invalidated
+    await pooled()  # neither connection handed out now is one of the dead
+    async with db.session() as session:
+        await insert_all(session, items, [{"id": 2, "name": "b"}])
+    assert await _names(db) == ["b"]
 
 
 @pytest.mark.parametrize("db_backend", ["postgresql"])

@@ -6,7 +6,7 @@ import functools
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import pydantic_core
 from sqlalchemy import (
@@ -28,7 +28,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -38,6 +37,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.sql import ColumnElement, Executable, Insert
 from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util import greenlet_spawn
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -219,8 +219,9 @@ async def run_in_transaction(
     What SQLAlchemy would do stays: the transaction is begun by SQLAlchemy's own adapter
     if nothing ran in it yet (so its commit and rollback are the ones that end it),
     `before_cursor_execute` listeners see the statement, and a failure is raised as
-    SQLAlchemy raises it (an `IntegrityError` stays one, for the HTTP layer's 409; a
-    lost connection is invalidated and says so, for the consumer's retries). A cancel
+    SQLAlchemy raises it, by SQLAlchemy's own handling (an `IntegrityError` stays one,
+    for the HTTP layer's 409; a lost connection is invalidated and says so, for the
+    consumer's retries, and the pool's older connections are recycled). A cancel
     in the middle of the statement invalidates the connection too: the driver may be
     left halfway through a round trip."""
     connection = await session.connection()
@@ -243,8 +244,8 @@ async def run_in_transaction(
                 sync.dispatch.before_cursor_execute(sync, None, sql, args, None, False)
             records = await raw.fetch(sql, *args)
     except Exception as exc:
-        raise await _translated(connection, adapted, raw, sql, args, exc) from exc
-    except BaseException:
+        await _raise_as_sqlalchemy(connection, adapted, sql, args, exc)
+    except BaseException:  # a cancel: the driver may be halfway through a round trip
         await connection.invalidate()
         raise
     if not began:  # the statement would have committed on its own
@@ -255,12 +256,14 @@ async def run_in_transaction(
     return [kind._make(record) for record in records]
 
 
-async def _translated(
-    connection: AsyncConnection, adapted: Any, raw: Any, sql: str, args: Any, exc: Exception
-) -> BaseException:
-    """`exc` as SQLAlchemy would have raised it from a statement: the adapter's DBAPI
-    error wrapped in `sqlalchemy.exc`'s class of that name, the connection invalidated
-    if it was lost (SQLAlchemy's `is_disconnect` for asyncpg asks the same question)."""
+async def _raise_as_sqlalchemy(
+    connection: AsyncConnection, adapted: Any, sql: str, args: Any, exc: Exception
+) -> NoReturn:
+    """Raise `exc` as SQLAlchemy raises a failure of its own statements, by its own
+    handling: the adapter's DBAPI error for it, wrapped in `sqlalchemy.exc`'s class of
+    that name, and on a lost connection the connection invalidated and the pool's older
+    connections with it (after a database restart every pooled connection is dead, and
+    each would otherwise fail once more in whatever next checks it out)."""
     error: Exception = exc
     translate = getattr(adapted, "_handle_exception", None)
     if translate is not None and not isinstance(exc, connection.dialect.loaded_dbapi.Error):
@@ -268,17 +271,10 @@ async def _translated(
             translate(exc)  # raises the adapter's DBAPI error for `exc`
         except Exception as dbapi_error:
             error = dbapi_error
-    lost = bool(raw.is_closed())
-    if lost:
-        await connection.invalidate()
-    return DBAPIError.instance(
-        sql,
-        tuple(args),
-        error,
-        connection.dialect.loaded_dbapi.Error,
-        connection_invalidated=lost,
-        dialect=connection.dialect,
-    )
+    sync = connection.sync_connection
+    assert sync is not None
+    await greenlet_spawn(sync._handle_dbapi_exception, error, sql, tuple(args), None, None)
+    raise AssertionError("SQLAlchemy's handling always raises")  # pragma: no cover
 
 
 @functools.lru_cache(maxsize=256)
@@ -472,14 +468,22 @@ async def run_alone(
     args = driver.arguments(params or {})
     if sync.dispatch.before_cursor_execute:
         sync.dispatch.before_cursor_execute(sync, None, driver.sql, args, None, False)
-    raw: Any = (await conn.get_raw_connection()).driver_connection
+    fairy = await conn.get_raw_connection()
+    raw: Any = fairy.driver_connection
     try:
         return list(await raw.fetch(driver.sql, *args))
-    except BaseException:
+    except BaseException as exc:
         # Closed under it, cancelled halfway through a round trip, or left in a state
         # the driver itself cannot name: none is worth reusing (a rare event, a reconnect).
-        await conn.invalidate()
-        raise
+        # A failure is raised as SQLAlchemy raises it, which also recycles the pool's
+        # older connections if this one was lost (a database restart).
+        try:
+            if isinstance(exc, Exception):
+                await _raise_as_sqlalchemy(conn, fairy.dbapi_connection, driver.sql, args, exc)
+            raise
+        finally:
+            if not conn.invalidated:
+                await conn.invalidate()
 
 
 class _DriverStatement:

@@ -5,8 +5,9 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Column, Integer, String, Table, bindparam, event, func, select, update
+from sqlalchemy import Column, Integer, String, Table, bindparam, func, select, update
 from sqlalchemy.exc import DBAPIError
+from statements import listen
 
 from procure_runtime.db import Database, UTCDateTime, among_param, new_metadata, run_alone
 
@@ -30,16 +31,6 @@ async def db(database_url):
     await db.dispose()
 
 
-def _listen(db: Database) -> tuple[list[str], list[str]]:
-    """Statements as `before_cursor_execute` and `after_cursor_execute` see them."""
-    before: list[str] = []
-    after: list[str] = []
-    sync = db.engine.sync_engine
-    event.listen(sync, "before_cursor_execute", lambda c, cur, s, *a: before.append(s))
-    event.listen(sync, "after_cursor_execute", lambda c, cur, s, *a: after.append(s))
-    return before, after
-
-
 async def test_it_runs_a_kept_statement_with_its_own_and_the_given_values(db, db_backend) -> None:
     """Values the statement carries (the state, the limit) and values given at execution
     (a list for `among_param`, a timestamp in another zone, passed through the column
@@ -52,7 +43,7 @@ async def test_it_runs_a_kept_statement_with_its_own_and_the_given_values(db, db
     unmarked = select(rows.c.id, rows.c.state).where(rows.c.state == "new").order_by(rows.c.id)
     unmarked = unmarked.limit(2)
     at = datetime(2026, 11, 30, 13, 0, tzinfo=timezone(timedelta(hours=2)))
-    before, after = _listen(db)
+    before, after = listen(db)
     async with db.autocommit() as conn:
         assert await run_alone(conn, marked, {"ids": [1, 3, 99], "at": at}) == []
         got = await run_alone(conn, unmarked)

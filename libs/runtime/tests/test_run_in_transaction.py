@@ -5,9 +5,10 @@ PostgreSQL, with SQLAlchemy's transaction, listeners and errors kept."""
 import asyncio
 
 import pytest
-from sqlalchemy import Column, Integer, String, Table, event, func, select, text
+from sqlalchemy import Column, Integer, String, Table, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from statements import listen
 
 from procure_runtime.consumer import is_transient
 from procure_runtime.db import (
@@ -48,15 +49,6 @@ async def _names(db: Database) -> list[str]:
         return list((await conn.scalars(select(items.c.name).order_by(items.c.id))).all())
 
 
-def _listen(db: Database) -> tuple[list[str], list[str]]:
-    before: list[str] = []
-    after: list[str] = []
-    sync = db.engine.sync_engine
-    event.listen(sync, "before_cursor_execute", lambda c, cur, s, *a: before.append(s))
-    event.listen(sync, "after_cursor_execute", lambda c, cur, s, *a: after.append(s))
-    return before, after
-
-
 async def test_the_first_statement_of_a_transaction_is_in_it(db, db_backend) -> None:
     """The inbox claim opens every batch's transaction: run by the driver, it must still
     be inside the transaction SQLAlchemy commits or rolls back, not committed alone."""
@@ -77,7 +69,7 @@ async def test_the_first_statement_of_a_transaction_is_in_it(db, db_backend) -> 
 
 
 async def test_rows_read_by_attribute_and_listeners_see_the_statement(db, db_backend) -> None:
-    before, after = _listen(db)
+    before, after = listen(db)
     async with db.session() as session:
         await insert_all(session, items, [{"id": 1, "name": "a"}])
         got = await insert_many(

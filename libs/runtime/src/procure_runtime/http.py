@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from procure_runtime.consumer import is_transient
@@ -76,6 +76,18 @@ def _has_nul(request: Request, body: bytes) -> bool:
     )
 
 
+def is_data_exception(exc: BaseException) -> bool:
+    """A value the database refused as data (SQLSTATE class 22: too long for its column,
+    out of range, not a number). SQLAlchemy's asyncpg adapter raises these as a plain
+    `DBAPIError`, not a `DataError`, so the class alone does not tell."""
+    if isinstance(exc, DataError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(code, str) and code.startswith("22")
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.middleware("http")
     async def _refuse_nul(request: Request, call_next: Any) -> Response:
@@ -119,7 +131,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _crash(_request: Request, exc: Exception) -> JSONResponse:
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        if is_data_exception(exc):
+            return await _data(request, exc)  # type: ignore[arg-type]
         if is_transient(exc):  # database away, deadlock or serialization failure: retry later
             return problem(503, "unavailable", "Service unavailable", "try again shortly")
         log.error("unhandled error", error=repr(exc), exc_info=exc)

@@ -4,6 +4,7 @@ transaction, with exactly the outcomes one record at a time would give: duplicat
 arrives before what it needs parked then applied, a failing handler retried then
 dead-lettered, and offsets committed past everything."""
 
+import json
 import math
 
 import pytest
@@ -14,6 +15,7 @@ from procure_contracts import events as ev
 from procure_contracts import new_event
 from procure_devstack import factories as f
 from procure_devstack.testing import KafkaProbe, eventually, running
+from procure_runtime.consumer import BULK_BYTES, Record, bulk_last
 
 pytestmark = pytest.mark.kafka
 N = 40
@@ -191,3 +193,52 @@ async def test_a_batch_handler_never_gets_two_events_of_one_key_in_a_run(service
     for run in RUNS:  # split where a key repeats
         assert len({key_of[i] for i in run}) == len(run), RUNS
     assert max(len(run) for run in RUNS) > 1, RUNS  # the backlog came in batches
+
+
+def _record(data: ev.ChargeCreatedV1, partition: int, offset: int) -> Record:
+    event = new_event(CREATED.type, data, source="/tests", subject=data.charge.id)
+    return Record("charge.created", partition, offset, data.charge.id.encode(), event.to_bytes())
+
+
+async def test_the_streams_fetched_with_a_bulk_event_commit_before_it(service_settings) -> None:
+    """A batch holding a bulk event (a PO, a receipt, a delivery of many lines) applies
+    its other streams first, in a transaction of their own, and wakes the relay with
+    their outgoing events before the bulk event is applied; each stream keeps its order,
+    and every event applies once."""
+    settings = service_settings("probe", topic_partitions=1)
+    _, runtime = build(settings)
+    await runtime._migrate()
+    big = f.charge_created(f.charge(f.product(name="x" * BULK_BYTES)))
+    after_big, other, another = (f.charge_created() for _ in range(3))
+    # Fetch order: the bulk event first; `after_big` follows it in its partition.
+    records = [_record(big, 0, 0), _record(other, 1, 0), _record(after_big, 0, 1)]
+    records.append(_record(another, 2, 0))
+    assert len(records[0].value) >= BULK_BYTES > max(len(r.value) for r in records[1:])
+    steps: list[object] = []
+    apply_batch = runtime.consumer._apply_batch
+
+    async def spy(pending):
+        steps.append([json.loads(r.value)["data"]["charge"]["id"] for r, _ in pending])
+        return await apply_batch(pending)
+
+    runtime.consumer._apply_batch = spy  # type: ignore[method-assign]
+    runtime.consumer.on_commit = lambda: steps.append("relay woken")
+
+    await runtime.consumer.process_batch(records)
+
+    ids = [d.charge.id for d in (other, another, big, after_big)]
+    assert steps == [ids[:2], "relay woken", ids[2:], "relay woken"]
+    assert await count(runtime, charges) == 4
+    assert await count(runtime, notes) == 4
+    assert await count(runtime, runtime.metadata.tables["outbox"]) == 4
+    await runtime.db.dispose()
+
+
+def test_bulk_last_keeps_a_batch_without_a_bulk_event_whole() -> None:
+    small = [(Record("a", p, o, None, b"{}"), None) for p in (0, 1) for o in (0, 1)]
+    assert bulk_last(small) == [small]
+    bulky = [(Record("a", 0, o, None, b"x" * BULK_BYTES), None) for o in (0, 1)]
+    assert bulk_last(bulky) == [bulky]  # nothing to go before it
+    mixed = [small[0], bulky[0], small[2], bulky[1], small[1]]
+    # partition 0 holds the bulk events: its records keep their order, after partition 1
+    assert bulk_last(mixed) == [[small[2]], [small[0], bulky[0], bulky[1], small[1]]]

@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, TypeVar, Union
 
 from pydantic import Field, TypeAdapter, ValidationError
 from sqlalchemy import MetaData, delete, func, select, update
@@ -98,6 +98,13 @@ class _RunFailed(Exception):
         self.start, self.end = start, end
 
 
+# A record this large is a bulk event: a PO, a receipt or a delivery of a few dozen lines
+# (~250 bytes a line), where a per-charge event is ~1.5 KB. Applying one takes tens of
+# milliseconds, well over a hundred on a busy machine (bench/README.md, lever 21).
+BULK_BYTES = 8 * 1024
+_T = TypeVar("_T")
+
+
 @dataclass(frozen=True)
 class Record:
     topic: str  # without the prefix
@@ -105,6 +112,20 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes
+
+
+def bulk_last(pending: list[tuple[Record, _T]]) -> list[list[tuple[Record, _T]]]:
+    """The batch as the transactions to apply it in: a stream (topic and partition) that
+    holds a bulk event goes after the others, in a transaction of its own, so that the
+    small events fetched with a bulk event commit, and their outgoing events leave,
+    without waiting for it (lever 47). Order holds within each stream, which is all
+    Kafka orders: the services give the same end state in any order across streams."""
+    bulky = {(r.topic, r.partition) for r, _ in pending if len(r.value) >= BULK_BYTES}
+    if not bulky:
+        return [pending]
+    light = [p for p in pending if (p[0].topic, p[0].partition) not in bulky]
+    heavy = [p for p in pending if (p[0].topic, p[0].partition) in bulky]
+    return [group for group in (light, heavy) if group]
 
 
 class EventHandlers:
@@ -240,14 +261,16 @@ class Consumer:
     async def process_batch(self, records: list[Record]) -> None:
         """What `process` does for each record, with every applicable record of the batch
         in one transaction: one commit (and, by the caller, one offset commit) for the
-        batch instead of one per record. Order is kept: records apply in the order they
-        were fetched, so per-key order holds. Bad records are dead-lettered first (before
-        any offset is committed, as one at a time). If anything goes wrong in the
-        transaction (an event parks, a handler fails or rejects, the database is away),
-        it is rolled back whole and the batch goes one record at a time, with the usual
-        rules for each: the fast path never decides an outcome the slow path would not.
-        Only the run of records that failed goes one at a time: the records before it
-        apply again as a batch, and those after it continue as one."""
+        batch instead of one per record. Order is kept within each stream (topic and
+        partition), so per-key order holds; a stream holding a bulk event applies after
+        the others, in a transaction of its own (`bulk_last`). Bad records are
+        dead-lettered first (before any offset is committed, as one at a time). If
+        anything goes wrong in a transaction (an event parks, a handler fails or
+        rejects, the database is away), it is rolled back whole and its records go one
+        at a time, with the usual rules for each: the fast path never decides an outcome
+        the slow path would not. Only the run of records that failed goes one at a time:
+        the records before it apply again as a batch, and those after it continue as
+        one."""
         if len(records) == 1:
             await self.process(records[0])
             return
@@ -260,7 +283,8 @@ class Consumer:
             decoded = await self._decode(record)
             if isinstance(decoded, _Decoded):
                 pending.append((record, decoded))
-        await self._apply_in_batches(pending)
+        for group in bulk_last(pending):
+            await self._apply_in_batches(group)
 
     async def _apply_in_batches(self, pending: list[tuple[Record, _Decoded]]) -> None:
         while pending:

@@ -1,6 +1,7 @@
 """A service process settles its heap once started and runs on uvloop; single statements can skip the
 BEGIN/COMMIT round trips on PostgreSQL; the consumer gathers records for a while."""
 
+import asyncio
 import gc
 import time
 from typing import Any
@@ -8,6 +9,7 @@ from typing import Any
 import pytest
 import uvicorn
 import uvloop
+from aiokafka.protocol.fetch import FetchRequest
 from fast_depends import utils as fast_depends_utils
 from pydantic import ValidationError
 from sqlalchemy import JSON, Column, Integer, String, Table, event, func, select, text
@@ -317,6 +319,65 @@ async def test_the_service_polls_by_waiting_for_records_not_by_sleeping(service_
     started = time.monotonic()
     assert await subscriber.get_msg(empty) == ()
     assert time.monotonic() - started < 0.01  # no sleep after the empty poll
-    assert empty.polls == [{"timeout_ms": service.POLL_MS, "max_records": 7}]
+    assert empty.polls == [{"timeout_ms": 100, "max_records": 7}]  # two 50 ms waits
     fetched = _FakeConsumer({"tp0": ["r1", "r2"], "tp1": ["r3"]})
     assert await subscriber.get_msg(fetched) == ("r1", "r2", "r3")
+
+
+class _FakeFetcher:
+    _fetch_min_bytes, _fetch_max_wait_ms = GATHER_BYTES, 50
+
+
+async def test_the_poll_fetches_for_any_record_after_a_quiet_poll_and_gathers_while_records_flow(
+    service_settings,
+) -> None:
+    _, runtime = build(service_settings("probe", fetch_wait_ms=50))
+    [subscriber] = runtime.broker.subscribers
+    consumer = _FakeConsumer({})
+    consumer._fetcher = fetcher = _FakeFetcher()
+    await subscriber.get_msg(consumer)
+    assert (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms) == service.IDLE_FETCH == (1, 500)
+    consumer.answer = {"tp0": ["r1"]}
+    await subscriber.get_msg(consumer)
+    assert (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms) == (GATHER_BYTES, 50)
+    # A gathering fetch in flight is not a quiet poll: the poll outwaits two of them.
+    _, slow = build(service_settings("probe", fetch_wait_ms=2000))
+    await slow.broker.subscribers[0].get_msg(consumer)
+    assert consumer.polls[-1]["timeout_ms"] == 4000
+
+
+async def test_an_idle_consumer_fetches_twice_a_second_and_gathers_again_once_records_flow(
+    service_settings,
+) -> None:
+    """On the broker: while nothing flows, the fetches sent ask for any record and let
+    the broker hold them half a second (two fetch cycles a second instead of one per
+    50 ms gathering wait); once a record is there, the fetches gather again."""
+    settings = service_settings("probe")
+    app, runtime = build(settings)
+    sent: list[tuple[float, int, int]] = []  # (when, min bytes, max wait) of each fetch
+    async with (
+        running(app, runtime),
+        KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
+    ):
+        [subscriber] = runtime.broker.subscribers
+        consumer = await eventually(lambda: getattr(subscriber, "consumer", None))
+        send = consumer._client.send
+
+        async def spy(node_id, request, *args, **kwargs):
+            if isinstance(request, FetchRequest):
+                sent.append((time.monotonic(), request._min_bytes, request._max_wait_ms))
+            return await send(node_id, request, *args, **kwargs)
+
+        consumer._client.send = spy
+        await asyncio.sleep(2.5)
+        quiet = [s[1:] for s in sent if s[0] > time.monotonic() - 1.5]
+        assert quiet and set(quiet) == {service.IDLE_FETCH}, quiet
+        assert len(quiet) <= 5, quiet  # gathering every 50 ms would be ~30
+        charge = f.charge_created()
+        published = time.monotonic()
+        await kafka.publish(CREATED, charge)
+        await eventually(lambda: _applied(runtime, charge), interval=0.02)
+        # the fetches after the record gather, until a poll finds nothing for 100 ms
+        assert (GATHER_BYTES, 50) in [s[1:] for s in sent if s[0] >= published], sent
+        await asyncio.sleep(0.5)
+        assert sent[-1][1:] == service.IDLE_FETCH, sent

@@ -39,23 +39,44 @@ async def _the_message(msg: KafkaMessage) -> KafkaMessage:
     return msg
 
 
-# How long one poll of the consumer waits for records; it returns as soon as a fetch
-# brings some. Only a stop (which cancels the poll) or an idle service sees the whole of it.
-POLL_MS = 500
+# How an idle consumer fetches: any record answers the fetch, else the broker holds it
+# this long. A fetch cycle costs the client 1 to 2.5 ms of CPU whether or not it brings a
+# record (bench/README.md, lever 48).
+IDLE_FETCH = (1, 500)  # (fetch_min_bytes, fetch_max_wait_ms)
 
 
-def waiting_poll(max_records: int) -> Callable[[AIOKafkaConsumer], Awaitable[tuple[Any, ...]]]:
+def waiting_poll(
+    max_records: int, gathering: tuple[int, int]
+) -> Callable[[AIOKafkaConsumer], Awaitable[tuple[Any, ...]]]:
     """The batch subscriber's poll. FastStream's own polls for `batch_timeout_ms` and, when
     that found nothing, sleeps as long again, deaf to records that arrive meanwhile: with a
     short timeout that is up to that long added to a hop (and a busy idle loop), with a
     long one a long deaf spell after every quiet moment. Waiting in `getmany` alone
-    returns the moment records arrive."""
+    returns the moment records arrive.
+
+    While records flow, fetches gather (`gathering`: `fetch_options`); after a poll that
+    found nothing for two gathering waits (one fetch in flight is not a quiet spell), they
+    ask for any record and wait longer (`IDLE_FETCH`). An idle service then makes two
+    fetch cycles a second instead of one per gathering wait, and a record after a quiet
+    spell is answered the moment it arrives instead of at the end of a gathering wait. The
+    fetch in flight keeps the settings it was sent with."""
+    timeout_ms = 2 * gathering[1]
 
     async def get_msg(consumer: AIOKafkaConsumer) -> tuple[Any, ...]:
-        fetched = await consumer.getmany(timeout_ms=POLL_MS, max_records=max_records)
+        fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        fetch_with(consumer, gathering if fetched else IDLE_FETCH)
         return tuple(chain.from_iterable(fetched.values()))
 
     return get_msg
+
+
+def fetch_with(consumer: AIOKafkaConsumer, options: tuple[int, int]) -> None:
+    """The consumer's next fetches ask for `(fetch_min_bytes, fetch_max_wait_ms)`.
+    aiokafka has no public way to change them once started: its fetcher reads these two
+    attributes whenever it builds a fetch request."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    if fetcher is not None:
+        fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms = options
 
 
 class ServiceRuntime:
@@ -126,7 +147,9 @@ class ServiceRuntime:
             title=f"{s.service}:consume",
             description="Consumes: " + ", ".join(topics),
         )
-        subscriber.get_msg = waiting_poll(s.consume_batch)  # type: ignore[method-assign,assignment]
+        subscriber.get_msg = waiting_poll(  # type: ignore[method-assign,assignment]
+            s.consume_batch, (fetch_min_bytes, fetch_max_wait_ms)
+        )
 
         @subscriber
         async def on_records(message: Any) -> None:

@@ -1,11 +1,13 @@
 """The runtime's promises on the real broker: outbox, inbox, dead letters, version skips,
 parking, retries, readiness and metrics."""
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+from aiokafka.client import AIOKafkaClient
 
 from probe_service import CREATED, PICKED, READY, build, charges, count, readies
 from procure_contracts import CloudEvent, new_event
@@ -13,6 +15,7 @@ from procure_contracts import events as ev
 from procure_devstack import factories as f
 from procure_devstack.kafka import LocalKafka
 from procure_devstack.testing import KafkaProbe, eventually, free_port, running
+from procure_runtime import kafka
 from procure_runtime.consumer import Record
 from procure_runtime.kafka import client_kwargs
 
@@ -269,3 +272,30 @@ async def test_partitions_that_appear_while_consuming_are_consumed(service_setti
             await admin.close()
         await kafka.send_raw("charge.created", event.to_bytes(), partition=1)
         await eventually(lambda: _count_is(runtime, charges, 1), timeout=45)
+
+
+async def test_the_services_kafka_clients_never_ask_for_every_topics_metadata(
+    service_settings, monkeypatch
+) -> None:
+    """A Kafka client that names no topic refreshes the metadata of every topic in the
+    cluster at every `METADATA_MAX_AGE_MS` (~60 ms of CPU on a cluster of a thousand
+    topics). The service's clients, the consumer and the relay's producer, name theirs;
+    FastStream's producer and admin client, idle, were such clients."""
+    monkeypatch.setattr(kafka, "METADATA_MAX_AGE_MS", 300)
+    asked: list[set[str] | None] = []  # the topics of each refresh; None: every topic
+    update = AIOKafkaClient._metadata_update
+
+    async def spy(self, cluster, topics):
+        asked.append(set(topics) if topics else None)
+        return await update(self, cluster, topics)
+
+    monkeypatch.setattr(AIOKafkaClient, "_metadata_update", spy)
+    settings = service_settings("probe")
+    app, runtime = build(settings)
+    async with running(app, runtime) as http:
+        await asyncio.sleep(2.0)
+        assert (await http.get("/readyz")).status_code == 200  # asks the relay's client
+    assert len(asked) >= 6, asked  # refreshed every 300 ms
+    assert None not in asked, asked
+    published = {settings.topic("charge.ready"), settings.topic("dlq.probe")}
+    assert published in asked  # the relay's producer, before it has sent anything

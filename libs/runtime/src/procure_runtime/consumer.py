@@ -220,7 +220,7 @@ class Consumer:
     db: Database
     metadata: MetaData
     handlers: EventHandlers
-    publish: Callable[..., Awaitable[Any]]  # broker.publish
+    publish: Callable[..., Awaitable[Any]]  # OutboxRelay.publish: (value, topic, key=, headers=)
     on_commit: Callable[[], None] = lambda: None  # wakes the outbox relay
     # Called after every commit that applied an event (e.g. the notifier's sender, which
     # then mails what the commit queued instead of waiting for its next poll).

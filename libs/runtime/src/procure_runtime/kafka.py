@@ -105,8 +105,12 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
         # FastStream takes a str as ONE address; KAFKA_BOOTSTRAP_SERVERS may list several.
         [server.strip() for server in settings.kafka_bootstrap_servers.split(",")],
         client_id=f"procure-{settings.service}",
-        **PRODUCING,
         metadata_max_age_ms=METADATA_MAX_AGE_MS,
+        # The broker only consumes: a service publishes through its relay's own producer
+        # (the outbox and dead letters, `OutboxRelay`). FastStream's producer and admin
+        # client sat idle, and a Kafka client that names no topic refreshes the metadata
+        # of every topic in the cluster (bench/README.md, lever 49).
+        consumer_only=True,
         security=security_from(settings),
         graceful_timeout=10.0,
         log_level=logging.DEBUG,  # one INFO line per message is too loud; ours are structured

@@ -99,7 +99,7 @@ class ServiceRuntime:
         self.broker = make_broker(self.settings)
         self.relay = OutboxRelay(self.settings, self.db, metadata)
         self.consumer = Consumer(
-            self.settings, self.db, metadata, self.handlers, self.broker.publish, self.relay.wake
+            self.settings, self.db, metadata, self.handlers, self.relay.publish, self.relay.wake
         )
         self.broker_ready = False
         # Why the broker is not connected yet, for /readyz: an operator tells a broker
@@ -200,7 +200,9 @@ class ServiceRuntime:
             "kafka", lambda: ensure_topics(s, {s.topic(t): c for t, c in topics.items()})
         )
         await self._retry("kafka", self.broker.start)
-        await self._retry("kafka", self.relay.connect)
+        publishing = [s.topic(spec.topic) for spec in self.publishes]
+        publishing.append(s.topic(dlq_topic(s.service)))
+        await self._retry("kafka", lambda: self.relay.connect(publishing))
         self.broker_ready = True
         log.info("service started", port=s.port, topics=sorted(topics))
 
@@ -249,7 +251,7 @@ class ServiceRuntime:
             checks["kafka"] = f"connecting (last attempt: {error})" if error else "connecting"
         else:
             try:
-                checks["kafka"] = "ok" if await self.broker.ping(timeout=3) else "unreachable"
+                checks["kafka"] = "ok" if await self.relay.reachable(timeout=3) else "unreachable"
             except Exception as exc:
                 checks["kafka"] = f"unreachable ({type(exc).__name__})"
         return checks

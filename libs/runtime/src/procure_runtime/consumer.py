@@ -193,6 +193,12 @@ def _envelopes(types: tuple[str, ...]) -> TypeAdapter[Any]:
     return TypeAdapter(union)
 
 
+def sqlstate(exc: DBAPIError) -> str | None:
+    """The database's SQLSTATE for the error, where the driver gives one."""
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
 def is_transient(exc: BaseException) -> bool:
     """Infrastructure trouble (database or broker away, lock timeouts): retry, never DLQ."""
     if isinstance(exc, (OperationalError, InterfaceError, OSError, TimeoutError, ConnectionError)):
@@ -200,8 +206,7 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
-        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        return code in {"40001", "40P01", "57P01", "57P03", "08006", "08003", "08001"}
+        return sqlstate(exc) in {"40001", "40P01", "57P01", "57P03", "08006", "08003", "08001"}
     name = type(exc).__name__
     return "Connection" in name or "KafkaTimeout" in name or name == "CannotConnectNowError"
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from procure_runtime.consumer import is_transient
+from procure_runtime.consumer import is_transient, sqlstate
 from procure_runtime.errors import DomainError, Invalid
 from procure_runtime.logging import get_logger
 
@@ -82,10 +82,7 @@ def is_data_exception(exc: BaseException) -> bool:
     `DBAPIError`, not a `DataError`, so the class alone does not tell."""
     if isinstance(exc, DataError):
         return True
-    if not isinstance(exc, DBAPIError):
-        return False
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return isinstance(code, str) and code.startswith("22")
+    return isinstance(exc, DBAPIError) and (sqlstate(exc) or "").startswith("22")
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -240,6 +240,32 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(servic
         await eventually(lambda: _count_is(runtime, charges, 1, id=after.charge.id))
 
 
+async def test_a_value_the_database_refuses_as_data_is_dead_lettered_at_once(
+    service_settings, db_backend
+) -> None:
+    """A value the contract allows but the database refuses (here a quantity beyond the
+    column's 32 bits) fails the same way on every attempt: dead-lettered at once as
+    invalid data, not retried while the consumer holds every topic behind it. SQLite
+    stores such an integer, so there the event applies."""
+    settings = service_settings("probe", handler_max_attempts=5)
+    app, runtime = build(settings)
+    huge = f.charge_created(f.charge(quantity=2**40))
+    after = f.charge_created()
+    async with running(app, runtime), _probe(settings) as kafka:
+        await kafka.publish(CREATED, huge)
+        await kafka.publish(CREATED, after)
+        await eventually(lambda: _count_is(runtime, charges, 1, id=after.charge.id))
+        if db_backend == "sqlite":
+            assert await count(runtime, charges, id=huge.charge.id) == 1
+            return
+        [dead] = await kafka.read("dlq.probe", until=lambda got: len(got) >= 1, settle=0.5)
+        assert dead.headers["x-error-type"] == "invalid-data"
+        assert dead.headers["x-attempts"] == "1"
+        assert "the database refused a value" in dead.headers["x-error-message"]
+        assert json.loads(dead.value)["data"]["charge"]["id"] == huge.charge.id
+        assert await count(runtime, charges, id=huge.charge.id) == 0
+
+
 async def test_ops_endpoints_answer_without_auth(service_settings) -> None:
     settings = service_settings("probe")
     app, runtime = build(settings)

@@ -7,7 +7,8 @@ the inbox -> skipped; else the handler runs in a transaction that also records t
 id and the outgoing events. A handler raising `Park` waits in the parking lot and is
 retried after later events apply, or dead-lettered after `PROCURE_PARK_TIMEOUT_S`.
 Database or broker outages are retried without end (nothing is dead-lettered for them);
-any other handler error is retried with backoff, then dead-lettered.
+a value the database refuses as data is dead-lettered at once (`invalid-data`); any other
+handler error is retried with backoff, then dead-lettered.
 """
 
 import asyncio
@@ -23,7 +24,7 @@ from typing import Annotated, Any, TypeVar, Union
 
 from pydantic import Field, TypeAdapter, ValidationError
 from sqlalchemy import MetaData, delete, func, select, update
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from procure_contracts import CloudEvent
@@ -38,6 +39,7 @@ from procure_contracts.registry import (
 from procure_contracts.shapes import Shape
 from procure_runtime import metrics
 from procure_runtime.db import Database, insert_ignore, insert_many, utcnow
+from procure_runtime.errors import describe
 from procure_runtime.logging import bind, get_logger
 from procure_runtime.outbox import write_effects
 from procure_runtime.settings import ServiceSettings
@@ -197,6 +199,16 @@ def sqlstate(exc: DBAPIError) -> str | None:
     """The database's SQLSTATE for the error, where the driver gives one."""
     code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
     return code if isinstance(code, str) else None
+
+
+def is_data_exception(exc: BaseException) -> bool:
+    """A value the database refused as data (SQLSTATE class 22: too long for its column,
+    out of range, not a number): the same input meets it again. SQLAlchemy's asyncpg
+    adapter raises these as a plain `DBAPIError`, not a `DataError`, so the class alone
+    does not tell."""
+    if isinstance(exc, DataError):
+        return True
+    return isinstance(exc, DBAPIError) and (sqlstate(exc) or "").startswith("22")
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -459,6 +471,11 @@ class Consumer:
                 raise
             except Exception as exc:
                 metrics.FAILED.labels(self.settings.service, record.topic).inc()
+                if is_data_exception(exc):  # a retry would meet it again, the consumer held
+                    if from_parking:
+                        await self._unpark(d.event.id)
+                    reason = f"the database refused a value: {describe(exc, 1900)}"
+                    return await self.dead_letter(record, "invalid-data", reason, attempts=attempts)
                 if is_transient(exc):
                     log.warning("infrastructure error; retrying", error=repr(exc), attempt=attempts)
                     attempts -= 1  # outages do not count towards dead-lettering

@@ -13,10 +13,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from procure_runtime.consumer import is_transient, sqlstate
+from procure_runtime.consumer import is_data_exception, is_transient
 from procure_runtime.errors import DomainError, Invalid
 from procure_runtime.logging import get_logger
 
@@ -74,15 +74,6 @@ def _has_nul(request: Request, body: bytes) -> bool:
         or b"\\u0000" in body
         or b"\x00" in body
     )
-
-
-def is_data_exception(exc: BaseException) -> bool:
-    """A value the database refused as data (SQLSTATE class 22: too long for its column,
-    out of range, not a number). SQLAlchemy's asyncpg adapter raises these as a plain
-    `DBAPIError`, not a `DataError`, so the class alone does not tell."""
-    if isinstance(exc, DataError):
-        return True
-    return isinstance(exc, DBAPIError) and (sqlstate(exc) or "").startswith("22")
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from procure_devstack.testing import free_port, unique
+from procure_devstack.ports import free_ports
+from procure_devstack.testing import unique
 from procure_runtime.settings import ServiceSettings, load_settings, loop_factory
 
 PARTITIONS = 3  # the services' default; every scenario uses the same
@@ -50,7 +51,8 @@ def broker() -> Iterator[str]:
     from procure_devstack.kafka import LocalKafka
 
     with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmp:
-        kafka = LocalKafka(Path(tmp), port=free_port(), controller_port=free_port())
+        port, controller = free_ports(2)
+        kafka = LocalKafka(Path(tmp), port=port, controller_port=controller)
         kafka.start()
         try:
             kafka.wait_ready(timeout=120)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from procure_devstack.kafka import LocalKafka
+from procure_devstack.ports import free_ports
 from procure_devstack.stackclient import StackClient, dead_letters
-from procure_devstack.testing import free_port
 
 from . import flow
 
@@ -32,9 +32,8 @@ OUTAGE_S = 3.0
 async def test_kafka_broker_restart_mid_stream(
     tmp_path: Path, postgres_url: Callable[[str], str]
 ) -> None:
-    broker = LocalKafka(
-        tmp_path / "kafka", port=free_port(), controller_port=free_port(), heap="768m"
-    )
+    port, controller = free_ports(2)
+    broker = LocalKafka(tmp_path / "kafka", port=port, controller_port=controller, heap="768m")
     broker.start()
     await asyncio.to_thread(broker.wait_ready, 90)
     try:

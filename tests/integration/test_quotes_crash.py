@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from procure_contracts.registry import spec_for_topic
 from procure_devstack import factories as f
-from procure_devstack.testing import KafkaProbe, eventually, free_port
+from procure_devstack.ports import free_port
+from procure_devstack.testing import KafkaProbe, eventually
 
 pytestmark = [
     pytest.mark.kafka,

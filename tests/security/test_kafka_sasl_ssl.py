@@ -19,7 +19,8 @@ from procure_contracts import CloudEvent, new_event
 from procure_contracts.registry import spec_for_topic
 from procure_devstack import factories as f
 from procure_devstack.kafka import LocalKafka, SaslSslListener
-from procure_devstack.testing import eventually, free_port, running, token, unique
+from procure_devstack.ports import free_ports
+from procure_devstack.testing import eventually, running, token, unique
 from procure_devstack.tls import CertificateAuthority
 from procure_quotes.app import build
 from procure_runtime.settings import load_settings
@@ -49,10 +50,9 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     """A broker of its own whose only client listener for the tests is SASL_SSL."""
     root = tmp_path_factory.mktemp("sasl-ssl")
     tls = CertificateAuthority().write_server_files(root / "tls", "127.0.0.1", "localhost")
-    listener = SaslSslListener(port=free_port(), keystore=tls.keystore_file, users={USER: PASSWORD})
-    broker = LocalKafka(
-        root / "kafka", port=free_port(), controller_port=free_port(), sasl_ssl=listener
-    )
+    port, controller, secured = free_ports(3)
+    listener = SaslSslListener(port=secured, keystore=tls.keystore_file, users={USER: PASSWORD})
+    broker = LocalKafka(root / "kafka", port=port, controller_port=controller, sasl_ssl=listener)
     broker.start()
     try:
         broker.wait_ready(timeout=120)

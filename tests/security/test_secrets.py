@@ -20,8 +20,9 @@ from pydantic import SecretStr
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
 from procure_devstack import factories as f
+from procure_devstack.ports import free_port
 from procure_devstack.smtp import SmtpSink
-from procure_devstack.testing import KafkaProbe, eventually, free_port, unique
+from procure_devstack.testing import KafkaProbe, eventually, unique
 from procure_notifier.sender import SmtpSettings
 from procure_runtime.auth import make_token
 from procure_runtime.settings import load_settings

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import shutil
-import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ import pytest
 from procure_contracts import CloudEvent
 from procure_devstack.cli import main, parse_roles, summarize_data, tail
 from procure_devstack.kafka import LocalKafka
+from procure_devstack.ports import free_ports
 from procure_runtime.auth import ROLES
 from procure_runtime.settings import DEV_JWT_SECRET, load_settings
 
@@ -120,18 +120,13 @@ def test_summarize_data_prefers_scalars() -> None:
 # ----------------------------------------------------------------------------- tail
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     if shutil.which("java") is None:
         pytest.skip("needs a Java 17+ runtime")
     data_dir: Path = tmp_path_factory.mktemp("cli") / "kafka"
-    kafka = LocalKafka(data_dir, port=_free_port(), controller_port=_free_port())
+    port, controller = free_ports(2)
+    kafka = LocalKafka(data_dir, port=port, controller_port=controller)
     kafka.start()
     try:
         kafka.wait_ready(timeout=90)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from procure_devstack.kafka import (
     api_versions,
     stop_from_pidfile,
 )
+from procure_devstack.ports import free_ports
 
 pytestmark = [
     pytest.mark.kafka,
@@ -24,15 +24,10 @@ pytestmark = [
 API_PRODUCE, API_FETCH, API_METADATA, API_VERSIONS = 0, 1, 3, 18
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[LocalKafka]:
-    kafka = LocalKafka(tmp_path / "kafka", port=_free_port(), controller_port=_free_port())
+    port, controller = free_ports(2)
+    kafka = LocalKafka(tmp_path / "kafka", port=port, controller_port=controller)
     yield kafka
     kafka.kill()  # no-op when the test stopped it already
 

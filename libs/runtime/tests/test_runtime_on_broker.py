@@ -14,7 +14,8 @@ from procure_contracts import CloudEvent, new_event
 from procure_contracts import events as ev
 from procure_devstack import factories as f
 from procure_devstack.kafka import LocalKafka
-from procure_devstack.testing import KafkaProbe, eventually, free_port, running
+from procure_devstack.ports import free_ports
+from procure_devstack.testing import KafkaProbe, eventually, running
 from procure_runtime import kafka
 from procure_runtime.consumer import Record
 from procure_runtime.kafka import client_kwargs
@@ -50,7 +51,8 @@ async def test_failed_transaction_publishes_nothing(service_settings) -> None:
 async def test_publish_during_broker_outage_is_delivered_once_it_is_back(
     service_settings, tmp_path: Path
 ) -> None:
-    broker = LocalKafka(tmp_path / "own-kafka", port=free_port(), controller_port=free_port())
+    port, controller = free_ports(2)
+    broker = LocalKafka(tmp_path / "own-kafka", port=port, controller_port=controller)
     broker.start()
     broker.wait_ready(timeout=90)
     try:

@@ -68,6 +68,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .ports import free_port, free_ports
+
 __all__ = [
     "KAFKA_VERSION",
     "KafkaAlreadyRunningError",
@@ -333,12 +335,6 @@ def stop_from_pidfile(data_dir: Path, timeout: float = 30.0) -> bool:
     return was_running
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _port_in_use(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
@@ -434,7 +430,7 @@ class LocalKafka:
         # Deterministic, so `start --port N` always gets the same quorum endpoint
         # (a random free port only when port + 1000 is out of range).
         candidate = port + 1000
-        return candidate if candidate <= 65535 else _free_port()
+        return candidate if candidate <= 65535 else free_port()
 
     # -- paths and config
 
@@ -733,15 +729,16 @@ class LocalKafkaCluster:
             if len(layout["nodes"]) != self.size:
                 raise KafkaError(f"{path} describes {len(layout['nodes'])} nodes, not {self.size}")
             return layout
+        ports = free_ports(2 * self.size)
         layout = {
             "cluster_id": _new_cluster_id(),
             "nodes": [
                 {
-                    "port": _free_port(),
-                    "controller_port": _free_port(),
+                    "port": ports[2 * i],
+                    "controller_port": ports[2 * i + 1],
                     "directory_id": _new_cluster_id(),  # same Uuid shape
                 }
-                for _ in range(self.size)
+                for i in range(self.size)
             ],
         }
         path.write_text(json.dumps(layout, indent=2) + "\n")

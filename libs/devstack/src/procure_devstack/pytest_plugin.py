@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from procure_devstack.kafka import LocalKafka
-from procure_devstack.testing import free_port, unique
+from procure_devstack.ports import free_ports
+from procure_devstack.testing import unique
 from procure_runtime.settings import ServiceSettings, load_settings
 
 
@@ -40,9 +41,8 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             with KafkaContainer().with_kraft() as container:
                 yield container.get_bootstrap_server()
             return
-    broker = LocalKafka(
-        tmp_path_factory.mktemp("kafka"), port=free_port(), controller_port=free_port()
-    )
+    port, controller = free_ports(2)
+    broker = LocalKafka(tmp_path_factory.mktemp("kafka"), port=port, controller_port=controller)
     broker.start()
     broker.wait_ready(timeout=120)
     try:

@@ -17,8 +17,9 @@ from pathlib import Path
 import httpx
 
 from .cli import SERVICES, ManagedProcess, _stop_processes
+from .ports import free_ports
 from .smtp import SmtpSink
-from .testing import free_port, unique
+from .testing import unique
 
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
@@ -134,7 +135,7 @@ def launch_stack(
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
-    ports = {name: free_port() for name in SERVICES}
+    ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     procs = {
         name: ManagedProcess(

@@ -1,9 +1,8 @@
-"""Helpers for tests on the real stack: free ports, a Kafka client that publishes raw
+"""Helpers for tests on the real stack: a Kafka client that publishes raw
 records and collects what landed on a topic, and an in-process service harness."""
 
 import asyncio
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -20,12 +19,6 @@ from procure_contracts.shapes import Shape
 from procure_runtime.auth import make_token
 from procure_runtime.service import ServiceRuntime
 from procure_runtime.settings import ServiceSettings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def unique(prefix: str = "") -> str:

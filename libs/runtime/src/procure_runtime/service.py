@@ -23,6 +23,7 @@ from procure_runtime.db import Database
 from procure_runtime.errors import describe
 from procure_runtime.kafka import ensure_topics, fetch_options, make_broker
 from procure_runtime.logging import clear, configure_logging, get_logger
+from procure_runtime.offsets import OffsetCommitter
 from procure_runtime.outbox import OutboxRelay, write_effects
 from procure_runtime.settings import ServiceSettings, load_settings
 from procure_runtime.uow import UnitOfWork
@@ -101,6 +102,8 @@ class ServiceRuntime:
         self.consumer = Consumer(
             self.settings, self.db, metadata, self.handlers, self.relay.publish, self.relay.wake
         )
+        self.offsets = OffsetCommitter(self.settings.commit_interval_ms / 1000)
+        self._stopping = False
         self.broker_ready = False
         # Why the broker is not connected yet, for /readyz: an operator tells a broker
         # still starting from credentials it refuses without reading the logs.
@@ -144,6 +147,7 @@ class ServiceRuntime:
             max_records=s.consume_batch,
             fetch_min_bytes=fetch_min_bytes,
             fetch_max_wait_ms=fetch_max_wait_ms,
+            listener=self.offsets.listener(),
             title=f"{s.service}:consume",
             description="Consumes: " + ", ".join(topics),
         )
@@ -169,14 +173,17 @@ class ServiceRuntime:
                 await self.consumer.process_batch(records)
             finally:
                 clear()
-            # Only now: the database commit (or the dead letters) is durable. This commits
-            # the consumer's positions, which are just past the batch.
-            await msg.ack()
+            # Only now: the database commit (or the dead letters) is durable, so the batch's
+            # positions may be committed, in the background (a stop waits for them).
+            self.offsets.done(msg.consumer, raws)
+            if self._stopping:
+                await self.offsets.flush()
 
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
         configure_logging(self.settings.service, self.settings.log_level)
+        self._stopping = False
         await self._retry("database", self._migrate)
         self._connect_task = asyncio.create_task(self._connect(), name="broker-connect")
         self.relay.start()
@@ -229,6 +236,9 @@ class ServiceRuntime:
         return text
 
     async def stop(self) -> None:
+        self._stopping = True  # the batch in hand commits its offsets itself
+        with contextlib.suppress(Exception):
+            await self.offsets.flush()
         if self._connect_task:
             self._connect_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -237,6 +247,7 @@ class ServiceRuntime:
         await self.relay.stop()
         with contextlib.suppress(Exception):
             await self.broker.stop()
+        await self.offsets.stop()
         await self.db.dispose()
 
     async def readiness(self) -> dict[str, str]:

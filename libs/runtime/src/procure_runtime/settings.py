@@ -59,6 +59,11 @@ class ServiceSettings(BaseSettings):
     # batches (fewer transactions and offset commits) for at most this much latency per
     # hop; 0 = answer as soon as any record is there.
     fetch_wait_ms: int = Field(50, ge=0, validation_alias=_env("PROCURE_FETCH_WAIT_MS"))
+    # How often the consumer commits the offsets of what it has applied, in the background
+    # (procure_runtime.offsets): one commit for the batches of that span, and no batch
+    # waits for the broker's answer. A crash replays at most that span (the inbox skips
+    # it); a stop or a rebalance commits first. 0 = after every batch.
+    commit_interval_ms: int = Field(250, ge=0, validation_alias=_env("PROCURE_COMMIT_INTERVAL_MS"))
     park_timeout_s: float = Field(600.0, validation_alias=_env("PROCURE_PARK_TIMEOUT_S"))
     handler_max_attempts: int = Field(5, validation_alias=_env("PROCURE_HANDLER_MAX_ATTEMPTS"))
     retry_backoff_s: float = Field(0.2, validation_alias=_env("PROCURE_RETRY_BACKOFF_S"))

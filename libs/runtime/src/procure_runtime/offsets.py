@@ -1,0 +1,109 @@
+"""The consumer's offset commits, behind the database and off the consume loop.
+
+A batch's records are `done` once its transaction has committed (or they are parked or
+dead-lettered, durably too). Their positions are then committed in the background, every
+`PROCURE_COMMIT_INTERVAL_MS`, by one task: one offset commit for all the batches done in
+that time, and the consume loop goes on to its next batch instead of waiting for the
+broker's answer. This is librdkafka's at-least-once pattern (offsets stored after
+processing, committed periodically). A crash replays at most the batches done since the
+last commit, and the inbox skips what it has already applied, as it does after any crash.
+
+Nothing is lost on the way out: a graceful stop commits what is done, and so does a
+rebalance before this instance gives its partitions up (`on_partitions_revoked`), so the
+new owner starts where this one finished."""
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from procure_runtime.logging import get_logger
+
+log = get_logger("procure.offsets")
+
+
+class OffsetCommitter:
+    """Commits the positions of records already applied, at most every `interval_s`."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._consumer: AIOKafkaConsumer | None = None
+        self._pending: dict[TopicPartition, int] = {}
+        self._due = asyncio.Event()
+        self._lock = asyncio.Lock()  # one commit at a time, so positions only move forward
+        self._task: asyncio.Task[None] | None = None
+        self.commits = 0  # offset commits sent (tests and the bench read it)
+
+    def done(self, consumer: AIOKafkaConsumer, records: Iterable[ConsumerRecord]) -> None:
+        """These records are applied for good: their positions may be committed."""
+        self._consumer = consumer
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            self._pending[tp] = max(self._pending.get(tp, 0), record.offset + 1)
+        if self._pending:
+            self._due.set()
+            if self._task is None or self._task.done():
+                self._task = asyncio.create_task(self._run(), name="offset-commits")
+
+    @property
+    def pending(self) -> dict[TopicPartition, int]:
+        return dict(self._pending)
+
+    async def _run(self) -> None:
+        while True:
+            await self._due.wait()
+            # The batches done meanwhile go in the same commit.
+            await asyncio.sleep(self.interval_s)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Commit every position done so far, now (after a commit already in flight)."""
+        async with self._lock:
+            self._due.clear()
+            consumer, offsets = self._consumer, self._pending
+            if consumer is None or not offsets:
+                return
+            self._pending = {}
+            # A partition given up in a rebalance is its new owner's to commit.
+            assigned = consumer.assignment()
+            offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
+            if not offsets:
+                return
+            try:
+                await consumer.commit(offsets)
+                self.commits += 1
+            except (CommitFailedError, IllegalStateError) as exc:
+                # The group rebalanced meanwhile: the partitions' new owner re-reads from
+                # the last commit, and its inbox skips what this instance applied.
+                log.info("offsets not committed: the group rebalanced", error=repr(exc))
+            except KafkaError as exc:
+                # aiokafka already retried what is retriable; try again at the next round.
+                log.warning("offset commit failed; retrying", error=repr(exc))
+                for tp, offset in offsets.items():
+                    self._pending[tp] = max(self._pending.get(tp, 0), offset)
+                self._due.set()
+
+    async def stop(self) -> None:
+        """Stop the background task (`flush` first: this commits nothing)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def listener(self) -> ConsumerRebalanceListener:
+        """Commits what is done before this instance gives partitions up in a rebalance."""
+        return _CommitBeforeRevoke(self)
+
+
+class _CommitBeforeRevoke(ConsumerRebalanceListener):
+    def __init__(self, committer: OffsetCommitter) -> None:
+        self.committer = committer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.committer.flush()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        pass

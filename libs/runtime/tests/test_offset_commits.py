@@ -1,0 +1,223 @@
+"""Offset commits (procure_runtime.offsets): only after the database commit, in the
+background at most every `PROCURE_COMMIT_INTERVAL_MS`, and never left behind by a stop
+or a rebalance. On the real broker, but for the committer's own bookkeeping."""
+
+import asyncio
+
+import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaConnectionError
+
+from probe_service import CREATED, build, charges, count
+from procure_devstack import factories as f
+from procure_devstack.testing import KafkaProbe, eventually, running
+from procure_runtime.consumer import Consumer
+from procure_runtime.offsets import OffsetCommitter
+
+TOPICS = ["charge.created"]
+
+
+def _probe(settings) -> KafkaProbe:
+    return KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix)
+
+
+async def _applied(runtime, n: int) -> bool:
+    return await count(runtime, charges) == n
+
+
+async def _lag(kafka: KafkaProbe, settings) -> int:
+    return await kafka.lag(settings.group_id, TOPICS)
+
+
+async def _committed_all(kafka: KafkaProbe, settings) -> bool:
+    return await _lag(kafka, settings) == 0
+
+
+@pytest.mark.kafka
+async def test_the_next_batch_is_applied_while_an_offset_commit_is_in_flight(
+    service_settings, monkeypatch
+) -> None:
+    """The consume loop does not wait for the broker's answer to an offset commit."""
+    settings = service_settings("probe", commit_interval_ms=0)
+    app, runtime = build(settings)
+    gate = asyncio.Event()
+    commit = AIOKafkaConsumer.commit
+
+    async def slow_commit(self, offsets=None):
+        await gate.wait()  # the broker answers only when the test says so
+        return await commit(self, offsets)
+
+    monkeypatch.setattr(AIOKafkaConsumer, "commit", slow_commit)
+    async with running(app, runtime), _probe(settings) as kafka:
+        await kafka.publish(CREATED, f.charge_created())
+        await eventually(lambda: _applied(runtime, 1))
+        await kafka.publish(CREATED, f.charge_created())
+        await eventually(lambda: _applied(runtime, 2), timeout=10)
+        assert await _lag(kafka, settings) == 2  # neither commit has gone through yet
+        gate.set()
+        await eventually(lambda: _committed_all(kafka, settings))
+
+
+@pytest.mark.kafka
+async def test_offsets_are_committed_only_after_the_database_commit(
+    service_settings, monkeypatch
+) -> None:
+    settings = service_settings("probe", commit_interval_ms=0)
+    app, runtime = build(settings)
+    gate = asyncio.Event()
+    fetched = asyncio.Event()
+    process_batch = Consumer.process_batch
+
+    async def held(self, records):
+        fetched.set()
+        await gate.wait()  # the batch's transaction has not begun
+        return await process_batch(self, records)
+
+    monkeypatch.setattr(Consumer, "process_batch", held)
+    async with running(app, runtime), _probe(settings) as kafka:
+        await kafka.publish(CREATED, f.charge_created())
+        await asyncio.wait_for(fetched.wait(), timeout=30)
+        await asyncio.sleep(1.0)  # time enough for any commit to have gone out
+        assert await _lag(kafka, settings) == 1
+        gate.set()
+        await eventually(lambda: _applied(runtime, 1))
+        await eventually(lambda: _committed_all(kafka, settings))
+
+
+@pytest.mark.kafka
+async def test_the_batches_of_one_interval_share_one_offset_commit(service_settings) -> None:
+    settings = service_settings("probe", commit_interval_ms=5000)
+    app, runtime = build(settings)
+    async with running(app, runtime), _probe(settings) as kafka:
+        for n in (1, 2, 3):  # three batches: each is applied before the next is sent
+            await kafka.publish(CREATED, f.charge_created())
+            await eventually(lambda n=n: _applied(runtime, n))
+        assert await _lag(kafka, settings) == 3  # applied, not committed yet
+        await eventually(lambda: _committed_all(kafka, settings), timeout=15)
+        assert runtime.offsets.commits == 1
+
+
+@pytest.mark.kafka
+async def test_a_stop_commits_the_offsets_of_what_is_applied(service_settings) -> None:
+    settings = service_settings("probe", commit_interval_ms=600_000)
+    app, runtime = build(settings)
+    async with _probe(settings) as kafka:
+        async with running(app, runtime):
+            for _ in range(3):
+                await kafka.publish(CREATED, f.charge_created())
+            await eventually(lambda: _applied(runtime, 3))
+            assert await _lag(kafka, settings) == 3
+        assert await _lag(kafka, settings) == 0  # a restart re-reads nothing
+
+
+@pytest.mark.kafka
+async def test_a_rebalance_commits_the_offsets_of_what_is_applied_first(service_settings) -> None:
+    """Before this instance gives its partitions up, it commits what it has applied: the
+    new owner starts where it finished, not at the last periodic commit."""
+    settings = service_settings("probe", commit_interval_ms=600_000, topic_partitions=3)
+    app, runtime = build(settings)
+    async with running(app, runtime), _probe(settings) as kafka:
+        for _ in range(6):
+            await kafka.publish(CREATED, f.charge_created())
+        await eventually(lambda: _applied(runtime, 6))
+        assert await _lag(kafka, settings) == 6
+        joining = AIOKafkaConsumer(
+            kafka.topic("charge.created"),
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=settings.group_id,
+            enable_auto_commit=False,
+        )
+        await joining.start()  # the group rebalances: the service's partitions are revoked
+        try:
+            await eventually(lambda: _committed_all(kafka, settings), timeout=30)
+        finally:
+            await joining.stop()
+
+
+# --- the committer's bookkeeping, with a stand-in for the consumer ------------------------
+
+
+class _Consumer:
+    def __init__(self, assigned: set[TopicPartition], fail: list[Exception]) -> None:
+        self.assigned = assigned
+        self.fail = fail
+        self.commits: list[dict[TopicPartition, int]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.assigned
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self.fail:
+            raise self.fail.pop(0)
+        self.commits.append(dict(offsets))
+
+
+def _records(topic: str, partition: int, *offsets: int) -> list[ConsumerRecord]:
+    return [
+        ConsumerRecord(
+            topic=topic,
+            partition=partition,
+            offset=o,
+            timestamp=0,
+            timestamp_type=0,
+            key=None,
+            value=b"",
+            checksum=None,
+            serialized_key_size=0,
+            serialized_value_size=0,
+            headers=[],
+        )
+        for o in offsets
+    ]
+
+
+A0, A1, B0 = TopicPartition("a", 0), TopicPartition("a", 1), TopicPartition("b", 0)
+
+
+async def test_the_committer_commits_each_partitions_highest_position_once() -> None:
+    consumer = _Consumer({A0, A1, B0}, [])
+    committer = OffsetCommitter(interval_s=60)
+    committer.done(consumer, _records("a", 0, 3, 4))  # type: ignore[arg-type]
+    committer.done(consumer, _records("a", 0, 5) + _records("b", 0, 0))  # type: ignore[arg-type]
+    committer.done(consumer, _records("a", 1, 9))  # type: ignore[arg-type]
+    await committer.flush()
+    assert consumer.commits == [{A0: 6, B0: 1, A1: 10}]
+    await committer.flush()  # nothing new: nothing sent
+    assert consumer.commits == [{A0: 6, B0: 1, A1: 10}]
+    await committer.stop()
+
+
+async def test_the_committer_leaves_a_revoked_partition_to_its_new_owner() -> None:
+    consumer = _Consumer({A0}, [])
+    committer = OffsetCommitter(interval_s=60)
+    committer.done(consumer, _records("a", 0, 1) + _records("a", 1, 7))  # type: ignore[arg-type]
+    await committer.flush()
+    assert consumer.commits == [{A0: 2}]
+    await committer.stop()
+
+
+async def test_a_failed_commit_is_retried_and_a_rebalanced_one_dropped() -> None:
+    consumer = _Consumer({A0}, [KafkaConnectionError(), CommitFailedError()])
+    committer = OffsetCommitter(interval_s=60)
+    committer.done(consumer, _records("a", 0, 1))  # type: ignore[arg-type]
+    await committer.flush()  # the broker is unreachable: kept for the next round
+    assert committer.pending == {A0: 2}
+    committer.done(consumer, _records("a", 0, 2))  # type: ignore[arg-type]
+    await committer.flush()  # the group rebalanced: the new owner re-reads, the inbox skips
+    assert committer.pending == {} and consumer.commits == []
+    committer.done(consumer, _records("a", 0, 3))  # type: ignore[arg-type]
+    await committer.flush()
+    assert consumer.commits == [{A0: 4}]
+    await committer.stop()
+
+
+async def test_the_committer_commits_by_itself_after_the_interval() -> None:
+    consumer = _Consumer({A0}, [])
+    committer = OffsetCommitter(interval_s=0.05)
+    committer.done(consumer, _records("a", 0, 1))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    committer.done(consumer, _records("a", 0, 2))  # type: ignore[arg-type]
+    assert consumer.commits == []  # the interval gathers
+    await asyncio.sleep(0.2)
+    assert consumer.commits == [{A0: 3}]
+    await committer.stop()

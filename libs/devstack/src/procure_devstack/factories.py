@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from procure_contracts import events as ev
 from procure_contracts.shapes import (
@@ -77,7 +77,7 @@ def parent(kind: str = "ticket", **kw: Any) -> Parent:
     if kind == "project":
         extra["project_lead"] = kw.pop("project_lead", person("Leo Lead"))
     return Parent(
-        kind=kind,
+        kind=cast(Any, kind),  # a test may pass a kind the contract refuses
         id=kw.pop("id", unique(f"{kind}-")),
         name=kw.pop("name", f"A {kind}"),
         **extra,

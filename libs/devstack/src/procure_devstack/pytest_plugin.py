@@ -58,7 +58,7 @@ def topic_prefix() -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Callable[[str], str]:
+def postgres_url() -> Iterator[Callable[[str], str]]:
     """Factory: a fresh PostgreSQL database per call (name -> SQLAlchemy URL)."""
     base = os.environ.get("PROCURE_TEST_DATABASE_URL")
     created: list[str] = []
@@ -75,7 +75,7 @@ def postgres_url() -> Callable[[str], str]:
         created.append(db)
         return postgres.ensure_database(db)
 
-    yield make  # type: ignore[misc]
+    yield make
     if not base:
         for db in created:
             try:

@@ -196,7 +196,7 @@ class SmtpSink:
         # sink shares the machine with the stack it measures.
         controller = _Controller(
             _Handler(self),
-            loop=loop_factory(ServiceSettings().event_loop)(),
+            loop=loop_factory(ServiceSettings.model_validate({}).event_loop)(),
             hostname=self.host,
             port=self.port,
             ssl_context=self.tls_context if self.implicit_tls else None,

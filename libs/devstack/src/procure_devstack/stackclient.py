@@ -130,14 +130,14 @@ class StackClient:
         """Exactly one email of `kind` per recipient for `event`, and nothing else for it."""
         want = sorted(recipients)
 
-        def check() -> list[ReceivedMessage]:
+        def check() -> tuple[list[ReceivedMessage]]:
             got = self.mail(event.id)
             seen = sorted((m.message["X-Procure-Notification"], *m.rcpt_tos) for m in got)
             assert seen == [(kind, r) for r in want], f"{event.type} {event.id}: mail {seen}"
-            return got or [None]  # truthy, so that "no mail at all" passes too
+            return (got,)  # truthy, so that "no mail at all" passes too
 
-        found = await eventually(check, timeout=self.timeout)
-        return [m for m in found if m is not None]
+        (found,) = await eventually(check, timeout=self.timeout)
+        return found
 
     def mail_to(self, *addresses: str) -> list[ReceivedMessage]:
         wanted = set(addresses)

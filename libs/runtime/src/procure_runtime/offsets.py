@@ -14,6 +14,7 @@ new owner starts where this one finished."""
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -44,8 +45,11 @@ class OffsetCommitter:
             self._pending[tp] = max(self._pending.get(tp, 0), record.offset + 1)
         if self._pending:
             self._due.set()
-            if self._task is None or self._task.done():
-                self._task = asyncio.create_task(self._run(), name="offset-commits")
+            self._ensure_task()
+
+    def _ensure_task(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="offset-commits")
 
     @property
     def pending(self) -> dict[TopicPartition, int]:
@@ -62,28 +66,41 @@ class OffsetCommitter:
         """Commit every position done so far, now (after a commit already in flight)."""
         async with self._lock:
             self._due.clear()
-            consumer, offsets = self._consumer, self._pending
-            if consumer is None or not offsets:
+            consumer = self._consumer
+            if consumer is None or not self._pending:
                 return
-            self._pending = {}
-            # A partition given up in a rebalance is its new owner's to commit.
-            assigned = consumer.assignment()
-            offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
+            # Only the partitions this instance holds now. The others wait for the next
+            # assignment (`assigned`): those that come back are committed then, the rest
+            # are their new owner's, which re-reads them and whose inbox skips them.
+            held = consumer.assignment()
+            offsets = {tp: o for tp, o in self._pending.items() if tp in held}
             if not offsets:
                 return
+            for tp in offsets:
+                del self._pending[tp]
             try:
                 await consumer.commit(offsets)
                 self.commits += 1
-            except (CommitFailedError, IllegalStateError) as exc:
-                # The group rebalanced meanwhile: the partitions' new owner re-reads from
-                # the last commit, and its inbox skips what this instance applied.
-                log.info("offsets not committed: the group rebalanced", error=repr(exc))
-            except KafkaError as exc:
-                # aiokafka already retried what is retriable; try again at the next round.
-                log.warning("offset commit failed; retrying", error=repr(exc))
+            except (KafkaError, IllegalStateError) as exc:
+                # A rebalance under way (CommitFailedError) or the coordinator away
+                # (aiokafka already retried what is retriable): kept for the next round.
+                rebalanced = isinstance(exc, (CommitFailedError, IllegalStateError))
+                log.log(
+                    logging.INFO if rebalanced else logging.WARNING,
+                    "offsets not committed yet; retrying",
+                    error=repr(exc),
+                )
                 for tp, offset in offsets.items():
                     self._pending[tp] = max(self._pending.get(tp, 0), offset)
                 self._due.set()
+
+    def assigned(self, partitions: set[TopicPartition]) -> None:
+        """A rebalance gave this instance `partitions`: the positions done on any other
+        are no longer its to commit; those on these go with the next commit."""
+        self._pending = {tp: o for tp, o in self._pending.items() if tp in partitions}
+        if self._pending:
+            self._due.set()
+            self._ensure_task()
 
     async def stop(self) -> None:
         """Stop the background task (`flush` first: this commits nothing)."""
@@ -106,4 +123,4 @@ class _CommitBeforeRevoke(ConsumerRebalanceListener):
         await self.committer.flush()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        pass
+        self.committer.assigned(assigned)

@@ -185,7 +185,10 @@ async def test_a_service_with_a_wrong_kafka_password_is_refused_and_not_ready(
                 assert checks["database"] == "ok"
                 # Not just "connecting": why the last attempt failed, password left out.
                 assert checks["kafka"].startswith("connecting (last attempt: "), checks
-                print(checks)
+                # The cause, which aiokafka's "Unable to bootstrap" leaves out.
+                assert "SaslAuthenticationFailed" in checks["kafka"], checks
+                assert "invalid credentials" in checks["kafka"], checks
+                assert settings.kafka_sasl_password.get_secret_value() not in checks["kafka"]
                 return True
 
             await eventually(says_why, timeout=60)

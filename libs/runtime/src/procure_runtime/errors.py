@@ -4,9 +4,10 @@ And `describe`, an exception in one line for logs, health checks and stored erro
 
 def describe(exc: BaseException, limit: int) -> str:
     """`Type: message`, at most `limit` characters (the type once, when the message
-    already starts with it, as aiokafka's do)."""
+    already names it, as aiokafka's do: `[Error 58] SaslAuthenticationFailed: ...`)."""
     name, message = type(exc).__name__, str(exc)
-    return (message if message.startswith(name) else f"{name}: {message}")[:limit]
+    named = message.startswith(name) or f"] {name}:" in message
+    return (message if named else f"{name}: {message}")[:limit]
 
 
 class DomainError(Exception):

@@ -9,7 +9,8 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from aiokafka.protocol.metadata import MetadataRequest
 from faststream.kafka import KafkaBroker
 from faststream.kafka.security import parse_security
@@ -20,6 +21,7 @@ from faststream.security import (
     SASLScram512,
 )
 
+from procure_runtime.errors import describe
 from procure_runtime.logging import get_logger
 from procure_runtime.settings import ServiceSettings
 
@@ -55,6 +57,44 @@ def client_kwargs(settings: ServiceSettings) -> dict[str, Any]:
         "bootstrap_servers": settings.kafka_bootstrap_servers,
         **parse_security(security_from(settings)),
     }
+
+
+def bootstrap_hosts(servers: str) -> list[tuple[str, int]]:
+    """`host:port,[::1]:port` as (host, port) pairs (9092 when no port is given)."""
+    hosts = []
+    for server in filter(None, (part.strip() for part in servers.split(","))):
+        if server.startswith("["):  # an IPv6 address
+            host, _, rest = server[1:].partition("]")
+            port = rest.removeprefix(":")
+        else:
+            host, _, port = server.rpartition(":") if ":" in server else (server, "", "")
+        hosts.append((host, int(port or 9092)))
+    return hosts
+
+
+async def why_no_bootstrap(settings: ServiceSettings, timeout: float = 10.0) -> str | None:
+    """Why no bootstrap server took a client, or None if one does now. aiokafka's
+    "Unable to bootstrap" names the servers but not the cause (a refused login, a
+    certificate not trusted, nothing listening), which it only logs; one connection to
+    each server, made as the clients make theirs, tells."""
+    security = parse_security(security_from(settings))
+    reasons = []
+    for host, port in bootstrap_hosts(settings.kafka_bootstrap_servers):
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(host, port, request_timeout_ms=int(timeout * 1000), **security),
+                timeout,
+            )
+        except Exception as exc:
+            reasons.append(f"{host}:{port}: {describe(exc, 200)}")
+        else:
+            conn.close()
+            return None
+    return "; ".join(reasons)
+
+
+def is_bootstrap_failure(exc: BaseException) -> bool:
+    return isinstance(exc, KafkaConnectionError) and "Unable to bootstrap" in str(exc)
 
 
 # What a gathering fetch waits for besides the time: about ten per-charge events (~1.5 KB

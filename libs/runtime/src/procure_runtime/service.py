@@ -21,7 +21,13 @@ from procure_runtime import gc_tuning, migrate
 from procure_runtime.consumer import Consumer, EventHandlers, Record, is_transient
 from procure_runtime.db import Database
 from procure_runtime.errors import describe
-from procure_runtime.kafka import ensure_topics, fetch_options, make_broker
+from procure_runtime.kafka import (
+    ensure_topics,
+    fetch_options,
+    is_bootstrap_failure,
+    make_broker,
+    why_no_bootstrap,
+)
 from procure_runtime.logging import clear, configure_logging, get_logger
 from procure_runtime.offsets import OffsetCommitter
 from procure_runtime.outbox import OutboxRelay, write_effects
@@ -222,18 +228,26 @@ class ServiceRuntime:
             except Exception as exc:
                 if not is_transient(exc) and "Kafka" not in type(exc).__name__:
                     raise
+                error = describe(exc, 300)
                 if what == "kafka":
-                    self.kafka_error = self._brief(exc)
-                log.warning(f"{what} not reachable yet; retrying", error=repr(exc))
+                    if is_bootstrap_failure(exc) and (why := await self._why_no_bootstrap()):
+                        error = f"{error}: {why}"
+                    error = self.kafka_error = self._scrub(error)
+                log.warning(f"{what} not reachable yet; retrying", error=error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _brief(self, exc: BaseException) -> str:
-        """The exception in one line, without the Kafka password."""
-        text = describe(exc, 300)
+    def _scrub(self, text: str) -> str:
+        """`text` without the Kafka password."""
         if secret := self.settings.kafka_sasl_password:
             text = text.replace(secret.get_secret_value(), "***")
         return text
+
+    async def _why_no_bootstrap(self) -> str | None:
+        try:
+            return await why_no_bootstrap(self.settings)
+        except Exception as exc:  # a diagnosis, never a reason to stop retrying
+            return f"(no diagnosis: {describe(exc, 100)})"
 
     async def stop(self) -> None:
         self._stopping = True  # the batch in hand commits its offsets itself

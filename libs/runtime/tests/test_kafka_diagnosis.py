@@ -1,0 +1,41 @@
+"""Why a service cannot reach Kafka, in words an operator can act on: aiokafka's
+"Unable to bootstrap" names the servers, not the cause."""
+
+import pytest
+
+from procure_devstack.ports import free_port
+from procure_runtime.errors import describe
+from procure_runtime.kafka import bootstrap_hosts, why_no_bootstrap
+from procure_runtime.settings import load_settings
+
+
+def test_bootstrap_servers_are_read_as_hosts_and_ports() -> None:
+    assert bootstrap_hosts("kafka-1:9093, kafka-2 ,[::1]:19092,10.0.0.5:9092,") == [
+        ("kafka-1", 9093),
+        ("kafka-2", 9092),
+        ("::1", 19092),
+        ("10.0.0.5", 9092),
+    ]
+
+
+def test_an_error_that_names_its_type_is_not_named_twice() -> None:
+    class SaslAuthenticationFailed(Exception):
+        pass
+
+    aiokafka_style = SaslAuthenticationFailed("[Error 58] SaslAuthenticationFailed: bad login")
+    assert describe(aiokafka_style, 200) == "[Error 58] SaslAuthenticationFailed: bad login"
+    assert describe(ValueError("no"), 200) == "ValueError: no"
+
+
+async def test_a_server_with_nothing_listening_is_named_with_the_cause(tmp_path) -> None:
+    port = free_port()
+    settings = load_settings("probe", kafka_bootstrap_servers=f"127.0.0.1:{port}")
+    why = await why_no_bootstrap(settings, timeout=5)
+    assert why is not None and why.startswith(f"127.0.0.1:{port}: "), why
+    assert "Connect call failed" in why or "refused" in why.lower(), why
+
+
+@pytest.mark.kafka
+async def test_a_reachable_cluster_has_no_reason_to_give(kafka_bootstrap) -> None:
+    settings = load_settings("probe", kafka_bootstrap_servers=kafka_bootstrap)
+    assert await why_no_bootstrap(settings) is None

@@ -35,7 +35,7 @@ class OffsetCommitter:
         self._due = asyncio.Event()
         self._lock = asyncio.Lock()  # one commit at a time, so positions only move forward
         self._task: asyncio.Task[None] | None = None
-        self.commits = 0  # offset commits sent (tests and the bench read it)
+        self.commits = 0  # offset commits sent (the tests read it)
 
     def done(self, consumer: AIOKafkaConsumer, records: Iterable[ConsumerRecord]) -> None:
         """These records are applied for good: their positions may be committed."""

@@ -244,8 +244,8 @@ class ServiceRuntime:
         return text
 
     async def _why_no_bootstrap(self) -> str | None:
-        try:
-            return await why_no_bootstrap(self.settings)
+        try:  # a short wait per server: a silent one must not hold up the next attempt
+            return await why_no_bootstrap(self.settings, timeout=3.0)
         except Exception as exc:  # a diagnosis, never a reason to stop retrying
             return f"(no diagnosis: {describe(exc, 100)})"
 

@@ -269,6 +269,6 @@ async def run(
         "events_per_s": round(applied / seconds, 1) if ok and seconds > 0 else 0.0,
         "outgoing": {t: c for t, (c, _) in span["outgoing"].items()},
         "published_on_output_topics": on_topics,
-        "per_event": {k: round(v / max(applied, 1), 2) for k, v in counts.most_common()},
+        "per_event": {k: round(v / max(applied, 1), 6) for k, v in counts.most_common()},
         "lag_series": series,  # [seconds since start, events not applied yet, outbox unsent]
     }

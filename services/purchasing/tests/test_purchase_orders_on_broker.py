@@ -298,3 +298,38 @@ async def test_units_of_one_item_share_one_line_however_they_are_added(purchasin
         (b.charge_id, 2),
     ]
     assert await p.queued(a.charge_id) == 0
+
+
+async def test_a_po_created_with_the_clients_id_takes_its_units_once(purchasing) -> None:
+    """A buyer's tool that sends the PO's `id` can retry a create whose answer it lost:
+    the retry is a 409 and the queue gives the units once. Without a client id every
+    create is a new PO."""
+    p = purchasing
+    parts = f.vendor(name="Parts Inc")
+    warehouse = p.location()
+    cable = f.product(unit_cost="10.00", vendor=parts)
+    await p.catalog(parts, warehouse)
+    a = await p.need_order(cable, 5)
+    await p.until_queued(a.charge_id, 5)
+    po_id = f"po-client-{a.charge_id}"
+    body = {
+        "id": po_id,
+        "vendor_id": parts.id,
+        "ship_to": {"kind": "location", "location_id": warehouse.id},
+        "items": [{"item_id": a.charge_id, "quantity": 2}],
+    }
+    created = await p.http.post("/purchase-orders", headers=p.buyer, json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["id"] == po_id
+    retried = await p.http.post("/purchase-orders", headers=p.buyer, json=body)
+    assert retried.status_code == 409, retried.text
+    assert retried.headers["content-type"].startswith("application/problem+json")
+    assert retried.json()["detail"] == f"PO {po_id!r} exists already"
+    assert await p.queued(a.charge_id) == 3
+    view = (await p.http.get(f"/purchase-orders/{po_id}", headers=p.buyer)).json()
+    assert [(ln["charge_id"], ln["quantity"]) for ln in view["lines"]] == [(a.charge_id, 2)]
+
+    del body["id"]
+    again = await p.http.post("/purchase-orders", headers=p.buyer, json=body)
+    assert again.status_code == 201 and again.json()["id"] != po_id
+    assert await p.queued(a.charge_id) == 1

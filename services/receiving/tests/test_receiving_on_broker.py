@@ -303,3 +303,54 @@ async def test_drop_ship_receipt_needs_no_location(service_settings) -> None:
         [event] = await kafka.read_events("units.received", 1)
         assert event.data["drop_ship"] is True and event.data["po_status"] == "Received Full"
         assert event.data["lines"][0]["location_id"] is None
+
+
+async def test_a_receipt_with_the_clients_id_is_received_once(service_settings) -> None:
+    """A scanner that sends the receipt's `id` can retry a receipt whose answer it lost:
+    the retry (or a racing twin) is a 409, the units are received once and one
+    `units.received` carries that id. The same id on another PO is refused too."""
+    settings = service_settings("receiving")
+    app, runtime = build(settings)
+    po, other = po_submitted((5, False)), po_submitted((1, False))
+    [only] = po.lines
+    auth = {"Authorization": f"Bearer {token(settings, 'receiving')}"}
+    async with (
+        running(app, runtime) as http,
+        KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
+    ):
+        loc = await stack(kafka, runtime, http, auth, po, other)
+        url = f"/purchase-orders/{po.po.id}/receipts"
+        first_id, racing_id = unique("rc-"), unique("rc-")
+
+        def body(receipt_id: str, line_id: str = only.line_id) -> dict:
+            return {
+                "id": receipt_id,
+                "lines": [{"line_id": line_id, "quantity": 1, "location_id": loc}],
+            }
+
+        first = await http.post(url, headers=auth, json=body(first_id))
+        assert first.status_code == 201, first.text
+        assert first.json()["receipt_id"] == first_id
+        retried = await http.post(url, headers=auth, json=body(first_id))
+        assert retried.status_code == 409, retried.text
+        assert retried.headers["content-type"].startswith("application/problem+json")
+        assert retried.json()["detail"] == f"receipt {first_id!r} exists already"
+        elsewhere = await http.post(
+            f"/purchase-orders/{other.po.id}/receipts",
+            headers=auth,
+            json=body(first_id, other.lines[0].line_id),
+        )
+        assert elsewhere.status_code == 409, elsewhere.text
+
+        twins = await asyncio.gather(
+            *(http.post(url, headers=auth, json=body(racing_id)) for _ in range(2))
+        )
+        assert sorted(a.status_code for a in twins) == [201, 409]
+
+        history = (await http.get(f"/purchase-orders/{po.po.id}", headers=auth)).json()
+        assert history["lines"][0]["received"] == 2
+        assert len(history["receipts"]) == 2
+        events = await kafka.read_events("units.received", 2, settle=1.0)
+        assert sorted(e.data["receipt_id"] for e in events) == sorted([first_id, racing_id])
+        other_history = (await http.get(f"/purchase-orders/{other.po.id}", headers=auth)).json()
+        assert other_history["receipts"] == []

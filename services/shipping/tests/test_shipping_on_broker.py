@@ -459,3 +459,43 @@ async def test_one_charge_at_two_places_gets_a_seq_per_item(service_settings) ->
         assert second.status_code == 201, second.text
         assert [(i["seq"], i["quantity"]) for i in second.json()["items"]] == [(3, 2)]
         assert await tab(http, auth, "ready", {charge.id}) == []
+
+
+async def test_a_delivery_with_the_clients_id_delivers_once(service_settings) -> None:
+    """A shipper's tool that sends the delivery's `id` can retry a delivery whose answer
+    it lost: the retry (or a racing twin) is a 409 and the units are delivered once."""
+    settings = service_settings("shipping")
+    app, runtime = build(settings)
+    charge = f.charge(f.product(), 5)
+    won = f.opportunity_won(charge)
+    auth = {"Authorization": f"Bearer {token(settings, 'shipping')}"}
+    async with (
+        running(app, runtime) as http,
+        KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
+    ):
+        await kafka.publish(READY, charge_ready(charge, won, 5))
+        [item] = await eventually(lambda: _when(tab(http, auth, "ready", {charge.id}), 1))
+        first_id, racing_id = unique("dl-client-"), unique("dl-client-")
+
+        def body(delivery_id: str) -> dict:
+            return {"id": delivery_id, "items": [{"item_id": item["item_id"], "quantity": 1}]}
+
+        first = await http.post("/deliveries", headers=auth, json=body(first_id))
+        assert first.status_code == 201, first.text
+        assert first.json()["id"] == first_id
+        retried = await http.post("/deliveries", headers=auth, json=body(first_id))
+        assert retried.status_code == 409, retried.text
+        assert retried.headers["content-type"].startswith("application/problem+json")
+        assert retried.json()["detail"] == f"delivery {first_id!r} exists already"
+        twins = await asyncio.gather(
+            *(http.post("/deliveries", headers=auth, json=body(racing_id)) for _ in range(2))
+        )
+        assert sorted(a.status_code for a in twins) == [201, 409]
+
+        [ready] = await tab(http, auth, "ready", {charge.id})
+        assert ready["quantity"] == 3
+        delivered = await tab(http, auth, "delivered", {charge.id})
+        assert sorted(d["delivery_id"] for d in delivered) == sorted([first_id, racing_id])
+        assert sum(d["quantity"] for d in delivered) == 2
+        events = await kafka.read_events("shipment.delivered", 2, settle=1.0)
+        assert sorted(e.data["delivery_id"] for e in events) == sorted([first_id, racing_id])

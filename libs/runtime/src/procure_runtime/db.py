@@ -3,7 +3,7 @@ parking lot), and dialect helpers. SQLite (embedded default) and PostgreSQL."""
 
 import collections
 import functools
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -24,6 +24,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     event,
+    select,
     text,
     update,
 )
@@ -39,6 +40,8 @@ from sqlalchemy.sql import ColumnElement, Executable, Insert
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import greenlet_spawn
 
+from procure_runtime.errors import Conflict
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -47,6 +50,25 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+async def id_for_new(
+    session: AsyncSession,
+    column: Column[Any],
+    wanted: str | None,
+    make: Callable[[], str],
+    noun: str,
+) -> str:
+    """The id a create gives its row: the client's (`id` in the body) or `make()`.
+
+    A client's id that exists already is a 409, so a request retried after it went
+    through (its answer lost on the way) is refused instead of done twice. Two requests
+    racing with one id meet the column's unique index: an `IntegrityError`, also a 409."""
+    if wanted is None:
+        return make()
+    if await session.scalar(select(column).where(column == wanted)) is not None:
+        raise Conflict(f"{noun} {wanted!r} exists already")
+    return wanted
 
 
 def utcnow() -> datetime:

@@ -41,6 +41,7 @@ class StockLineIn(BaseModel):
 
 
 class POIn(BaseModel):
+    id: Id | None = None  # the client's: a retry of a create that went through is a 409
     vendor_id: Id
     ship_to: ShipToIn
     items: list[ItemIn] = Field(default_factory=list, max_length=1000)
@@ -86,6 +87,7 @@ async def create(body: POIn, request: Request, user: Orderer) -> dict[str, Any]:
             [orders.Take(i.item_id, i.quantity) for i in body.items],
             [(s.product_id, s.quantity) for s in body.stock_lines],
             user.person,
+            body.id,
         )
     return await _view(request, po_id)
 

@@ -23,7 +23,7 @@ from procure_purchasing.domain import (
 )
 from procure_purchasing.models import charges, counters, metadata, po_lines, purchase_orders
 from procure_runtime import NotFound, UnitOfWork, UnknownReference, replica
-from procure_runtime.db import among, insert_ignore, update_many, utcnow
+from procure_runtime.db import among, id_for_new, insert_ignore, update_many, utcnow
 
 PO_SUBMITTED = spec_for_topic("po.submitted")
 PO_CANCELED = spec_for_topic("po.canceled")
@@ -61,10 +61,15 @@ async def create(
     takes: list[Take],
     stock_lines: list[tuple[str, int]],
     by: Person,
+    wanted_id: str | None = None,
 ) -> str:
     """R8: one vendor, one ship-to; every reference is checked (422) before any unit is
-    taken from the queue (409), and a refused request changes nothing."""
+    taken from the queue (409), and a refused request changes nothing. `wanted_id` is the
+    client's id for the PO (one that exists already is a 409)."""
     session = uow.session
+    po_id = await id_for_new(
+        session, purchase_orders.c.id, wanted_id, lambda: f"po-{uuid.uuid4().hex[:12]}", "PO"
+    )
     vendor = await known(session, "vendors", vendor_id, "vendor")
     if ship_kind == "location":
         assert location_id is not None
@@ -74,7 +79,6 @@ async def create(
     address = drop_ship_address(
         ship_kind, [r.destination for r in rows.values()], bool(stock_lines)
     )
-    po_id = f"po-{uuid.uuid4().hex[:12]}"
     await session.execute(
         purchase_orders.insert().values(
             id=po_id,

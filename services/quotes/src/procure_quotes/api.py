@@ -32,6 +32,7 @@ from procure_quotes.models import (
 )
 from procure_runtime import Conflict, Invalid, NotFound, UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
+from procure_runtime.db import id_for_new
 from procure_runtime.replica import get as replica_get
 
 router = APIRouter()
@@ -145,9 +146,7 @@ async def _opportunity_view(session: Any, row: Any) -> dict[str, Any]:
 @router.post("/opportunities", status_code=201)
 async def create_opportunity(body: OpportunityIn, request: Request, _user: Sales) -> dict[str, Any]:
     async with _runtime(request).transaction() as uow:
-        opp_id = body.id or _new_id()
-        if await uow.session.scalar(select(opportunities.c.id).where(opportunities.c.id == opp_id)):
-            raise Conflict(f"opportunity {opp_id!r} exists already")
+        opp_id = await id_for_new(uow.session, opportunities.c.id, body.id, _new_id, "opportunity")
         await uow.session.execute(
             opportunities.insert().values(
                 id=opp_id,
@@ -223,9 +222,9 @@ async def win(opp_id: str, body: WinIn, request: Request, user: Sales) -> dict[s
                 "list every quote item of the opportunity exactly once, each with its parent"
             )
         owner = Person.model_validate(opp.owner)
-        so_id = body.sales_order.id or _new_id()
-        if await uow.session.scalar(select(sales_orders.c.id).where(sales_orders.c.id == so_id)):
-            raise Conflict(f"sales order {so_id!r} exists already")
+        so_id = await id_for_new(
+            uow.session, sales_orders.c.id, body.sales_order.id, _new_id, "sales order"
+        )
         charge_specs = []
         for choice in body.items:
             item = items[choice.quote_item_id]
@@ -300,9 +299,7 @@ class ChargeIn(Body):
 async def create_charge(body: ChargeIn, request: Request, user: Sales) -> dict[str, Any]:
     async with _runtime(request).transaction() as uow:
         product = await _product(uow.session, body.product_id)
-        charge_id = body.id or _new_id()
-        if await uow.session.scalar(select(charges.c.id).where(charges.c.id == charge_id)):
-            raise Conflict(f"charge {charge_id!r} exists already")
+        charge_id = await id_for_new(uow.session, charges.c.id, body.id, _new_id, "charge")
         so_id = body.sales_order_id
         if so_id and not await uow.session.scalar(
             select(sales_orders.c.id).where(sales_orders.c.id == so_id)

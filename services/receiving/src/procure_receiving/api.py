@@ -33,7 +33,7 @@ from procure_receiving.models import (
 from procure_receiving.store import load_po, po_history, receiving_item
 from procure_runtime import UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
-from procure_runtime.db import update_many, utcnow
+from procure_runtime.db import id_for_new, update_many, utcnow
 from procure_runtime.http import Page
 from procure_runtime.replica import get_many as replica_get_many
 
@@ -50,6 +50,7 @@ class ReceiptLineIn(BaseModel):
 
 
 class ReceiptIn(BaseModel):
+    id: Id | None = None  # the client's: a retry of a receipt that went through is a 409
     lines: list[ReceiptLineIn] = Field(min_length=1)
     vendor_invoice: str | None = Field(default=None, max_length=200)
 
@@ -89,15 +90,19 @@ async def get_purchase_order(po_id: str, request: Request, _user: Reader) -> dic
         return await po_history(session, po_id)
 
 
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
 @router.post("/purchase-orders/{po_id}/receipts", status_code=201)
 async def receive(po_id: str, body: ReceiptIn, request: Request, user: Receiver) -> dict[str, Any]:
     wanted = [
         ReceiptLine(r.line_id, r.quantity, r.location_id, tuple(r.serials)) for r in body.lines
     ]
-    receipt_id = str(uuid.uuid4())
     async with request.app.state.runtime.transaction() as uow:
         session = uow.session
         po, row, _ = await load_po(session, po_id, lock=True)
+        receipt_id = await id_for_new(session, receipts.c.id, body.id, _new_id, "receipt")
         check_receipt(po, wanted)
         await _check_references(session, po, wanted)
         status = apply_receipt(po, wanted)

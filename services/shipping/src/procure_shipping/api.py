@@ -12,7 +12,7 @@ from procure_contracts import events as ev
 from procure_contracts.shapes import Id, Quantity
 from procure_runtime import Conflict, Invalid, NotFound, UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
-from procure_runtime.db import update_many
+from procure_runtime.db import id_for_new, update_many
 from procure_runtime.http import Page
 from procure_shipping.domain import one_destination, take, without
 from procure_shipping.handlers import SHIPMENT_CANCELED, SHIPMENT_DELIVERED
@@ -40,6 +40,7 @@ class ItemIn(BaseModel):
 
 
 class DeliveryIn(BaseModel):
+    id: Id | None = None  # the client's: a retry of a delivery that went through is a 409
     items: list[ItemIn] = Field(min_length=1)
 
 
@@ -79,6 +80,9 @@ async def deliver(body: DeliveryIn, request: Request, user: Shipper) -> dict[str
     ids = [i.item_id for i in body.items]
     async with request.app.state.runtime.transaction() as uow:
         s = uow.session
+        delivery_id = await id_for_new(
+            s, deliveries.c.id, body.id, lambda: new_id("dl"), "delivery"
+        )
         found = await _rows(s, ready_items, ids)
         if missing := [i for i in ids if i not in found]:
             raise UnknownReference(f"no Ready item {', '.join(map(repr, missing))}")
@@ -89,7 +93,6 @@ async def deliver(body: DeliveryIn, request: Request, user: Shipper) -> dict[str
             for i in body.items
         ]
         destination = one_destination([charge_rows[r.charge_id].destination for r, _, _ in plan])
-        delivery_id = new_id("dl")
         await s.execute(
             deliveries.insert().values(
                 id=delivery_id,

@@ -52,6 +52,14 @@ NAMING = {
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+# The OpenAPI description of a create body's `id`, for `id_for_new`'s rule.
+CLIENT_ID_DOC = (
+    "The new {}'s id, chosen by the client; the server makes one when it is absent. An "
+    "id that exists already is a 409 that changes nothing, so a request whose answer was "
+    "lost can be sent again."
+)
+
+
 async def id_for_new(
     session: AsyncSession,
     column: Column[Any],

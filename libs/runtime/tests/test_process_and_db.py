@@ -218,12 +218,15 @@ async def test_the_statements_run_for_every_batch_are_built_once(db_backend, dat
     assert all(a is b for a, b in zip(first, second, strict=True))
 
 
-@pytest.mark.parametrize(("wait_ms", "expected"), [(50, (GATHER_BYTES, 50)), (0, (1, 500))])
+@pytest.mark.parametrize(
+    ("wait_ms", "expected"), [(None, (GATHER_BYTES, 50)), (80, (GATHER_BYTES, 80)), (0, (1, 500))]
+)
 async def test_the_consumer_fetches_with_the_configured_gathering_wait(
     service_settings, wait_ms, expected
 ) -> None:
-    """`PROCURE_FETCH_WAIT_MS`: the broker holds a fetch up to that long to gather records
-    into one batch (or until `GATHER_BYTES` are there); 0 answers at once."""
+    """`PROCURE_FETCH_WAIT_MS` (50 ms unless the service says otherwise): the broker
+    holds a fetch up to that long to gather records into one batch (or until
+    `GATHER_BYTES` are there); 0 answers at once."""
     app, runtime = build(service_settings("probe", fetch_wait_ms=wait_ms))
     async with running(app, runtime):
         [subscriber] = runtime.broker.subscribers

@@ -22,6 +22,7 @@ from procure_runtime.consumer import Consumer, EventHandlers, Record, is_transie
 from procure_runtime.db import Database
 from procure_runtime.errors import describe
 from procure_runtime.kafka import (
+    Gathering,
     ensure_topics,
     fetch_options,
     is_bootstrap_failure,
@@ -96,8 +97,10 @@ class ServiceRuntime:
         *,
         publishes: Sequence[EventSpec] = (),
         settings: ServiceSettings | None = None,
+        gathering: Gathering = Gathering(),
     ) -> None:
         self.settings = settings or load_settings(name)
+        self.gathering = gathering
         self.metadata = metadata
         self.migrations = migrations
         self.handlers = handlers or EventHandlers()
@@ -141,7 +144,7 @@ class ServiceRuntime:
         if not topics:
             return
 
-        fetch_min_bytes, fetch_max_wait_ms = fetch_options(s)
+        fetch_min_bytes, fetch_max_wait_ms = fetch_options(s, self.gathering)
 
         subscriber = self.broker.subscriber(
             *[s.topic(t) for t in topics],

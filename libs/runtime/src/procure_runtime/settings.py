@@ -57,8 +57,9 @@ class ServiceSettings(BaseSettings):
     consume_batch: int = Field(500, ge=1, validation_alias=_env("PROCURE_CONSUME_BATCH"))
     # How long the broker may hold a fetch to gather records into one batch: fewer, larger
     # batches (fewer transactions and offset commits) for at most this much latency per
-    # hop; 0 = answer as soon as any record is there.
-    fetch_wait_ms: int = Field(50, ge=0, validation_alias=_env("PROCURE_FETCH_WAIT_MS"))
+    # hop; 0 = answer as soon as any record is there. Unset: the service's own
+    # (`procure_runtime.kafka.Gathering`; 50 ms, the notifier 250).
+    fetch_wait_ms: int | None = Field(None, ge=0, validation_alias=_env("PROCURE_FETCH_WAIT_MS"))
     # How often the consumer commits the offsets of what it has applied, in the background
     # (procure_runtime.offsets): one commit for the batches of that span, and no batch
     # waits for the broker's answer. A crash replays at most that span (the inbox skips

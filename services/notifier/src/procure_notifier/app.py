@@ -11,6 +11,7 @@ from procure_notifier.models import metadata
 from procure_notifier.sender import Sender, SmtpSettings, pooled, wake_one
 from procure_runtime import ServiceRuntime
 from procure_runtime.http import create_app
+from procure_runtime.kafka import OFF_THE_ROUTING_PATH
 from procure_runtime.service import run
 from procure_runtime.settings import ServiceSettings
 
@@ -22,7 +23,14 @@ class NotifierRuntime(ServiceRuntime):
     connection (`PROCURE_SMTP_CONNECTIONS`); their claims never share a row."""
 
     def __init__(self, settings: ServiceSettings | None, smtp: SmtpSettings) -> None:
-        super().__init__("notifier", metadata, MIGRATIONS, handlers, settings=settings)
+        super().__init__(
+            "notifier",
+            metadata,
+            MIGRATIONS,
+            handlers,
+            settings=settings,
+            gathering=OFF_THE_ROUTING_PATH,  # mail waits for a sender anyway
+        )
         self.senders = pooled([Sender(self.db, smtp) for _ in range(smtp.connections)])
         # Nearly every event the notifier applies queues mails: mail them now.
         self.consumer.on_applied = lambda: wake_one(self.senders)

@@ -1,13 +1,18 @@
 """The floor: raw aiokafka on the same broker with messages the size of a real event.
 Produce N, consume N, and echo them (consume from A, publish to B, commit offsets) in
-batches, and once more strictly per record (await the ack and commit each one)."""
+batches, and once more strictly per record (await the ack and commit each one). Beside
+them, for scale, FastStream's own Kafka benchmark, which issue 10 quotes (about 2,000
+events/s on one laptop core): one message looping through a subscriber that publishes
+it back to its own topic."""
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from faststream.kafka import KafkaBroker
 
 from procure_devstack.testing import unique
 from procure_runtime.kafka import await_leaders
@@ -97,10 +102,42 @@ async def echo(bootstrap: str, source: str, target: str, n: int, *, per_record: 
         await asyncio.gather(consumer.stop(), producer.stop())
 
 
-async def run(bootstrap: str, payloads: list[bytes], partitions: int) -> dict[str, Any]:
+async def faststream_loop(bootstrap: str, topic: str, payload: bytes, seconds: float) -> dict:
+    """FastStream's Kafka benchmark as its repository has it (benchmarks/kafka_cases/
+    test_basic.py): a subscriber that returns the message it got, published by FastStream
+    to the same topic, so one message goes round and round; events/s over `seconds`. One
+    message is in flight at a time: each event is a whole hop (fetch, decode, handle,
+    encode, publish and await the ack), as a chain of services sees it, not a backlog."""
+    broker = KafkaBroker(bootstrap, logger=None)
+    handled: list[float] = []
+    first = asyncio.Event()
+
+    @broker.publisher(topic)
+    @broker.subscriber(topic, auto_offset_reset="earliest")
+    async def handle(message: Any) -> Any:  # decoded and encoded as JSON, as there
+        handled.append(time.perf_counter())
+        first.set()
+        return message
+
+    async with broker:
+        await broker.start()
+        await broker.publish(payload, topic)
+        with contextlib.suppress(TimeoutError):  # the first fetch can take a while
+            await asyncio.wait_for(first.wait(), 30)
+        await asyncio.sleep(seconds)  # the window starts at the first event handled
+    if len(handled) < 2:
+        return {**rate(0, seconds), "ok": False}
+    return rate(len(handled) - 1, handled[-1] - handled[0])
+
+
+async def run(
+    bootstrap: str, payloads: list[bytes], partitions: int, loop_seconds: float = 3.0
+) -> dict[str, Any]:
     prefix = f"bench.{unique()}."
-    a, b, c = (f"{prefix}{name}" for name in ("echo-in", "echo-out", "echo-out-strict"))
-    await create_topics(bootstrap, [a, b, c], partitions)
+    a, b, c, d = (
+        f"{prefix}{name}" for name in ("echo-in", "echo-out", "echo-out-strict", "fs-loop")
+    )
+    await create_topics(bootstrap, [a, b, c, d], partitions)
     n = len(payloads)
     results = {"produce": await produce(bootstrap, a, payloads)}
     results["consume"] = await consume(bootstrap, a, n)
@@ -112,6 +149,7 @@ async def run(bootstrap: str, payloads: list[bytes], partitions: int) -> dict[st
     median = sorted(rounds, key=lambda r: r["events_per_s"])[len(rounds) // 2]
     results["echo"] = {**median, "rounds": [r["events_per_s"] for r in rounds]}
     results["echo_per_record"] = await echo(bootstrap, a, c, n, per_record=True)
+    results["faststream_loop"] = await faststream_loop(bootstrap, d, payloads[0], loop_seconds)
     for r in results.values():
         r["message_bytes"] = round(sum(map(len, payloads)) / n)
     return results

@@ -77,6 +77,11 @@ def _rounds(results: dict[str, Any]) -> str:
     return f": the median of {len(rounds)} rounds, " + ", ".join(f"{r:,.0f}" for r in rounds) + "/s"
 
 
+def _times_loop(results: dict[str, Any], row: dict[str, Any]) -> str:
+    loop = results.get("baseline", {}).get("faststream_loop", {}).get("events_per_s")
+    return f" ({row['events_per_s'] / loop:.1f}x FastStream's loop)" if loop else ""
+
+
 def round_trips(r: dict[str, Any]) -> str:
     """One service's round trips per 1,000 events: with batches of a few hundred most are
     well under one per event, which a per-event figure rounded to 0.01 showed as 0."""
@@ -114,6 +119,11 @@ def markdown(results: dict[str, Any], paths: dict[str, Path]) -> str:
         "- *baseline:echo* consumes from A, publishes each fetched batch to B, awaits the acks "
         f"and commits (the floor{_rounds(results)}); *echo_per_record* awaits the ack and "
         "commits per record.",
+        "- *faststream_loop* is FastStream's own Kafka benchmark, the figure issue 10 gives "
+        "for scale (about 2,000 events/s on one laptop core): one message looping through a "
+        "subscriber that publishes it back, so one event is in flight at a time. It measures "
+        "a hop's latency, where the other rows measure a backlog's throughput; it shows "
+        "what the issue's scale is on this machine.",
         "- *minimal-loop* is a hand-written loop making purchasing's writes for "
         "`charge.need_order`: a like-for-like reference for *service:purchasing* only; for "
         "the other services the ratio is for scale. *minimal-loop-batched* is the same loop "
@@ -133,7 +143,7 @@ def markdown(results: dict[str, Any], paths: dict[str, Path]) -> str:
                 ("1000/s", r["events_per_s"] >= GOAL_EVENTS_PER_S),
             ]
             marks = ", ".join(f"{name} {'met' if ok else 'NOT met'}" for name, ok in checks)
-            lines.append(f"- {r['scenario']}: {marks}")
+            lines.append(f"- {r['scenario']}: {marks}{_times_loop(results, r)}")
     counted = [r for r in results.get("services", []) if r.get("per_event")]
     if counted:
         lines += [

@@ -97,7 +97,7 @@ async def measure(args: argparse.Namespace, bootstrap: str, workdir: Path) -> di
     try:
         say(f"baseline: raw aiokafka, {args.n} messages")
         results["baseline"] = await baseline.run(
-            bootstrap, [m.value for m in sample], env.PARTITIONS
+            bootstrap, [m.value for m in sample], env.PARTITIONS, 1.0 if args.smoke else 3.0
         )
         for backend in args.db:
             for batched in (False, True):

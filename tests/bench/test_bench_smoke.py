@@ -36,6 +36,8 @@ def test_smoke_run_measures_every_scenario_and_writes_the_reports(
     [report] = tmp_path.glob("*.json")
     results = json.loads(report.read_text())
     assert results["meta"]["n"] == 20
+    loop = results["baseline"].pop("faststream_loop")  # FastStream's own benchmark, 1 s
+    assert loop["events"] > 1 and loop["events_per_s"] > 0 and loop.get("ok", True)
     assert set(results["baseline"]) == {"produce", "consume", "echo", "echo_per_record"}
     for figures in results["baseline"].values():
         assert figures["events"] >= 20 and figures["events_per_s"] > 0
@@ -69,6 +71,7 @@ def test_smoke_run_measures_every_scenario_and_writes_the_reports(
     )
     assert "| service:purchasing | " in summary and "indicative" in summary
     assert "the median of 3 rounds" in summary
+    assert "| baseline:faststream_loop | " in summary
     pngs = sorted(p.name.rsplit("-", 1)[-1] for p in tmp_path.glob("*.png"))
     assert pngs == ["lag.png", "throughput.png"]
     assert all(p.stat().st_size > 1000 for p in tmp_path.glob("*.png"))

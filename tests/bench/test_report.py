@@ -1,6 +1,8 @@
 """The per-service benchmark's Markdown (bench/report.py); the smoke test runs it whole."""
 
-from bench.report import round_trips
+from pathlib import Path
+
+from bench.report import markdown, round_trips, rows
 
 
 def test_round_trips_under_one_per_event_are_shown_per_thousand_events() -> None:
@@ -15,3 +17,35 @@ def test_round_trips_under_one_per_event_are_shown_per_thousand_events() -> None
         "- service:purchasing (postgresql): 5.5 statements; "
         "INSERT inbox 5, COMMIT (database) 5, SELECT x 0.5"
     )
+
+
+def test_each_service_is_also_given_as_a_multiple_of_faststreams_own_loop() -> None:
+    # Issue 10 gives FastStream's echo benchmark for scale: the summary says where each
+    # service stands against it as measured in the same run, beside the goal's ratios.
+    results = {
+        "meta": {
+            "stamp": "S",
+            "n": 10,
+            "broker": "b",
+            "cpus": 2,
+            "load_before": 0,
+            "load_after": 0,
+        },
+        "baseline": {
+            "echo": {"events_per_s": 40000.0},
+            "faststream_loop": {"events_per_s": 1000.0},
+        },
+        "minimal": [
+            {"scenario": "minimal-loop:purchasing", "database": "postgresql", "events_per_s": 400.0}
+        ],
+        "services": [
+            {"scenario": "service:quotes", "database": "postgresql", "events_per_s": 4500.0}
+        ],
+    }
+    results["rows"] = rows(results)
+    paths = {k: Path(f"x-{k}") for k in ("json", "throughput_png", "lag_png")}
+    text = markdown(results, paths)
+    assert (
+        "- service:quotes: minimal met, echo NOT met, 1000/s met (4.5x FastStream's loop)" in text
+    )
+    assert "| baseline:faststream_loop | 1000 | 0.025x | - | - |" in text

@@ -219,15 +219,24 @@ async def test_the_statements_run_for_every_batch_are_built_once(db_backend, dat
 
 
 @pytest.mark.parametrize(
-    ("wait_ms", "expected"), [(None, (GATHER_BYTES, 50)), (80, (GATHER_BYTES, 80)), (0, (1, 500))]
+    ("wait_ms", "min_bytes", "expected"),
+    [
+        (None, None, (GATHER_BYTES, 50)),
+        (80, None, (GATHER_BYTES, 80)),
+        (None, 65536, (65536, 50)),
+        (80, 1, (1, 80)),
+        (0, 65536, (1, 500)),
+    ],
 )
-async def test_the_consumer_fetches_with_the_configured_gathering_wait(
-    service_settings, wait_ms, expected
+async def test_the_consumer_fetches_with_the_configured_gathering(
+    service_settings, wait_ms, min_bytes, expected
 ) -> None:
     """`PROCURE_FETCH_WAIT_MS` (50 ms unless the service says otherwise): the broker
-    holds a fetch up to that long to gather records into one batch (or until
-    `GATHER_BYTES` are there); 0 answers at once."""
-    app, runtime = build(service_settings("probe", fetch_wait_ms=wait_ms))
+    holds a fetch up to that long to gather records into one batch, or until
+    `PROCURE_FETCH_MIN_BYTES` are there (`GATHER_BYTES` unless the service says
+    otherwise); a wait of 0 answers at once, whatever the bytes."""
+    settings = service_settings("probe", fetch_wait_ms=wait_ms, fetch_min_bytes=min_bytes)
+    app, runtime = build(settings)
     async with running(app, runtime):
         [subscriber] = runtime.broker.subscribers
         consumer = await eventually(lambda: getattr(subscriber, "consumer", None))

@@ -110,8 +110,9 @@ GATHER_BYTES = 16 * 1024
 
 @dataclass(frozen=True)
 class Gathering:
-    """How a service's fetches gather under a steady flow: up to `wait_ms` (unless
-    `PROCURE_FETCH_WAIT_MS` says otherwise), or until `min_bytes` are there."""
+    """How a service's fetches gather under a steady flow: up to `wait_ms`, or until
+    `min_bytes` are there (unless `PROCURE_FETCH_WAIT_MS` or `PROCURE_FETCH_MIN_BYTES`
+    say otherwise)."""
 
     wait_ms: int = 50
     min_bytes: int = GATHER_BYTES
@@ -126,13 +127,15 @@ OFF_THE_ROUTING_PATH = Gathering(wait_ms=250, min_bytes=256 * 1024)
 
 def fetch_options(settings: ServiceSettings, gathering: Gathering = Gathering()) -> tuple[int, int]:
     """`(fetch_min_bytes, fetch_max_wait_ms)` of a service that gathers as `gathering`
-    says, its wait overridden by `PROCURE_FETCH_WAIT_MS`. Under a steady flow a fetch
-    answered per record makes a batch, a transaction and an offset commit per record in
-    every service; on a busy machine that work is what delays the next hop."""
+    says, overridden by `PROCURE_FETCH_MIN_BYTES` and `PROCURE_FETCH_WAIT_MS`. Under a
+    steady flow a fetch answered per record makes a batch, a transaction and an offset
+    commit per record in every service; on a busy machine that work is what delays the
+    next hop."""
     wait_ms = gathering.wait_ms if settings.fetch_wait_ms is None else settings.fetch_wait_ms
     if wait_ms == 0:
         return 1, 500  # Kafka's defaults: answered as soon as any record is there
-    return gathering.min_bytes, wait_ms
+    min_bytes = settings.fetch_min_bytes or gathering.min_bytes
+    return min_bytes, wait_ms
 
 
 # aiokafka refreshes metadata only this often unless an error forces it. A consumer that

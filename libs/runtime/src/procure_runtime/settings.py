@@ -60,6 +60,12 @@ class ServiceSettings(BaseSettings):
     # hop; 0 = answer as soon as any record is there. Unset: the service's own
     # (`procure_runtime.kafka.Gathering`; 50 ms, the notifier 250).
     fetch_wait_ms: int | None = Field(None, ge=0, validation_alias=_env("PROCURE_FETCH_WAIT_MS"))
+    # ... or until this many bytes are there. Unset: the service's own (16 KB, the
+    # notifier 256 KB). Raising the wait alone does not make a busy service's batches
+    # larger: under a steady flow these bytes arrive first.
+    fetch_min_bytes: int | None = Field(
+        None, ge=1, validation_alias=_env("PROCURE_FETCH_MIN_BYTES")
+    )
     # How often the consumer commits the offsets of what it has applied, in the background
     # (procure_runtime.offsets): one commit for the batches of that span, and no batch
     # waits for the broker's answer. A crash replays at most that span (the inbox skips

@@ -5,7 +5,7 @@ applied by quotes' consumer in-process (no broker: the records go straight to
     uv run python -m bench.bulk [--db postgresql] [--groups 20] [--lines 100]
 
 Quotes applies these while it routes new deals, so their cost is what holds routing up
-when the people's bulk steps land (bench/README.md, lever 21). Each bulk event is
+when the people's bulk steps land (bench/levers.md, lever 21). Each bulk event is
 timed alone, wall and CPU; the figures to compare are the same command's on two
 commits, run one after the other on one machine."""
 

@@ -5,7 +5,7 @@ side on one SMTP sink in one run.
     uv run python -m bench.mail [--n 3000] [--rounds 3] [--out DIR]
 
 At 100 charges/s the notifier mails ~215 a second and is the busiest process of the
-stack (bench/README.md, lever 24). The rows are rendered by the notifier's own templates
+stack (bench/levers.md, lever 24). The rows are rendered by the notifier's own templates
 (one charge on a sales order, like the e2e flow's). CPU is the sending thread's alone:
 the sink runs in a thread of its own. The figures to compare are the two paths' in one
 run; the rounds alternate them."""

@@ -105,7 +105,7 @@ class Samplers:
         """Each group's input partitions, found once (the stack made its topics before the
         run) and assigned to `ends`. A consumer with nothing assigned refreshes the metadata
         of every topic on the broker; each sample did, so the harness's CPU grew with the
-        topics a development broker collects (bench/README.md, the measuring pitfall)."""
+        topics a development broker collects (bench/levers.md, the measuring pitfall)."""
         if self._parts is None:
             wanted = {t for topics in self.topics.values() for t in topics}
             while any(ends.partitions_for_topic(t) is None for t in wanted):

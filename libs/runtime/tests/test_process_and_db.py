@@ -73,7 +73,7 @@ async def test_only_a_service_process_settles_its_heap_on_start(
 def test_a_service_process_runs_on_uvloop_unless_told_otherwise(
     service_settings, monkeypatch
 ) -> None:
-    """uvloop's sockets, TLS and callbacks cost less CPU than asyncio's (bench/README.md,
+    """uvloop's sockets, TLS and callbacks cost less CPU than asyncio's (bench/levers.md,
     lever 19); `PROCURE_EVENT_LOOP=asyncio` is the way back to the standard loop."""
     seen: dict[str, Any] = {}
     monkeypatch.setattr(service.uvicorn, "run", lambda app, **kw: seen.update(kw))

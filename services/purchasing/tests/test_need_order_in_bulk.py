@@ -103,6 +103,6 @@ async def test_a_batch_adds_to_each_charge_once_and_announces_each_event(
     ]
     assert topics.count("approval.requested") == 1
     # One statement on the charges table for the batch: an upsert, where an insert, an
-    # update per row and a read of the queued charges were three (bench/README.md).
+    # update per row and a read of the queued charges were three (bench/levers.md, lever 30).
     on_charges = [s for s in statements if "charges" in s]
     assert len(on_charges) == 1 and "ON CONFLICT" in on_charges[0], on_charges

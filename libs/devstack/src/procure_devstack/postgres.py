@@ -215,7 +215,7 @@ def database_url(
     the server offers it, and Debian's cluster does, so every round trip was encrypted
     and decrypted on both ends of the loopback, which protects nothing. That was ~35 us
     of the service's CPU and ~15 us of PostgreSQL's a statement, about twice the
-    client's cost of a small one (bench/README.md, lever 41). Another host keeps
+    client's cost of a small one (bench/levers.md, lever 41). Another host keeps
     asyncpg's default. The role and password are percent-encoded and an IPv6 host is
     bracketed, so any of them reads back as given."""
     credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"

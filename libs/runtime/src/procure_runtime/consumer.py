@@ -102,7 +102,7 @@ class _RunFailed(Exception):
 
 # A record this large is a bulk event: a PO, a receipt or a delivery of a few dozen lines
 # (~250 bytes a line), where a per-charge event is ~1.5 KB. Applying one takes tens of
-# milliseconds, well over a hundred on a busy machine (bench/README.md, lever 21).
+# milliseconds, well over a hundred on a busy machine (bench/levers.md, lever 21).
 BULK_BYTES = 8 * 1024
 _T = TypeVar("_T")
 

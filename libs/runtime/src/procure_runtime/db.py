@@ -165,7 +165,7 @@ def among(column: ColumnElement[Any], values: Iterable[Any], dialect: str) -> Co
     """`column IN values` for the engine's dialect. On PostgreSQL, `column = ANY($1)` with
     the values as one array parameter: the same SQL whatever their number, so one
     prepared statement serves every batch, and nothing is rendered per value (quotes'
-    bulk events of 100 ids took 10-20% less CPU: bench/README.md, lever 22)."""
+    bulk events of 100 ids took 10-20% less CPU: bench/levers.md, lever 22)."""
     if dialect == "postgresql":
         return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
     return column.in_(list(values))
@@ -215,7 +215,7 @@ async def insert_together(
     """Several tables' inserts with nothing to return, each `(table, rows, ignore
     conflicts)`: on PostgreSQL one statement for all of them (each a data-modifying WITH
     query), so a batch's deferred rows and its outbox cost one round trip, not one a
-    table (bench/README.md, lever 36); elsewhere one statement per table, in order."""
+    table (bench/levers.md, lever 36); elsewhere one statement per table, in order."""
     dialect = session.get_bind().dialect
     stmts = [
         (_insert_ignore(table, dialect.name, ()) if ignore else plain_insert(table), rows)
@@ -243,7 +243,7 @@ async def run_in_transaction(
     transaction: the rows it returns, which read by attribute as SQLAlchemy's do. On
     asyncpg the driver runs it directly, as `run_alone` does outside a transaction:
     SQLAlchemy's execution of a ready-made text (`exec_driver_sql`) cost ~100 µs of CPU
-    more than the statement's own (bench/README.md, lever 46), and a consumer's batch
+    more than the statement's own (bench/levers.md, lever 46), and a consumer's batch
     runs two or three of them whatever its size.
 
     What SQLAlchemy would do stays: the transaction is begun by SQLAlchemy's own adapter
@@ -328,7 +328,7 @@ def _together(plans: tuple["_UnnestPlan", ...]) -> str:
 # sent as it is (`run_in_transaction`: the session's connection and transaction, no
 # compiling and no per-row parameter sets). SQLAlchemy's executemany spent more CPU on
 # each row's parameters than on anything else in the hot paths, and PostgreSQL takes one
-# array faster than hundreds of parameters (bench/README.md, lever 32; the same arrays sent
+# array faster than hundreds of parameters (bench/levers.md, lever 32; the same arrays sent
 # through SQLAlchemy's ARRAY types gained nothing: their processing cost what the
 # per-row parameters did). Values still go through each column type's own bind
 # processor, so they are stored exactly as SQLAlchemy would store them; the statement's
@@ -430,7 +430,7 @@ def _after_values(sql: str) -> str | None:
 
 # The statements the hot paths run for every batch are built once and kept: building one
 # and working out its cache key (to find its compiled form) cost as much CPU as the rest
-# of a small batch's statement (bench/README.md, lever 28).
+# of a small batch's statement (bench/levers.md, lever 28).
 
 
 @functools.lru_cache(maxsize=512)
@@ -481,7 +481,7 @@ async def run_alone(
     and unpacking (not attribute access). On PostgreSQL the driver runs it directly:
     SQLAlchemy's execution (its adapter's greenlet switches, an execution context and
     a result object per statement) cost ~125 µs of CPU a statement against ~75 for the
-    statement itself (bench/README.md, lever 42). For the standalone statements that
+    statement itself (bench/levers.md, lever 42). For the standalone statements that
     run per mail or per relay round, whose callers retry any failure as a whole.
     Listeners of `before_cursor_execute` still see it (with no cursor and no context),
     so statement counts and traces stay whole. A failure (the connection closed under

@@ -5,7 +5,7 @@ and keeps a large heap of long-lived objects from startup (modules, pydantic sch
 table metadata, migrations). With CPython's defaults, the young generation is collected
 every 700 allocations, in the middle of every batch, so short-lived objects get promoted
 and full collections follow; each full collection walks the whole startup heap (about
-0.1 s here) and stalls every event in flight. Measured in `bench` (bench/README.md).
+0.1 s here) and stalls every event in flight. Measured in `bench` (bench/levers.md, lever 12).
 
 So once the service has started:
 - the startup heap is moved to the permanent generation (`gc.freeze`), which collections

@@ -104,7 +104,7 @@ def is_bootstrap_failure(exc: BaseException) -> bool:
 # at once, so the small events fetched with it do not wait out the rest of the window.
 # At 1 MB (a size no batch reached) every burst the people make waited the whole window
 # at every hop; 4 KB made batches so small that their fixed cost took the cores
-# (bench/README.md, lever 37).
+# (bench/levers.md, lever 37).
 GATHER_BYTES = 16 * 1024
 
 
@@ -121,7 +121,7 @@ class Gathering:
 # A service on no routing path (the notifier: mail already waits ~0.1-0.5 s for a
 # sender) gathers five times as long, and for no byte count a steady flow reaches: at
 # 125 charges/s a fifth less of its CPU and won->queue p99 20-56 ms lower, as the busy
-# cores go to the routing services (bench/README.md, lever 51).
+# cores go to the routing services (bench/levers.md, lever 51).
 OFF_THE_ROUTING_PATH = Gathering(wait_ms=250, min_bytes=256 * 1024)
 
 
@@ -170,7 +170,7 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
         # The broker only consumes: a service publishes through its relay's own producer
         # (the outbox and dead letters, `OutboxRelay`). FastStream's producer and admin
         # client sat idle, and a Kafka client that names no topic refreshes the metadata
-        # of every topic in the cluster (bench/README.md, lever 49).
+        # of every topic in the cluster (bench/levers.md, lever 49).
         consumer_only=True,
         security=security_from(settings),
         graceful_timeout=10.0,

@@ -57,7 +57,7 @@ class OutboxRelay:
         self.db = db
         self.table = t = metadata.tables["outbox"]
         # Built once: the relay runs a round per commit, and building them cost more CPU
-        # than running them (bench/README.md, lever 39); run by the driver itself on
+        # than running them (bench/levers.md, lever 39); run by the driver itself on
         # PostgreSQL (`run_alone`, lever 42).
         self._unsent = (
             select(t.c.id, t.c.topic, t.c.key, t.c.value)

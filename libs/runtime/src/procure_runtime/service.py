@@ -43,13 +43,13 @@ async def _the_message(msg: KafkaMessage) -> KafkaMessage:
     never parses the payload (the runtime decodes each record itself, so bad records
     can be dead-lettered byte for byte), and the handler asks for no context field:
     fast_depends resolves one in a worker thread, a thread hop for every fetch
-    (bench/README.md, lever 45)."""
+    (bench/levers.md, lever 45)."""
     return msg
 
 
 # How an idle consumer fetches: any record answers the fetch, else the broker holds it
 # this long. A fetch cycle costs the client 1 to 2.5 ms of CPU whether or not it brings a
-# record (bench/README.md, lever 48).
+# record (bench/levers.md, lever 48).
 IDLE_FETCH = (1, 500)  # (fetch_min_bytes, fetch_max_wait_ms)
 
 

@@ -52,7 +52,7 @@ class ServiceSettings(BaseSettings):
     topic_replication: int = Field(1, validation_alias=_env("PROCURE_TOPIC_REPLICATION"))
     # Records fetched and applied per transaction (and per offset commit); 1 = one at a
     # time. Larger batches trade a little latency under load for throughput: a backlog
-    # went 10-25% faster at 500 than at 200 (bench/README.md, lever 31). A fetch hands
+    # went 10-25% faster at 500 than at 200 (bench/levers.md, lever 31). A fetch hands
     # over only what has arrived, so at a steady rate batches stay small.
     consume_batch: int = Field(500, ge=1, validation_alias=_env("PROCURE_CONSUME_BATCH"))
     # How long the broker may hold a fetch to gather records into one batch: fewer, larger
@@ -79,7 +79,7 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = Field("INFO", validation_alias=_env("PROCURE_LOG_LEVEL"))
     # The process's event loop: uvloop (libuv; its sockets, TLS and callbacks cost a
-    # fraction of asyncio's pure-Python ones, bench/README.md lever 19) where installed,
+    # fraction of asyncio's pure-Python ones, bench/levers.md lever 19) where installed,
     # or the standard library's asyncio, e.g. to rule the loop out when chasing a bug.
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop" if find_spec("uvloop") else "asyncio",

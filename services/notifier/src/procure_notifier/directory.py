@@ -113,7 +113,7 @@ def _query(where: Any) -> Select[Any]:
 def _infos_by(column: str, dialect: str) -> Select[Any]:
     """The charges whose `column` is among the `:ids` list, built once per column and
     dialect: the per-event handlers run it every batch, and building it cost more CPU
-    than running it (bench/README.md, lever 40)."""
+    than running it (bench/levers.md, lever 40)."""
     return _query(among_param(charges.c[column], "ids", dialect))
 
 

@@ -112,7 +112,7 @@ def message_of(row: Any, smtp: SmtpSettings) -> Message:
 
     Built with the email package's compat32 classes, which keep headers as given: about
     a third of the CPU of `EmailMessage`, which parses and refolds every header (about
-    1 ms a mail, the notifier's largest cost under load; bench/README.md). An address
+    1 ms a mail, the notifier's largest cost under load; bench/levers.md, lever 14). An address
     outside ASCII needs SMTPUTF8, which only `EmailMessage` handles."""
     if not (row.recipient.isascii() and smtp.sender.isascii()):
         return _international_message_of(row, smtp)
@@ -229,7 +229,7 @@ class Sender:
     def wake(self) -> None:
         """Rows may have been queued (the consumer committed): look now, not at the next
         poll. Under a steady flow mails then go out as they are queued, a few at a time,
-        instead of in a burst every `poll_s` (bench/README.md, lever 20)."""
+        instead of in a burst every `poll_s` (bench/levers.md, lever 20)."""
         self.idle = False
         self._wake.set()
 
@@ -293,7 +293,7 @@ class Sender:
     async def _round(self) -> AsyncIterator[None]:
         """On PostgreSQL one autocommit connection serves a round: its claim and each
         mail's mark (a pool checkout per mail cost about as much CPU as the mark itself:
-        bench/README.md, lever 44). Not on SQLite, where a connection is a transaction
+        bench/levers.md, lever 44). Not on SQLite, where a connection is a transaction
         and would hold the database's write lock through the SMTP conversations."""
         if self.db.dialect != "postgresql":
             yield
@@ -473,7 +473,7 @@ def _claiming(dialect: str) -> Update:
 def _finishing(columns: frozenset[str]) -> Update:
     """The statement that records a mail's outcome in `columns`, built once per set of
     columns (a handful): built per mail, its construction and cache key cost more CPU
-    than running it (bench/README.md, lever 38). Run by the driver itself on PostgreSQL
+    than running it (bench/levers.md, lever 38). Run by the driver itself on PostgreSQL
     (`run_alone`, lever 42)."""
     return (
         update(notifications)

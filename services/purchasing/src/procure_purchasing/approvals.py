@@ -100,7 +100,7 @@ def _send(dialect: str) -> Any:
     """A charge's units sent to procurement: its row made on the first, the counters
     added to after; RETURNING what `charge.forwarded` names. One statement, where an
     insert-if-missing, an update of each row and a read of the queued ones were three,
-    the first two a statement per row on PostgreSQL (bench/README.md, lever 30)."""
+    the first two a statement per row on PostgreSQL (bench/levers.md, lever 30)."""
     stmt = upsert_insert(charges, dialect)
     stmt = stmt.on_conflict_do_update(
         index_elements=[charges.c.id],

@@ -75,7 +75,7 @@ async def on_reservation(uow: UnitOfWork, data: ev.StockReservationV1, event: Cl
 
 
 # The per-charge handlers' statements, built once per dialect: built per batch, their
-# construction and cache key cost more CPU than running them (bench/README.md, lever 40).
+# construction and cache key cost more CPU than running them (bench/levers.md, lever 40).
 @functools.cache
 def _mark_won(dialect: str) -> Update:
     return (

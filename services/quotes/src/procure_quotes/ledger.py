@@ -56,7 +56,7 @@ def ledger_of(row: Any, parts: Parts) -> Ledger:
 
 # The reads of a bulk event, built once per dialect (and shape) with their lists of ids
 # given at execution: built per event, their construction and cache keys were ~8% of
-# the bulk handlers' CPU (bench/README.md, lever 43; lever 40 did the same for the
+# the bulk handlers' CPU (bench/levers.md, lever 43; lever 40 did the same for the
 # per-charge handlers).
 @functools.cache
 def _of_charges(table: Table, dialect: str) -> Select[Any]:
@@ -196,7 +196,7 @@ async def refresh_sales_orders(
     `in_hand`: charge id -> its ledger as just saved in this transaction. Those charges
     are not read back; only the sales orders' other charges are. Reading back every
     charge with its PO lines and approvals, and every order's documents, made a bulk
-    event cost a third more CPU (`python -m bench.bulk`, bench/README.md lever 21)."""
+    event cost a third more CPU (`python -m bench.bulk`, bench/levers.md lever 21)."""
     ids = sorted(set(filter(None, sales_order_ids)))
     if not ids:
         return

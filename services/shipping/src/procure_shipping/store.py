@@ -107,7 +107,7 @@ def _join_ready(dialect: str) -> Any:
     whose RETURNING gives every item's id, the existing one where it was there. It used
     to be an insert-if-missing, a read of the charges' items and an update of each; the
     read, by `charge_id` (not unique on its own), was a sequential scan on PostgreSQL
-    while the table's cached plan still took it for empty (bench/README.md, lever 29)."""
+    while the table's cached plan still took it for empty (bench/levers.md, lever 29)."""
     table = ready_items
     stmt = upsert_insert(table, dialect)
     stmt = stmt.on_conflict_do_update(

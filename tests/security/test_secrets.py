@@ -3,8 +3,10 @@ show up in HTTP responses (problem details included) or in the service's logs.
 
 The services run as real processes (`python -m procure_<name>`) with the secrets in their
 environment, so everything they print to stdout/stderr is captured in a file, whatever
-logger wrote it."""
+logger wrote it. That file also shows that every line a service prints is one JSON object
+(docs/operations.md, `PROCURE_LOG_LEVEL`), the libraries' lines included."""
 
+import json
 import os
 import signal
 import subprocess
@@ -77,6 +79,17 @@ def service_env(service: str, tmp_path: Path, **extra: str) -> dict[str, str]:
         "PROCURE_LOG_LEVEL": "DEBUG",  # the chattiest setting is the one that must not leak
         **extra,
     }
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    """Every line of a service's output, each of which must be one JSON object."""
+    lines = []
+    for line in text.splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not a JSON line: {line[:300]!r}") from None
+    return lines
 
 
 @contextmanager
@@ -160,6 +173,8 @@ async def test_failing_requests_and_an_unreachable_broker_never_reveal_secrets(
     assert '"event": "kafka not reachable yet; retrying", "service": "quotes"' in text
     assert "Unable to bootstrap" in text and len(text.splitlines()) > 20
     assert_no_secret(text, "the quotes log")
+    loggers = {line["logger"] for line in json_lines(text) if "logger" in line}
+    assert {"aiokafka", "uvicorn.error"} <= loggers
 
 
 READY = spec_for_topic("salesorder.ready_to_fulfill")
@@ -212,3 +227,7 @@ async def test_a_refused_smtp_login_keeps_the_password_out_of_last_error_and_log
     text = log.read_text()
     assert "send failed; will retry" in text
     assert_no_secret(text, "the notifier log")
+    # FastStream's lines too (its consumer joined the group), without its terminal colours.
+    faststream = [line for line in json_lines(text) if line.get("logger") == "procure.faststream"]
+    assert any("assigned to partitions" in line["event"] for line in faststream)
+    assert "\x1b[" not in text

@@ -23,7 +23,7 @@ from faststream.security import (
 )
 
 from procure_runtime.errors import describe
-from procure_runtime.logging import get_logger
+from procure_runtime.logging import faststream_logger, get_logger
 from procure_runtime.settings import ServiceSettings
 
 log = get_logger("procure.kafka")
@@ -174,6 +174,7 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
         consumer_only=True,
         security=security_from(settings),
         graceful_timeout=10.0,
+        logger=faststream_logger(),  # JSON like every other line of the service
         log_level=logging.DEBUG,  # one INFO line per message is too loud; ours are structured
         description=f"The {settings.service} service of the procurement platform",
     )

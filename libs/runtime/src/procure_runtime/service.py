@@ -304,6 +304,8 @@ class ServiceRuntime:
 def run(app: Any, runtime: ServiceRuntime) -> None:
     """Serve a service's FastAPI app (its lifespan starts the runtime)."""
     runtime.settle_heap_on_start = True
+    # Before uvicorn's first lines, so they are JSON too (the runtime's start does it again).
+    configure_logging(runtime.settings.service, runtime.settings.log_level)
     uvicorn.run(
         app,
         host=runtime.settings.host,

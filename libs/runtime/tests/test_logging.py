@@ -49,4 +49,5 @@ def test_every_line_a_service_writes_is_one_json_object_on_stderr() -> None:
     # FastStream's context comes along; its warning about topics the runtime creates
     # itself (`ensure_topics`) does not.
     assert by_event["assigned"]["topic"] == "t.a,t.b" and by_event["assigned"]["group_id"] == "g"
+    assert "message_id" not in by_event["assigned"]  # empty: the line is about no message
     assert "ZeroDivisionError" in by_event["handler failed"]["exception"]

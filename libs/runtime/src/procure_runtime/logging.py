@@ -5,6 +5,7 @@ as the same JSON, one object a line, so a log shipper reads a service's whole ou
 
 import logging
 import sys
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -17,6 +18,14 @@ clear = structlog.contextvars.clear_contextvars
 _FASTSTREAM_EXTRAS = ("topic", "group_id", "message_id")
 
 
+def _drop_empty_extras(_: Any, __: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    """FastStream sends `message_id=""` on lines about no message (a rebalance)."""
+    for key in _FASTSTREAM_EXTRAS:
+        if event.get(key) == "":
+            del event[key]
+    return event
+
+
 def _stdlib_handler(level: str) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
@@ -26,6 +35,7 @@ def _stdlib_handler(level: str) -> logging.Handler:
                 structlog.processors.add_log_level,
                 structlog.stdlib.add_logger_name,
                 structlog.stdlib.ExtraAdder(allow=_FASTSTREAM_EXTRAS),
+                _drop_empty_extras,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
             ],
             processors=[

@@ -26,23 +26,24 @@ def _drop_empty_extras(_: Any, __: str, event: MutableMapping[str, Any]) -> Mapp
     return event
 
 
+# What every line gets, ours and the libraries' alike.
+_CONTEXT: list[Any] = [structlog.contextvars.merge_contextvars, structlog.processors.add_log_level]
+_STAMP = structlog.processors.TimeStamper(fmt="iso", utc=True)
+_RENDER: list[Any] = [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+
+
 def _stdlib_handler(level: str) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
-                structlog.contextvars.merge_contextvars,
-                structlog.processors.add_log_level,
+                *_CONTEXT,
                 structlog.stdlib.add_logger_name,
                 structlog.stdlib.ExtraAdder(allow=_FASTSTREAM_EXTRAS),
                 _drop_empty_extras,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                _STAMP,
             ],
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
-                structlog.processors.JSONRenderer(),
-            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *_RENDER],
         )
     )
     handler.set_name("procure-json")
@@ -63,13 +64,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         root.addHandler(_stdlib_handler(level))
         root.setLevel(level)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
+        processors=[*_CONTEXT, _STAMP, *_RENDER],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import AliasChoices
 
+from procure_runtime.kafka import fetch_options
 from procure_runtime.settings import ServiceSettings
 
 OPERATIONS = Path(__file__).parents[3] / "docs" / "operations.md"
@@ -42,3 +43,14 @@ def test_the_operations_table_gives_the_defaults_the_settings_have() -> None:
     compared = {name: documented[name] for name in documented if name in actual}
     assert "PROCURE_CONSUME_BATCH" in compared and len(compared) >= 8, compared
     assert compared == {name: actual[name] for name in compared}
+
+
+def test_the_gathering_variables_the_table_names_are_the_ones_read(monkeypatch) -> None:
+    """Their defaults are per service (unset in `ServiceSettings`), so the comparison
+    above skips them: read them by the table's names instead."""
+    table = OPERATIONS.read_text()
+    assert "| `PROCURE_FETCH_WAIT_MS` |" in table and "| `PROCURE_FETCH_MIN_BYTES` |" in table
+    monkeypatch.setenv("PROCURE_FETCH_WAIT_MS", "80")
+    monkeypatch.setenv("PROCURE_FETCH_MIN_BYTES", "4096")
+    settings = ServiceSettings(service="probe")
+    assert fetch_options(settings) == (4096, 80)

@@ -51,3 +51,31 @@ def test_every_line_a_service_writes_is_one_json_object_on_stderr() -> None:
     assert by_event["assigned"]["topic"] == "t.a,t.b" and by_event["assigned"]["group_id"] == "g"
     assert "message_id" not in by_event["assigned"]  # empty: the line is about no message
     assert "ZeroDivisionError" in by_event["handler failed"]["exception"]
+
+
+THREADED = textwrap.dedent(
+    """
+    import logging, threading
+    from procure_runtime.logging import configure_logging, get_logger
+
+    configure_logging("probe", "INFO")
+    def theirs():
+        for i in range(3000):
+            logging.getLogger("aiosqlite").info("from a driver's thread %d", i)
+    thread = threading.Thread(target=theirs)
+    thread.start()
+    for i in range(3000):
+        get_logger().info("ours", i=i)
+    thread.join()
+    """
+)
+
+
+def test_lines_written_from_several_threads_do_not_run_into_each_other() -> None:
+    # aiosqlite logs from its connection threads while the event loop's thread logs:
+    # each line must reach the stream in one piece.
+    done = subprocess.run(
+        [sys.executable, "-c", THREADED], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert sorted(line["event"][:4] for line in lines) == ["from"] * 3000 + ["ours"] * 3000

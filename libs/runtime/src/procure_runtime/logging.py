@@ -66,7 +66,10 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     structlog.configure(
         processors=[*_CONTEXT, _STAMP, *_RENDER],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # One write a line (message and newline together, as the handler above writes):
+        # `print` writes them apart, and a driver's thread logging in between (aiosqlite's)
+        # ran two lines into one.
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)

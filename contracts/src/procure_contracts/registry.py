@@ -80,7 +80,7 @@ REGISTRY: tuple[EventSpec, ...] = (
         _attr("id"),
         "location id",
         ("inventory",),
-        ("purchasing", "receiving", "shipping"),
+        ("purchasing", "quotes", "receiving", "shipping"),
         "A location was created or changed.",
         compacted=True,
     ),

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
 from procure_devstack import factories as f
-from procure_devstack.testing import KafkaProbe, eventually, running, token
+from procure_devstack.testing import KafkaProbe, eventually, running, token, unique
 from procure_quotes.app import build
 
 pytestmark = pytest.mark.kafka
@@ -546,3 +546,75 @@ async def _inbox_has(url: str, topic: str) -> bool:
         await engine.dispose()
     assert found == 1
     return True
+
+
+PICK_TYPES = (T("pick.requested").type, T("units.picked").type)
+
+
+async def test_a_picks_history_names_its_location_whichever_event_came_first(
+    service_settings,
+) -> None:
+    """A pick's history line names its location as the catalog replica has it when the
+    line is read: by id until `catalog.locations` brings the location, by name after,
+    and the same whichever of the pick and the location came first (topics are not
+    ordered with each other)."""
+    settings = service_settings("quotes")
+    app, runtime = build(settings)
+    known, later = unique("loc-"), unique("loc-")
+    first = f.charge(f.product(), 2, reservations=[(unique("r-"), known, 2)])
+    second = f.charge(f.product(), 1, reservations=[(unique("r-"), later, 1)])
+    won = f.opportunity_won(first, second)
+    sales = auth(settings, "sales")
+
+    def location(id_: str, name: str) -> ev.LocationV1:
+        return ev.LocationV1(id=id_, name=name, address=f.address())
+
+    async def picks(charge_id: str) -> list[str] | None:
+        charge = await get_json(http, f"/charges/{charge_id}", sales)
+        history = (charge or {}).get("history", [])
+        lines = [h["summary"] for h in history if h["type"].startswith(PICK_TYPES)]
+        return lines if len(lines) == 2 else None
+
+    async with running(app, runtime) as http, probe(settings) as kafka:
+        await kafka.publish(T("catalog.locations"), location(known, "Main warehouse"))
+        await kafka.publish(T("opportunity.won"), won)
+        for charge, place in ((first, known), (second, later)):
+            n = charge.quantity
+            await kafka.publish(
+                T("pick.requested"),
+                ev.PickRequestedV1(
+                    request_id=unique("pr-"),
+                    charge_id=charge.id,
+                    product_id=charge.product.id,
+                    location_id=place,
+                    quantity=n,
+                ),
+            )
+            await kafka.publish(
+                T("units.picked"),
+                ev.UnitsPickedV1(charge_id=charge.id, location_id=place, quantity=n),
+            )
+        assert await eventually(lambda: picks(first.id)) == [
+            "pick of 2 requested at Main warehouse",
+            "2 picked at Main warehouse",
+        ]
+        # Its location not replicated yet: named by id, until its catalog event comes.
+        assert await eventually(lambda: picks(second.id)) == [
+            "pick of 1 requested at " + later,
+            "1 picked at " + later,
+        ]
+        await kafka.publish(T("catalog.locations"), location(later, "Back depot"))
+
+        async def renamed() -> bool:
+            return await picks(second.id) == [
+                "pick of 1 requested at Back depot",
+                "1 picked at Back depot",
+            ]
+
+        await eventually(renamed)
+        order = await get_json(http, f"/sales-orders/{won.sales_order.id}", sales)
+        timeline = {(t["charge_id"], t["summary"]) for t in order["timeline"]}
+        assert {
+            (first.id, "2 picked at Main warehouse"),
+            (second.id, "1 picked at Back depot"),
+        } <= (timeline)

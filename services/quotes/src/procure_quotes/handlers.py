@@ -36,7 +36,7 @@ from procure_runtime.replica import replicate
 
 log = get_logger("procure.quotes")
 handlers = EventHandlers()
-replicate(handlers, metadata, "products")
+replicate(handlers, metadata, "products", "locations")
 
 
 def topic(name: str):
@@ -335,6 +335,8 @@ async def apply(
     event: CloudEvent,
     steps: dict[str, list[tuple[Step, str]]],
     extra: dict[str, dict[str, object]] | None = None,
+    *,
+    location_id: str | None = None,
 ) -> None:
     """Apply ledger steps to several charges at once; park the whole event when a charge
     is unknown or a step arrives too early (the savepoint undoes any partial work)."""
@@ -353,7 +355,8 @@ async def apply(
         except TooEarly as exc:
             raise Park(f"charge {charge_id}: {exc}") from None
         changes.append((charge_id, before, after, (extra or {}).get(charge_id, {})))
-        ledger.record(uow, row, event, "; ".join(summary for _, summary in charge_steps))
+        summary = "; ".join(summary for _, summary in charge_steps)
+        ledger.record(uow, row, event, summary, location_id=location_id)
         if after != before:  # the sales order's view derives from its charges' ledgers only
             touched_orders.add(row.sales_order_id)
     await ledger.save(uow.session, uow.dialect, changes)
@@ -363,8 +366,8 @@ async def apply(
 
 @handlers.on(topic("units.picked"))
 async def on_units_picked(uow: UnitOfWork, data: ev.UnitsPickedV1, event: CloudEvent) -> None:
-    step = (lambda led: led.pick(data.quantity), f"{data.quantity} picked at {data.location_id}")
-    await apply(uow, event, {data.charge_id: [step]})
+    step = (lambda led: led.pick(data.quantity), f"{data.quantity} picked")
+    await apply(uow, event, {data.charge_id: [step]}, location_id=data.location_id)
 
 
 @handlers.on(topic("pick.failed"))
@@ -428,10 +431,10 @@ async def on_queue_change(items: list[Applying]) -> None:
     for item in items:
         data = item.data
         if isinstance(data, ev.PickRequestedV1):
-            summary = f"pick of {data.quantity} requested at {data.location_id}"
+            summary, location_id = f"pick of {data.quantity} requested", data.location_id
         else:
-            summary = f"{data.quantity} forwarded to Purchasing & Fulfillment"
-        ledger.record(item.uow, rows[data.charge_id], item.event, summary)
+            summary, location_id = f"{data.quantity} forwarded to Purchasing & Fulfillment", None
+        ledger.record(item.uow, rows[data.charge_id], item.event, summary, location_id=location_id)
 
 
 @handlers.on(topic("po.submitted"))

@@ -170,11 +170,17 @@ async def save(
 
 
 def record(
-    uow: UnitOfWork, row: Any, event: CloudEvent, summary: str, *, sales_order_id: str | None = None
+    uow: UnitOfWork,
+    row: Any,
+    event: CloudEvent,
+    summary: str,
+    *,
+    sales_order_id: str | None = None,
+    location_id: str | None = None,
 ) -> None:
     """One line of a charge's history (or, with `row` None, of a sales order's timeline).
     Nothing reads history while events apply, so the lines of a whole batch are written
-    together at its end."""
+    together at its end. `location_id`: the line is read as "`summary` at <its name>"."""
     uow.insert_later(
         history,
         charge_id=row.id if row is not None else None,
@@ -183,6 +189,7 @@ def record(
         type=event.type,
         event_id=event.id,
         summary=summary,
+        location_id=location_id,
     )
 
 

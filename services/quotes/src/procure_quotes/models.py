@@ -18,7 +18,7 @@ from procure_runtime.db import BigId, UTCDateTime, new_metadata, utcnow
 from procure_runtime.replica import replica_tables
 
 metadata = new_metadata()
-replica_tables(metadata, "products")
+replica_tables(metadata, "products", "locations")
 
 opportunities = Table(
     "opportunities",
@@ -132,5 +132,9 @@ history = Table(
     Column("type", String(200), nullable=False),
     Column("event_id", String(200), nullable=False),
     Column("summary", Text, nullable=False),
+    # Where the line's units are (a pick): named when read, from the locations replica, so
+    # a line reads the same whichever of the pick and the location's catalog event came
+    # first. Its summary leaves the place out.
+    Column("location_id", String(200), nullable=True),
     UniqueConstraint("charge_id", "event_id"),
 )

@@ -7,10 +7,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from procure_quotes.ledger import ledger_of, lines_of
-from procure_quotes.models import charges, history, sales_orders
+from procure_quotes.models import charges, history, metadata, sales_orders
+from procure_runtime import replica
 
 
-def charge_view(row: Any, lines: list[Any], hist: list[Any] | None = None) -> dict[str, Any]:
+def charge_view(
+    row: Any, lines: list[Any], hist: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": row.id,
         "sales_order_id": row.sales_order_id,
@@ -25,20 +28,33 @@ def charge_view(row: Any, lines: list[Any], hist: list[Any] | None = None) -> di
         "delivery_canceled_after_post": row.delivery_canceled_after_post,
     }
     if hist is not None:
-        view["history"] = [_entry(h) for h in hist]
+        view["history"] = hist
     return view
 
 
-def _entry(h: Any, with_charge: bool = False) -> dict[str, Any]:
-    entry = {
-        "time": h.time.isoformat(),
-        "type": h.type,
-        "event_id": h.event_id,
-        "summary": h.summary,
-    }
-    if with_charge:
-        entry["charge_id"] = h.charge_id
-    return entry
+async def _lines(session: AsyncSession, where: Any, *, with_charge: bool) -> list[dict[str, Any]]:
+    """History lines in time order, each place named as the locations replica has it now
+    (its id until the location's catalog event has come)."""
+    hist = (
+        await session.execute(select(history).where(where).order_by(history.c.time, history.c.id))
+    ).all()
+    places = [h.location_id for h in hist if h.location_id]
+    names = await replica.get_many(session, metadata, "locations", places)
+    out = []
+    for h in hist:
+        summary = h.summary
+        if h.location_id:
+            summary += f" at {names.get(h.location_id, {}).get('name') or h.location_id}"
+        entry = {
+            "time": h.time.isoformat(),
+            "type": h.type,
+            "event_id": h.event_id,
+            "summary": summary,
+        }
+        if with_charge:
+            entry["charge_id"] = h.charge_id
+        out.append(entry)
+    return out
 
 
 async def charges_view(session: AsyncSession, rows: list[Any]) -> list[dict[str, Any]]:
@@ -51,14 +67,8 @@ async def one_charge(session: AsyncSession, charge_id: str) -> dict[str, Any] | 
     if row is None:
         return None
     lines = await lines_of(session, [row.id])
-    hist = (
-        await session.execute(
-            select(history)
-            .where(history.c.charge_id == charge_id)
-            .order_by(history.c.time, history.c.id)
-        )
-    ).all()
-    return charge_view(row, lines[row.id], list(hist))
+    hist = await _lines(session, history.c.charge_id == charge_id, with_charge=False)
+    return charge_view(row, lines[row.id], hist)
 
 
 async def sales_order_view(
@@ -81,14 +91,8 @@ async def sales_order_view(
         "can_fulfill": so.can_fulfill,
     }
     if timeline:
-        hist = (
-            await session.execute(
-                select(history)
-                .where(history.c.sales_order_id == so.id)
-                .order_by(history.c.time, history.c.id)
-            )
-        ).all()
-        view["timeline"] = [_entry(h, with_charge=True) for h in hist]
+        where = history.c.sales_order_id == so.id
+        view["timeline"] = await _lines(session, where, with_charge=True)
     return view
 
 

@@ -355,8 +355,8 @@ async def apply(
         except TooEarly as exc:
             raise Park(f"charge {charge_id}: {exc}") from None
         changes.append((charge_id, before, after, (extra or {}).get(charge_id, {})))
-        summary = "; ".join(summary for _, summary in charge_steps)
-        ledger.record(uow, row, event, summary, location_id=location_id)
+        said = "; ".join(summary for _, summary in charge_steps)
+        ledger.record(uow, row, event, said, location_id=location_id)
         if after != before:  # the sales order's view derives from its charges' ledgers only
             touched_orders.add(row.sales_order_id)
     await ledger.save(uow.session, uow.dialect, changes)

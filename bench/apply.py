@@ -6,9 +6,10 @@ scenarios, applied in-process with no broker (the records go straight to
 
 `bench run` measures throughput against the raw echo, with the broker, the harness and
 the database sharing two cores, so its figures move by 20% or more from one run to the
-next. This measures only what the service's process spends (`time.process_time`): the
+next. This measures what the service's process spends (`time.process_time`): the
 figure to compare when a change makes each event cheaper, the same command on two
-commits run one after the other. Outgoing events are written to the outbox (that cost is
+commits run one after the other. Beside it, what the whole machine spent (the database
+server's share included, from /proc/stat). Outgoing events are written to the outbox (that cost is
 counted) but not published; the relay's cost is `bench run`'s."""
 
 import argparse
@@ -24,6 +25,7 @@ from sqlalchemy import func, select
 from bench import env
 from bench.bulk import record
 from bench.events import Msg
+from bench.sampling import machine_busy_s
 from bench.services import SCENARIOS, settled_heap
 from procure_runtime.consumer import Record
 
@@ -46,10 +48,11 @@ async def measure(service: str, backend: str, n: int, batch: int, workdir: Path)
         timed = records(measured, len(before))
         await consumer.process_batch(timed[:batch])  # warms the statement caches; not timed
         async with settled_heap():  # the collector as a service process has it
-            used, started = time.process_time(), time.perf_counter()
+            used, started, busy = time.process_time(), time.perf_counter(), machine_busy_s()
             for i in range(batch, len(timed), batch):
                 await consumer.process_batch(timed[i : i + batch])
             cpu, wall = time.process_time() - used, time.perf_counter() - started
+            machine = machine_busy_s() - busy
         inbox = runtime.metadata.tables["inbox"]
         async with runtime.db.session() as session:
             applied = await session.scalar(
@@ -65,6 +68,7 @@ async def measure(service: str, backend: str, n: int, batch: int, workdir: Path)
         "events": n,
         "cpu_us_per_event": round(1e6 * cpu / n, 1),
         "wall_us_per_event": round(1e6 * wall / n, 1),
+        "machine_cpu_us_per_event": round(1e6 * machine / n, 1),
     }
 
 
@@ -82,12 +86,17 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown service {name!r}; known: {', '.join(SCENARIOS)}")
     figures = {}
     print(f"{args.db}, {args.n} events in batches of {args.batch}, no broker:")
-    print(f"{'service':<12} {'CPU µs/event':>13} {'wall µs/event':>14}")
+    print(
+        f"{'service':<12} {'CPU µs/event':>13} {'wall µs/event':>14} {'machine CPU µs/event':>21}"
+    )
     for name in names:
         with tempfile.TemporaryDirectory(prefix="bench-apply-") as tmp:
             row = env.run(measure(name, args.db, args.n, args.batch, Path(tmp)))
         figures[name] = row
-        print(f"{name:<12} {row['cpu_us_per_event']:>13.1f} {row['wall_us_per_event']:>14.1f}")
+        print(
+            f"{name:<12} {row['cpu_us_per_event']:>13.1f} {row['wall_us_per_event']:>14.1f} "
+            f"{row['machine_cpu_us_per_event']:>21.1f}"
+        )
     if args.out:
         meta = {"database": args.db, "n": args.n, "batch": args.batch}
         env.save_figures(args.out, "apply", meta, {"services": figures})

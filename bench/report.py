@@ -82,6 +82,32 @@ def _times_loop(results: dict[str, Any], row: dict[str, Any]) -> str:
     return f" ({row['events_per_s'] / loop:.1f}x FastStream's loop)" if loop else ""
 
 
+def _ceiling(results: dict[str, Any], row: dict[str, Any]) -> str:
+    """What the machine spent an event, and the rate that would be if every core were
+    busy with nothing else: a service whose ceiling is under the echo goal cannot reach
+    it on this machine without making its events cheaper, whatever it overlaps."""
+    service = next(
+        (
+            s
+            for s in results.get("services", [])
+            if s["scenario"] == row["scenario"] and s["database"] == row["database"]
+        ),
+        {},
+    )
+    used = service.get("machine_cpu_us_per_event")
+    echo = results.get("baseline", {}).get("echo", {}).get("events_per_s")
+    cpus = results["meta"].get("cpus")
+    if not (used and echo and cpus):
+        return ""
+    ceiling = cpus * 1e6 / used
+    own = service.get("process_cpu_us_per_event")
+    of_which = f" ({own:.0f} in the service's process)" if own else ""
+    return (
+        f"; the machine spent {used:.0f} µs of CPU an event{of_which}, so {cpus} busy cores "
+        f"would make at most {ceiling:,.0f}/s ({_fmt(ceiling / echo)} the echo)"
+    )
+
+
 def round_trips(r: dict[str, Any]) -> str:
     """One service's round trips per 1,000 events: with batches of a few hundred most are
     well under one per event, which a per-event figure rounded to 0.01 showed as 0."""
@@ -143,7 +169,9 @@ def markdown(results: dict[str, Any], paths: dict[str, Path]) -> str:
                 ("1000/s", r["events_per_s"] >= GOAL_EVENTS_PER_S),
             ]
             marks = ", ".join(f"{name} {'met' if ok else 'NOT met'}" for name, ok in checks)
-            lines.append(f"- {r['scenario']}: {marks}{_times_loop(results, r)}")
+            lines.append(
+                f"- {r['scenario']}: {marks}{_times_loop(results, r)}{_ceiling(results, r)}"
+            )
     counted = [r for r in results.get("services", []) if r.get("per_event")]
     if counted:
         lines += [

@@ -33,6 +33,16 @@ def proc_figures(pid: int) -> tuple[float, float]:
     return rss_kb / 1024, cpu_s
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy so far, every core and process (the
+    broker's, the database's, this one's): user, nice, system, irq and softirq from
+    /proc/stat. Idle, I/O wait and time stolen by the hypervisor are not counted."""
+    user, nice, system, _idle, _iowait, irq, softirq = (
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]
+    )
+    return (user + nice + system + irq + softirq) / TICK_S
+
+
 def service_pids(stack: Stack) -> dict[str, int]:
     """Each service's python process (launch_stack runs `python -m procure_<name>`
     directly, no `uv run` wrapper: checked against /proc/<pid>/cmdline)."""

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from bench import env
 from bench import events as e
 from bench.events import Msg
+from bench.sampling import machine_busy_s
 from procure_devstack.testing import running
 from procure_runtime import gc_tuning
 from procure_runtime.kafka import ensure_topics
@@ -240,16 +241,24 @@ async def run(
         try:
             async with running(app, runtime), settled_heap():
                 counts.clear()  # not the migrations
+                busy, own = machine_busy_s(), time.process_time()
                 gate.set()
                 if setup:
                     await publish(settings, setup)
                     done, _ = await watch.wait(setup[0].topic, len(setup), timeout)
                     if done < len(setup):
                         raise RuntimeError(f"{service}: setup applied {done}/{len(setup)}")
-                    counts.clear()
+                    # Held again while the measured events are published, so that they
+                    # wait as a backlog as they do without a setup, and the machine's CPU
+                    # is counted from the same point: applying them, not producing them.
+                    gate.clear()
                     await publish(settings, measured)
+                    counts.clear()
+                    busy, own = machine_busy_s(), time.process_time()
+                    gate.set()
                 with profiling(profile_to):
                     applied, unsent = await watch.wait(scenario.topic, n, timeout, series)
+                busy, own = machine_busy_s() - busy, time.process_time() - own
                 span = await watch.span(scenario.topic)
             out_topics = sorted(span["outgoing"])
             on_topics = await published(settings, out_topics) if out_topics else 0
@@ -269,6 +278,11 @@ async def run(
         "events_per_s": round(applied / seconds, 1) if ok and seconds > 0 else 0.0,
         "outgoing": {t: c for t, (c, _) in span["outgoing"].items()},
         "published_on_output_topics": on_topics,
+        # What the whole machine spent an event: the service's process (consumer, relay),
+        # the database, the broker and the harness's polling; idle time is not counted.
+        "machine_cpu_us_per_event": round(1e6 * busy / max(applied, 1), 1),
+        # Of which this process's: the service (consumer, relay) and the harness's polling.
+        "process_cpu_us_per_event": round(1e6 * own / max(applied, 1), 1),
         "per_event": {k: round(v / max(applied, 1), 6) for k, v in counts.most_common()},
         "lag_series": series,  # [seconds since start, events not applied yet, outbox unsent]
     }

@@ -28,6 +28,7 @@ from procure_inventory.models import locations, movements, reservations
 from procure_inventory.picking import RESERVED, locked_reservation, release, reservation_event
 from procure_runtime import Invalid, NotFound, UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
+from procure_runtime.db import CLIENT_ID_DOC, ClientId
 from procure_runtime.http import Page
 
 router = APIRouter(tags=["stock"])
@@ -48,7 +49,7 @@ class AdjustmentIn(BaseModel):
 
 
 class ReservationIn(BaseModel):
-    id: Id | None = None
+    id: ClientId | None = Field(None, description=CLIENT_ID_DOC.format("reservation"))
     opportunity_id: Id
     quote_item_id: Id
     product_id: Id

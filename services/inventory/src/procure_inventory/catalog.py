@@ -15,6 +15,7 @@ from procure_inventory.models import locations, products, vendors
 from procure_inventory.stock import new_id
 from procure_runtime import Conflict, NotFound, UnitOfWork, UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
+from procure_runtime.db import CLIENT_ID_DOC, ClientId
 from procure_runtime.http import Page
 
 PRODUCTS = spec_for_topic("catalog.products")
@@ -29,19 +30,19 @@ Text = Annotated[str, Field(min_length=1, max_length=300)]
 
 
 class VendorIn(BaseModel):
-    id: Id | None = None
+    id: ClientId | None = Field(None, description=CLIENT_ID_DOC.format("vendor"))
     name: Text
     email: Text
 
 
 class LocationIn(BaseModel):
-    id: Id | None = None
+    id: ClientId | None = Field(None, description=CLIENT_ID_DOC.format("location"))
     name: Text
     address: Address
 
 
 class ProductIn(BaseModel):
-    id: Id | None = None
+    id: ClientId | None = Field(None, description=CLIENT_ID_DOC.format("product"))
     sku: Annotated[str, Field(min_length=1, max_length=200)]
     name: Text
     is_inventory: bool

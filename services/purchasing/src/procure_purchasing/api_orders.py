@@ -12,7 +12,7 @@ from procure_contracts.status import POStatus
 from procure_purchasing import orders
 from procure_purchasing.models import po_lines, purchase_orders
 from procure_runtime.auth import Principal, authenticated, require
-from procure_runtime.db import CLIENT_ID_DOC
+from procure_runtime.db import CLIENT_ID_DOC, ClientId
 from procure_runtime.http import Page
 
 router = APIRouter()
@@ -42,7 +42,7 @@ class StockLineIn(BaseModel):
 
 
 class POIn(BaseModel):
-    id: Id | None = Field(None, description=CLIENT_ID_DOC.format("PO"))
+    id: ClientId | None = Field(None, description=CLIENT_ID_DOC.format("PO"))
     vendor_id: Id
     ship_to: ShipToIn
     items: list[ItemIn] = Field(default_factory=list, max_length=1000)

@@ -32,7 +32,7 @@ from procure_quotes.models import (
 )
 from procure_runtime import Conflict, Invalid, NotFound, UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
-from procure_runtime.db import CLIENT_ID_DOC, id_for_new
+from procure_runtime.db import CLIENT_ID_DOC, ClientId, id_for_new
 from procure_runtime.replica import get as replica_get
 
 router = APIRouter()
@@ -65,9 +65,7 @@ async def _product(session: Any, product_id: str) -> Product:
 
 
 class OpportunityIn(Body):
-    id: str | None = Field(
-        None, min_length=1, max_length=200, description=CLIENT_ID_DOC.format("opportunity")
-    )
+    id: ClientId | None = Field(None, description=CLIENT_ID_DOC.format("opportunity"))
     name: str = Field(min_length=1)
     owner: Person
     organization: Organization
@@ -80,9 +78,7 @@ class QuoteItemIn(Body):
 
 
 class WinSalesOrder(Body):
-    id: str | None = Field(
-        None, min_length=1, max_length=200, description=CLIENT_ID_DOC.format("sales order")
-    )
+    id: ClientId | None = Field(None, description=CLIENT_ID_DOC.format("sales order"))
     owner: Person | None = None
     ship_to: Address
 
@@ -288,9 +284,7 @@ async def lose(opp_id: str, request: Request, _user: Sales) -> dict[str, Any]:
 
 
 class ChargeIn(Body):
-    id: str | None = Field(
-        None, min_length=1, max_length=200, description=CLIENT_ID_DOC.format("charge")
-    )
+    id: ClientId | None = Field(None, description=CLIENT_ID_DOC.format("charge"))
     parent: Parent
     owner: Person | None = None
     product_id: str = Field(min_length=1)

@@ -33,7 +33,7 @@ from procure_receiving.models import (
 from procure_receiving.store import load_po, po_history, receiving_item
 from procure_runtime import UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
-from procure_runtime.db import CLIENT_ID_DOC, id_for_new, update_many, utcnow
+from procure_runtime.db import CLIENT_ID_DOC, ClientId, id_for_new, update_many, utcnow
 from procure_runtime.http import Page
 from procure_runtime.replica import get_many as replica_get_many
 
@@ -50,7 +50,7 @@ class ReceiptLineIn(BaseModel):
 
 
 class ReceiptIn(BaseModel):
-    id: Id | None = Field(None, description=CLIENT_ID_DOC.format("receipt"))
+    id: ClientId | None = Field(None, description=CLIENT_ID_DOC.format("receipt"))
     lines: list[ReceiptLineIn] = Field(min_length=1)
     vendor_invoice: str | None = Field(default=None, max_length=200)
 

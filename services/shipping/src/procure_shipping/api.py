@@ -12,7 +12,7 @@ from procure_contracts import events as ev
 from procure_contracts.shapes import Id, Quantity
 from procure_runtime import Conflict, Invalid, NotFound, UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
-from procure_runtime.db import CLIENT_ID_DOC, id_for_new, update_many
+from procure_runtime.db import CLIENT_ID_DOC, ClientId, id_for_new, update_many
 from procure_runtime.http import Page
 from procure_shipping.domain import one_destination, take, without
 from procure_shipping.handlers import SHIPMENT_CANCELED, SHIPMENT_DELIVERED
@@ -40,7 +40,7 @@ class ItemIn(BaseModel):
 
 
 class DeliveryIn(BaseModel):
-    id: Id | None = Field(None, description=CLIENT_ID_DOC.format("delivery"))
+    id: ClientId | None = Field(None, description=CLIENT_ID_DOC.format("delivery"))
     items: list[ItemIn] = Field(min_length=1)
 
 

@@ -9,8 +9,8 @@ the database sharing two cores, so its figures move by 20% or more from one run 
 next. This measures what the service's process spends (`time.process_time`): the
 figure to compare when a change makes each event cheaper, the same command on two
 commits run one after the other. Beside it, what the whole machine spent (the database
-server's share included, from /proc/stat). Outgoing events are written to the outbox (that cost is
-counted) but not published; the relay's cost is `bench run`'s."""
+server's share included, from /proc/stat). Outgoing events are written to the outbox
+(that cost is counted) but not published; the relay's cost is `bench run`'s."""
 
 import argparse
 import importlib

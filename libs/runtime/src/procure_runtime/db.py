@@ -41,6 +41,7 @@ from sqlalchemy.sql import ColumnElement, Executable, Insert
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import greenlet_spawn
 
+from procure_contracts.shapes import Id
 from procure_runtime.errors import Conflict
 
 NAMING = {
@@ -72,9 +73,7 @@ def _reachable(value: str) -> str:
 # A create body's client-chosen `id`: the contract's `Id` (1-200 characters) that its
 # routes can reach. Ids that other systems put in events keep the contract's rule alone.
 ClientId = Annotated[
-    str,
-    Field(min_length=1, max_length=200, json_schema_extra={"pattern": "^[^/]+$"}),
-    AfterValidator(_reachable),
+    Id, Field(json_schema_extra={"pattern": "^[^/]+$"}), AfterValidator(_reachable)
 ]
 
 

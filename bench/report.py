@@ -85,7 +85,9 @@ def _times_loop(results: dict[str, Any], row: dict[str, Any]) -> str:
 def _ceiling(results: dict[str, Any], row: dict[str, Any]) -> str:
     """What the machine spent an event, and the rate that would be if every core were
     busy with nothing else: a service whose ceiling is under the echo goal cannot reach
-    it on this machine without making its events cheaper, whatever it overlaps."""
+    it on this machine without making its events cheaper, whatever it overlaps. Beside
+    it, the bound of the service's own process: one event loop, so one core at most
+    (the tighter of the two where the process, not the machine, is what is full)."""
     service = next(
         (
             s
@@ -102,9 +104,15 @@ def _ceiling(results: dict[str, Any], row: dict[str, Any]) -> str:
     ceiling = cpus * 1e6 / used
     own = service.get("process_cpu_us_per_event")
     of_which = f" ({own:.0f} in the service's process)" if own else ""
+    alone = (
+        f", and its process on its one core at most {1e6 / own:,.0f}/s "
+        f"({_fmt(1e6 / own / echo)} the echo)"
+        if own
+        else ""
+    )
     return (
         f"; the machine spent {used:.0f} µs of CPU an event{of_which}, so {cpus} busy cores "
-        f"would make at most {ceiling:,.0f}/s ({_fmt(ceiling / echo)} the echo)"
+        f"would make at most {ceiling:,.0f}/s ({_fmt(ceiling / echo)} the echo){alone}"
     )
 
 

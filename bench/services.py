@@ -1,6 +1,7 @@
 """A service's hot path in this process: the real `build(settings)` app and runtime, fed
 N events published before it starts (shipping: after the charges it needs exist), timed
-from the first applied event to the last effect (inbox row, or outbox row marked sent)."""
+from the first applied event to the last effect (inbox row, or the relay's last round
+that published an outgoing event)."""
 
 import asyncio
 import contextlib
@@ -23,7 +24,8 @@ from bench import events as e
 from bench.events import Msg
 from bench.sampling import machine_busy_s
 from procure_devstack.testing import running
-from procure_runtime import gc_tuning
+from procure_runtime import gc_tuning, metrics
+from procure_runtime.db import utcnow
 from procure_runtime.kafka import ensure_topics
 from procure_runtime.settings import ServiceSettings
 
@@ -178,13 +180,14 @@ class Watch:
             applied = await conn.scalar(
                 select(func.count()).select_from(self.inbox).where(self.inbox.c.topic == topic)
             )
-            unsent = await conn.scalar(
-                select(func.count()).select_from(self.outbox).where(self.outbox.c.sent_at.is_(None))
-            )
+            # Every row in the outbox is an event not yet published (the relay deletes
+            # what it publishes).
+            unsent = await conn.scalar(select(func.count()).select_from(self.outbox))
         return int(applied or 0), int(unsent or 0)
 
-    async def span(self, topic: str) -> dict[str, Any]:
-        i, o = self.inbox.c, self.outbox.c
+    async def span(self, topic: str) -> tuple[Any, Any]:
+        """When the first and the last event of `topic` were applied."""
+        i = self.inbox.c
         async with self.engine.connect() as conn:
             first, last = (
                 await conn.execute(
@@ -193,14 +196,7 @@ class Watch:
                     )
                 )
             ).one()
-            out = (
-                await conn.execute(
-                    select(o.topic, func.count(), func.max(o.sent_at))
-                    .where(o.created_at >= first)
-                    .group_by(o.topic)
-                )
-            ).all()
-        return {"first": first, "last": last, "outgoing": {r[0]: (r[1], r[2]) for r in out}}
+        return first, last
 
     async def wait(
         self, topic: str, n: int, timeout: float, series: list | None = None
@@ -213,6 +209,44 @@ class Watch:
             if (applied >= n and unsent == 0) or time.perf_counter() - started > timeout:
                 return applied, unsent
             await asyncio.sleep(POLL_S)
+
+
+class Relayed:
+    """What the service's relay published from `mark()` on: the events per topic (its
+    `procure_events_produced_total`) and when its last round that published any ended.
+    The outbox keeps no published row to read this from, so the harness watches the
+    relay itself (the service runs in this process)."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.service = runtime.settings.service
+        self.last: Any = None
+        self._from: dict[str, float] = {}
+        publish_pending = runtime.relay.publish_pending
+
+        async def timed() -> int:
+            sent = await publish_pending()
+            if sent:
+                self.last = utcnow()
+            return int(sent)
+
+        runtime.relay.publish_pending = timed
+
+    def _produced(self) -> dict[str, float]:
+        return {
+            sample.labels["topic"]: sample.value
+            for family in metrics.PRODUCED.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total") and sample.labels["service"] == self.service
+        }
+
+    def mark(self) -> None:
+        self._from, self.last = self._produced(), None
+
+    def since(self) -> dict[str, int]:
+        now = self._produced()
+        return {
+            t: int(v - self._from.get(t, 0)) for t, v in now.items() if v > self._from.get(t, 0)
+        }
 
 
 async def run(
@@ -237,11 +271,13 @@ async def run(
     timeout = max(120.0, n / 10)
     series: list[list[float]] = []
     gate = hold_until_set(runtime)
+    relayed = Relayed(runtime)
     with counting(runtime.db.engine) as counts:
         try:
             async with running(app, runtime), settled_heap():
                 counts.clear()  # not the migrations
                 busy, own = machine_busy_s(), time.process_time()
+                relayed.mark()
                 gate.set()
                 if setup:
                     await publish(settings, setup)
@@ -255,17 +291,19 @@ async def run(
                     await publish(settings, measured)
                     counts.clear()
                     busy, own = machine_busy_s(), time.process_time()
+                    relayed.mark()
                     gate.set()
                 with profiling(profile_to):
                     applied, unsent = await watch.wait(scenario.topic, n, timeout, series)
                 busy, own = machine_busy_s() - busy, time.process_time() - own
-                span = await watch.span(scenario.topic)
-            out_topics = sorted(span["outgoing"])
+                first, last = await watch.span(scenario.topic)
+            outgoing = relayed.since()
+            out_topics = sorted(outgoing)
             on_topics = await published(settings, out_topics) if out_topics else 0
         finally:
             await watch.engine.dispose()
-    ends = [span["last"], *(sent for _, sent in span["outgoing"].values() if sent)]
-    seconds = (max(ends) - span["first"]).total_seconds() if span["first"] else 0.0
+    ends = [end for end in (last, relayed.last) if end is not None]
+    seconds = (max(ends) - first).total_seconds() if first else 0.0
     ok = applied >= n and unsent == 0
     return {
         "scenario": f"service:{service}",
@@ -276,7 +314,7 @@ async def run(
         "ok": ok,
         "seconds": round(seconds, 4),
         "events_per_s": round(applied / seconds, 1) if ok and seconds > 0 else 0.0,
-        "outgoing": {t: c for t, (c, _) in span["outgoing"].items()},
+        "outgoing": outgoing,
         "published_on_output_topics": on_topics,
         # What the whole machine spent an event: the service's process (consumer, relay),
         # the database, the broker and the harness's polling; idle time is not counted.

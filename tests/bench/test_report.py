@@ -76,6 +76,5 @@ def test_each_service_says_what_the_machine_spent_an_event_and_what_that_allows(
     assert (
         "- service:quotes: minimal NOT met, echo NOT met, 1000/s met; the machine spent "
         "200 µs of CPU an event (120 in the service's process), so 2 busy cores would make at most 10,000/s "
-        "(0.25x the echo), and its process on its one core at most 8,333/s (0.21x the echo)"
-        in text
+        "(0.25x the echo), and its process on its one core at most 8,333/s (0.21x the echo)" in text
     )

@@ -48,6 +48,25 @@ async def test_failed_transaction_publishes_nothing(service_settings) -> None:
         assert await runtime.relay.backlog() == 0
 
 
+async def test_a_published_event_leaves_the_outbox(service_settings) -> None:
+    """The relay deletes what the broker has acknowledged: the outbox holds only events
+    still to publish, with no row rewritten to mark one sent and none left for a sweep."""
+    settings = service_settings("probe")
+    app, runtime = build(settings)
+    outbox = runtime.metadata.tables["outbox"]
+    async with running(app, runtime), _probe(settings) as kafka:
+        async with runtime.transaction() as uow:
+            for i in range(3):
+                uow.emit(READY, _ready(f"ch-left-{i}"))
+        events = await kafka.read_events("charge.ready", 3, settle=0.5)
+        assert [e.data["charge_id"] for e in events] == [f"ch-left-{i}" for i in range(3)]
+        await eventually(lambda: _rows(runtime, outbox, 0), timeout=10)
+
+
+async def _rows(runtime, table, expected: int) -> bool:
+    return await count(runtime, table) == expected
+
+
 async def test_publish_during_broker_outage_is_delivered_once_it_is_back(
     service_settings, tmp_path: Path
 ) -> None:

@@ -15,7 +15,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
-    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -135,9 +134,9 @@ def add_runtime_tables(metadata: MetaData) -> None:
         Column("topic", String(200), nullable=False),
         Column("key", String(200), nullable=False),
         Column("value", LargeBinary, nullable=False),
+        # Every row is an event not yet published: the relay deletes what the broker
+        # has acknowledged and reads the rest in primary-key order (outbox.py).
         Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
-        Column("sent_at", UTCDateTime(), nullable=True),
-        Index("ix_outbox_pending", "sent_at", "id"),
     )
     Table(
         "inbox",

@@ -6,9 +6,9 @@ from typing import Any
 
 from alembic import command, context, op
 from alembic.config import Config
-from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy import Column, MetaData, create_engine, inspect, text
 
-from procure_runtime.db import NAMING, Database, add_runtime_tables
+from procure_runtime.db import NAMING, Database, UTCDateTime, add_runtime_tables
 
 RUNTIME_TABLES = ("outbox", "inbox", "parked")
 
@@ -44,6 +44,26 @@ def create_runtime_tables() -> None:
 def drop_runtime_tables() -> None:
     for name in RUNTIME_TABLES:
         op.drop_table(name)
+
+
+def drop_outbox_sent_at() -> None:
+    """The step of each service's migration made when the relay began deleting what it
+    publishes (outbox.py). An outbox made before it has `sent_at` and its index: the rows
+    marked sent are done with and go, then the column. One made since has neither
+    (`create_runtime_tables` makes the runtime's tables as they are now): nothing to do."""
+    if "sent_at" not in {c["name"] for c in inspect(op.get_bind()).get_columns("outbox")}:
+        return
+    op.execute(text("DELETE FROM outbox WHERE sent_at IS NOT NULL"))
+    with op.batch_alter_table("outbox") as batch:
+        batch.drop_index("ix_outbox_pending")
+        batch.drop_column("sent_at")
+
+
+def add_outbox_sent_at() -> None:
+    """`drop_outbox_sent_at` undone: the rows left are the unsent ones, as before it."""
+    with op.batch_alter_table("outbox") as batch:
+        batch.add_column(Column("sent_at", UTCDateTime(), nullable=True))
+        batch.create_index("ix_outbox_pending", ["sent_at", "id"])
 
 
 def _service_objects(

@@ -1,17 +1,24 @@
 """Transactional outbox: events are rows written in the transaction of the state change;
-a relay publishes them in id order (so in order per key) and marks them sent. After a
-crash or a broker outage the relay resumes from the first unsent row; a row published
-but not yet marked is published again, which consumers absorb by event id."""
+a relay publishes them in id order (so in order per key) and deletes them once the
+broker has acknowledged them: a row in the outbox is an event not yet published, and the
+topic is the record of what was. After a crash or a broker outage the relay resumes from
+the first row left; a row published but not yet deleted is published again, which
+consumers absorb by event id.
+
+Deleting rather than marking a row sent (as until migration 0002 of each service, or
+0004 of quotes'): an update of an indexed column cannot be a HOT update, so marking
+wrote a second copy of each event into the table and a new entry into each of its
+indexes, and the sent rows stayed an hour for a sweep to delete. A delete writes neither
+(bench/levers.md, lever 52)."""
 
 import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
-from datetime import timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import MetaData, bindparam, delete, func, select, update
+from sqlalchemy import MetaData, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from procure_runtime import metrics
@@ -23,7 +30,6 @@ from procure_runtime.uow import Outgoing, UnitOfWork, deferred_rows
 
 log = get_logger("procure.outbox")
 BATCH = 500
-RETENTION = timedelta(hours=1)
 HEADERS = [("content-type", b"application/cloudevents+json")]  # CloudEvents, structured mode
 
 
@@ -59,17 +65,8 @@ class OutboxRelay:
         # Built once: the relay runs a round per commit, and building them cost more CPU
         # than running them (bench/levers.md, lever 39); run by the driver itself on
         # PostgreSQL (`run_alone`, lever 42).
-        self._unsent = (
-            select(t.c.id, t.c.topic, t.c.key, t.c.value)
-            .where(t.c.sent_at.is_(None))
-            .order_by(t.c.id)
-            .limit(BATCH)
-        )
-        self._mark_sent = (
-            update(t)
-            .where(among_param(t.c.id, "ids", db.dialect))
-            .values(sent_at=bindparam("sent_at"))
-        )
+        self._unsent = select(t.c.id, t.c.topic, t.c.key, t.c.value).order_by(t.c.id).limit(BATCH)
+        self._delete_sent = delete(t).where(among_param(t.c.id, "ids", db.dialect))
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()  # connect() and the relay's loop may race
         self._wake = asyncio.Event()
@@ -96,16 +93,12 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         backoff = self.settings.retry_backoff_s
-        last_cleanup = utcnow()
         while True:
             try:
                 sent = await self.publish_pending()
                 backoff = self.settings.retry_backoff_s
                 if sent == BATCH:
                     continue  # more waiting: no sleep
-                if utcnow() - last_cleanup > timedelta(minutes=5):
-                    await self.cleanup()
-                    last_cleanup = utcnow()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker or database away: keep the rows, try again later
@@ -142,8 +135,7 @@ class OutboxRelay:
         ]
         await asyncio.gather(*futures)
         async with self._connection() as conn:
-            params = {"ids": [row[0] for row in rows], "sent_at": utcnow()}
-            await run_alone(conn, self._mark_sent, params)
+            await run_alone(conn, self._delete_sent, {"ids": [row[0] for row in rows]})
         for _, topic, _, _ in rows:
             metrics.PRODUCED.labels(self.settings.service, topic).inc()
         metrics.OUTBOX_BACKLOG.labels(self.settings.service).set(0)
@@ -227,19 +219,6 @@ class OutboxRelay:
                 await self._lock_conn.close()
             self._lock_conn = None
 
-    async def cleanup(self) -> None:
-        async with self.db.session() as session:
-            await session.execute(
-                delete(self.table).where(self.table.c.sent_at < utcnow() - RETENTION)
-            )
-
     async def backlog(self) -> int:
         async with self.db.session() as session:
-            return int(
-                await session.scalar(
-                    select(func.count())
-                    .select_from(self.table)
-                    .where(self.table.c.sent_at.is_(None))
-                )
-                or 0
-            )
+            return int(await session.scalar(select(func.count()).select_from(self.table)) or 0)

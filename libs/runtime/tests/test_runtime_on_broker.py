@@ -4,10 +4,13 @@ parking, retries, readiness and metrics."""
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 from aiokafka.client import AIOKafkaClient
+from aiokafka.partitioner import murmur2
 
 from probe_service import CREATED, PICKED, READY, build, charges, count, readies
 from procure_contracts import CloudEvent, new_event
@@ -65,6 +68,49 @@ async def test_a_published_event_leaves_the_outbox(service_settings) -> None:
 
 async def _rows(runtime, table, expected: int) -> bool:
     return await count(runtime, table) == expected
+
+
+async def test_the_relay_puts_each_key_on_its_partition_in_order(service_settings) -> None:
+    """The relay builds its record batches itself (bench/levers.md, lever 53): every record
+    is on the partition the default partitioner gives its key (murmur2 over the topic's
+    partitions in order, as Java's producer does), and each key's events are in the order
+    they were emitted, over more records than one batch of a partition holds."""
+    settings = service_settings("probe", topic_partitions=3)
+    app, runtime = build(settings)
+    keys = [f"ch-order-{i}" for i in range(7)]
+    emitted = [(keys[n % len(keys)], n + 1) for n in range(140)]  # ~1 KB each
+    async with running(app, runtime):
+        async with runtime.transaction() as uow:
+            for key, n in emitted:
+                uow.emit(
+                    READY,
+                    ev.ChargeReadyV1(
+                        charge_id=key, product=f.product(), quantity=n, destination=f.address()
+                    ),
+                )
+        topic = settings.topic("charge.ready")
+        consumer = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **client_kwargs(settings))
+        await consumer.start()
+        try:
+            records: list[Any] = []
+            for _ in range(100):
+                batches = await consumer.getmany(timeout_ms=200)
+                records += [r for batch in batches.values() for r in batch]
+                if len(records) >= len(emitted):
+                    break
+            partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        finally:
+            await consumer.stop()
+    assert len(partitions) == 3 and len(records) == len(emitted)
+    for r in records:
+        assert r.partition == (murmur2(r.key) & 0x7FFFFFFF) % 3, r.key
+    for key in keys:
+        mine = [r for r in records if r.key == key.encode()]
+        assert len({r.partition for r in mine}) == 1
+        got = [
+            json.loads(r.value)["data"]["quantity"] for r in sorted(mine, key=lambda r: r.offset)
+        ]
+        assert got == [n for k, n in emitted if k == key]
 
 
 async def test_publish_during_broker_outage_is_delivered_once_it_is_back(

@@ -14,10 +14,12 @@ indexes, and the sent rows stayed an hour for a sweep to delete. A delete writes
 import asyncio
 import contextlib
 import time
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import MetaData, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -31,6 +33,7 @@ from procure_runtime.uow import Outgoing, UnitOfWork, deferred_rows
 log = get_logger("procure.outbox")
 BATCH = 500
 HEADERS = [("content-type", b"application/cloudevents+json")]  # CloudEvents, structured mode
+_PARTITIONER = DefaultPartitioner()
 
 
 def _outbox_rows(outgoing: list[Outgoing]) -> list[dict[str, Any]]:
@@ -127,19 +130,45 @@ class OutboxRelay:
         # relay has an aiokafka producer of its own: the rows are ready-made records, and
         # FastStream's publish path (commands, middlewares) cost more than the send.
         producer = await self._started_producer()
-        futures = [
-            await producer.send(
-                self.settings.topic(topic), value, key=key.encode(), headers=HEADERS
-            )
-            for _, topic, key, value in rows
-        ]
-        await asyncio.gather(*futures)
+        await asyncio.gather(*await self._send(producer, rows))
         async with self._connection() as conn:
             await run_alone(conn, self._delete_sent, {"ids": [row[0] for row in rows]})
-        for _, topic, _, _ in rows:
-            metrics.PRODUCED.labels(self.settings.service, topic).inc()
+        for topic, n in Counter(row[1] for row in rows).items():
+            metrics.PRODUCED.labels(self.settings.service, topic).inc(n)
         metrics.OUTBOX_BACKLOG.labels(self.settings.service).set(0)
         return len(rows)
+
+    async def _send(self, producer: AIOKafkaProducer, rows: Sequence[Any]) -> list[Any]:
+        """Hand the rows to the producer as record batches, each partition's in id order:
+        the futures of their acknowledgements. `send` per record cost ~28 µs of CPU (a
+        metadata wait, a size estimate, the partition lists and a future per record)
+        against ~14 for a record appended to a batch here (bench/levers.md, lever 53).
+        A record's partition is the default partitioner's (murmur2 of its key over the
+        topic's partitions in order), the one `send` and Java's producer give, so a key
+        lands where other producers put it."""
+        queues: dict[tuple[str, int], deque[tuple[bytes, bytes]]] = {}
+        partitions: dict[str, list[int]] = {}
+        for _, topic, key, value in rows:
+            name = self.settings.topic(topic)
+            if name not in partitions:
+                partitions[name] = sorted(await producer.partitions_for(name))
+            key_bytes = key.encode()
+            where = (name, _PARTITIONER(key_bytes, partitions[name], partitions[name]))
+            queues.setdefault(where, deque()).append((key_bytes, value))
+        futures = []
+        while queues:  # a batch a partition in turn, so that partitions go out together
+            for (name, partition), queue in list(queues.items()):
+                batch = producer.create_batch()
+                while queue:
+                    key, value = queue[0]
+                    if batch.append(key=key, value=value, timestamp=None, headers=HEADERS) is None:
+                        break  # full (a batch takes its first record whatever its size)
+                    queue.popleft()
+                batch.close()  # nothing else joins it (dead letters go by `send`)
+                futures.append(await producer.send_batch(batch, name, partition=partition))
+                if not queue:
+                    del queues[(name, partition)]
+        return futures
 
     async def connect(self, topics: Sequence[str] = ()) -> None:
         """Start the producer with the service's broker connection, so the first event

@@ -27,7 +27,7 @@ BEFORE = {
 }
 
 
-def _alembic(db: Database, service: str, step: Callable[[Any], None]) -> Callable[[Any], None]:
+def _alembic(service: str, step: Callable[[Any], None]) -> Callable[[Any], None]:
     location = Path(importlib.import_module(f"procure_{service}").__file__).parent / "migrations"
     return lambda sync: step(migrate.alembic_config(location, sync))
 
@@ -48,7 +48,7 @@ async def test_an_earlier_outbox_keeps_only_its_unsent_rows(
     try:
         async with db.engine.begin() as conn:
             await conn.run_sync(
-                _alembic(db, service, lambda cfg: command.upgrade(cfg, BEFORE[service]))
+                _alembic(service, lambda cfg: command.upgrade(cfg, BEFORE[service]))
             )
             # The outbox as the earlier release made it, with two rows published and
             # marked, and one not yet published.
@@ -64,7 +64,7 @@ async def test_an_earlier_outbox_keeps_only_its_unsent_rows(
                     {"e": event_id, "v": event_id.encode(), "c": now, "s": sent},
                 )
         async with db.engine.begin() as conn:
-            await conn.run_sync(_alembic(db, service, lambda cfg: command.upgrade(cfg, "head")))
+            await conn.run_sync(_alembic(service, lambda cfg: command.upgrade(cfg, "head")))
         async with db.engine.connect() as conn:
             left = (await conn.execute(text("SELECT event_id, value FROM outbox"))).all()
             columns, indexes = await conn.run_sync(_outbox)
@@ -75,7 +75,7 @@ async def test_an_earlier_outbox_keeps_only_its_unsent_rows(
         # And back: the column returns, the rows left being the unsent ones.
         async with db.engine.begin() as conn:
             await conn.run_sync(
-                _alembic(db, service, lambda cfg: command.downgrade(cfg, BEFORE[service]))
+                _alembic(service, lambda cfg: command.downgrade(cfg, BEFORE[service]))
             )
         async with db.engine.connect() as conn:
             rows = (await conn.execute(text("SELECT event_id, sent_at FROM outbox"))).all()

@@ -37,11 +37,13 @@ def records(msgs: list[Msg], first_offset: int) -> list[Record]:
 async def measure(service: str, backend: str, n: int, batch: int, workdir: Path) -> dict[str, Any]:
     dbs = env.Databases(workdir)
     try:
-        settings = env.settings(service, dbs.url(backend, "apply"), "127.0.0.1:9", workdir)
-        _, runtime = importlib.import_module(f"procure_{service}.app").build(settings)
+        scenario = SCENARIOS[service]
+        url = dbs.url(backend, "apply")
+        settings = env.settings(scenario.service, url, "127.0.0.1:9", workdir)
+        _, runtime = importlib.import_module(f"procure_{scenario.service}.app").build(settings)
         await runtime._migrate()
         consumer = runtime.consumer
-        setup, measured = SCENARIOS[service].make(n + batch)
+        setup, measured = scenario.make(n + batch)
         before = records(setup, 0)
         for i in range(0, len(before), batch):  # not timed
             await consumer.process_batch(before[i : i + batch])
@@ -56,7 +58,7 @@ async def measure(service: str, backend: str, n: int, batch: int, workdir: Path)
         inbox = runtime.metadata.tables["inbox"]
         async with runtime.db.session() as session:
             applied = await session.scalar(
-                select(func.count()).where(inbox.c.topic == SCENARIOS[service].topic)
+                select(func.count()).where(inbox.c.topic == scenario.topic)
             )
         parked = await consumer.parked_count()
         await runtime.db.engine.dispose()
@@ -87,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     figures = {}
     print(f"{args.db}, {args.n} events in batches of {args.batch}, no broker:")
     print(
-        f"{'service':<12} {'CPU µs/event':>13} {'wall µs/event':>14} {'machine CPU µs/event':>21}"
+        f"{'service':<14} {'CPU µs/event':>13} {'wall µs/event':>14} {'machine CPU µs/event':>21}"
     )
     for name in names:
         with tempfile.TemporaryDirectory(prefix="bench-apply-") as tmp:
             row = env.run(measure(name, args.db, args.n, args.batch, Path(tmp)))
         figures[name] = row
         print(
-            f"{name:<12} {row['cpu_us_per_event']:>13.1f} {row['wall_us_per_event']:>14.1f} "
+            f"{name:<14} {row['cpu_us_per_event']:>13.1f} {row['wall_us_per_event']:>14.1f} "
             f"{row['machine_cpu_us_per_event']:>21.1f}"
         )
     if args.out:

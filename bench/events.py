@@ -52,9 +52,13 @@ def need_orders(n: int) -> list[Msg]:
 
 
 def po_submitted(n: int) -> list[Msg]:
+    return po_submitted_for([f.charge(f.product(), quantity=2) for _ in range(n)])
+
+
+def po_submitted_for(charges: list[f.ChargeSpec]) -> list[Msg]:
+    """A PO of one line, to the bench's location, for each charge."""
     msgs = []
-    for i in range(n):
-        ch = f.charge(f.product(), quantity=2)
+    for i, ch in enumerate(charges):
         po = ev.PORef(
             id=unique("po-"),
             number=f"PO-{i:06d}",

@@ -117,6 +117,7 @@ def counting(engine: AsyncEngine) -> Iterator[Counter[str]]:
 
 @dataclass(frozen=True)
 class Scenario:
+    name: str
     service: str
     topic: str  # the measured input topic
     make: Callable[[int], tuple[list[Msg], list[Msg]]]  # n -> (setup, measured)
@@ -127,13 +128,21 @@ def _shipping(n: int) -> tuple[list[Msg], list[Msg]]:
     return won, e.units_received(charges)
 
 
+def _quotes_ledger(n: int) -> tuple[list[Msg], list[Msg]]:
+    won, charges = e.opportunities(n)
+    return won, e.po_submitted_for(charges)
+
+
 SCENARIOS = {
-    s.service: s
+    s.name: s
     for s in (
-        Scenario("quotes", "opportunity.won", lambda n: ([], e.opportunities(n)[0])),
-        Scenario("purchasing", "charge.need_order", lambda n: ([], e.need_orders(n))),
-        Scenario("receiving", "po.submitted", lambda n: ([], e.po_submitted(n))),
-        Scenario("shipping", "units.received", _shipping),
+        Scenario("quotes", "quotes", "opportunity.won", lambda n: ([], e.opportunities(n)[0])),
+        # Issue 10's "quotes' ledger": the events that move a charge's units (a PO, a
+        # receipt, a delivery), several a charge where `opportunity.won` is one a deal.
+        Scenario("quotes-ledger", "quotes", "po.submitted", _quotes_ledger),
+        Scenario("purchasing", "purchasing", "charge.need_order", lambda n: ([], e.need_orders(n))),
+        Scenario("receiving", "receiving", "po.submitted", lambda n: ([], e.po_submitted(n))),
+        Scenario("shipping", "shipping", "units.received", _shipping),
     )
 }
 
@@ -261,8 +270,9 @@ async def run(
 ) -> dict[str, Any]:
     scenario = SCENARIOS[service]
     setup, measured = scenario.make(n)
-    settings = env.settings(service, dbs.url(backend, service), bootstrap, workdir)
-    app, runtime = importlib.import_module(f"procure_{service}.app").build(settings)
+    url = dbs.url(backend, scenario.service)
+    settings = env.settings(scenario.service, url, bootstrap, workdir)
+    app, runtime = importlib.import_module(f"procure_{scenario.service}.app").build(settings)
     topics = {settings.topic(t): False for t in {m.topic for m in setup + measured}}
     await ensure_topics(settings, topics)  # and waits for their leaders
     if not setup:

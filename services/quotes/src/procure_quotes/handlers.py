@@ -3,6 +3,7 @@
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, Update, select, update
@@ -330,6 +331,17 @@ def _need_order_of(row: Any, units: int, reservation_id: str | None) -> ev.Charg
 Step = Callable[[Ledger], Ledger]
 
 
+@dataclass
+class Change:
+    """One event's ledger steps: charge id -> its steps with their history lines."""
+
+    uow: UnitOfWork
+    event: CloudEvent
+    steps: dict[str, list[tuple[Step, str]]]
+    extra: dict[str, dict[str, object]] | None = None  # charge id -> more columns to set
+    location_id: str | None = None
+
+
 async def apply(
     uow: UnitOfWork,
     event: CloudEvent,
@@ -340,28 +352,44 @@ async def apply(
 ) -> None:
     """Apply ledger steps to several charges at once; park the whole event when a charge
     is unknown or a step arrives too early (the savepoint undoes any partial work)."""
-    loaded = await ledger.load(uow.session, list(steps))
-    missing = sorted(set(steps) - set(loaded))
-    if missing:
+    await apply_each([Change(uow, event, steps, extra, location_id)])
+
+
+async def apply_each(changes: list[Change]) -> None:
+    """`apply` for a run of events in the statements of one: their charges are loaded
+    (and locked) together, each event's steps go in turn on the ledgers the events
+    before it left, and each charge and sales order is written once, as the run leaves
+    it. An unknown charge or a step too early parks the run (the consumer then applies
+    it one event at a time, and only that event parks)."""
+    session, dialect = changes[0].uow.session, changes[0].uow.dialect
+    loaded = await ledger.load(session, [cid for c in changes for cid in c.steps])
+    if missing := sorted({cid for c in changes for cid in c.steps} - set(loaded)):
         raise Park(f"charges not seen yet: {', '.join(missing)}")
-    touched_orders = set()
-    changes = []
-    for charge_id, charge_steps in steps.items():
-        row, before = loaded[charge_id]
-        after = before
-        try:
-            for step, _ in charge_steps:
-                after = step(after)
-        except TooEarly as exc:
-            raise Park(f"charge {charge_id}: {exc}") from None
-        changes.append((charge_id, before, after, (extra or {}).get(charge_id, {})))
-        said = "; ".join(summary for _, summary in charge_steps)
-        ledger.record(uow, row, event, said, location_id=location_id)
-        if after != before:  # the sales order's view derives from its charges' ledgers only
-            touched_orders.add(row.sales_order_id)
-    await ledger.save(uow.session, uow.dialect, changes)
-    saved = {charge_id: after for charge_id, _, after, _ in changes}
-    await ledger.refresh_sales_orders(uow, list(touched_orders), saved)
+    first = {cid: led for cid, (_, led) in loaded.items()}
+    now = dict(first)
+    extra: dict[str, dict[str, object]] = {}
+    turns = []
+    for change in changes:
+        touched, after_this = set(), {}
+        for charge_id, charge_steps in change.steps.items():
+            row, before = loaded[charge_id][0], now[charge_id]
+            after = before
+            try:
+                for step, _ in charge_steps:
+                    after = step(after)
+            except TooEarly as exc:
+                raise Park(f"charge {charge_id}: {exc}") from None
+            said = "; ".join(summary for _, summary in charge_steps)
+            ledger.record(change.uow, row, change.event, said, location_id=change.location_id)
+            if after != before:  # the sales order's view derives from its charges' ledgers only
+                touched.add(row.sales_order_id)
+                after_this[charge_id] = now[charge_id] = after
+            extra.setdefault(charge_id, {}).update((change.extra or {}).get(charge_id, {}))
+        turns.append(ledger.Turn(change.uow, touched, after_this))
+    await ledger.save(
+        session, dialect, [(cid, first[cid], now[cid], extra.get(cid, {})) for cid in now]
+    )
+    await ledger.refresh_in_turn(turns, known=first)
 
 
 @handlers.on(topic("units.picked"))
@@ -437,45 +465,64 @@ async def on_queue_change(items: list[Applying]) -> None:
         ledger.record(item.uow, rows[data.charge_id], item.event, summary, location_id=location_id)
 
 
-@handlers.on(topic("po.submitted"))
-async def on_po_submitted(uow: UnitOfWork, data: ev.POSubmittedV1, event: CloudEvent) -> None:
-    steps: dict[str, list[tuple[Step, str]]] = {}
+@handlers.on_batch(topic("po.submitted"))
+async def on_po_submitted(items: list[Applying]) -> None:
     new_lines = []
-    for line in data.lines:
-        if line.charge_id is None:
-            continue
-        new_lines.append(
-            {
-                "line_id": line.line_id,
-                "charge_id": line.charge_id,
-                "po_id": data.po.id,
-                "po_number": data.po.number,
-                "ordered": 0,
-            }
-        )
-        steps.setdefault(line.charge_id, []).append(
-            (_order(line.line_id, line.quantity), f"{line.quantity} on order ({data.po.number})")
-        )
-    if steps:
-        # Before the ledgers load, which read each charge's PO lines.
+    changes = []
+    for item in items:
+        data: ev.POSubmittedV1 = item.data
+        steps: dict[str, list[tuple[Step, str]]] = {}
+        for line in data.lines:
+            if line.charge_id is None:
+                continue
+            new_lines.append(
+                {
+                    "line_id": line.line_id,
+                    "charge_id": line.charge_id,
+                    "po_id": data.po.id,
+                    "po_number": data.po.number,
+                    "ordered": 0,
+                }
+            )
+            steps.setdefault(line.charge_id, []).append(
+                (
+                    _order(line.line_id, line.quantity),
+                    f"{line.quantity} on order ({data.po.number})",
+                )
+            )
+        if steps:
+            changes.append(Change(item.uow, item.event, steps))
+    if changes:
+        # Before the ledgers load, which read each charge's PO lines. A line of a later
+        # event of the run is in its charge's ledger from the start, with nothing
+        # ordered: it counts for no status until its own event orders it.
+        uow = items[0].uow
         await uow.session.execute(insert_ignore(charge_po_lines, uow.dialect), new_lines)
-        await apply(uow, event, steps)
+        await apply_each(changes)
 
 
 def _order(line_id: str, units: int) -> Step:
     return lambda led: led.order(line_id, units)
 
 
-@handlers.on(topic("units.received"))
-async def on_units_received(uow: UnitOfWork, data: ev.UnitsReceivedV1, event: CloudEvent) -> None:
-    steps: dict[str, list[tuple[Step, str]]] = {}
-    for line in data.lines:
-        if line.charge_id is not None:
-            steps.setdefault(line.charge_id, []).append(
-                (_receive(line.line_id, line.quantity), f"{line.quantity} received ({data.number})")
-            )
-    if steps:
-        await apply(uow, event, steps)
+@handlers.on_batch(topic("units.received"))
+async def on_units_received(items: list[Applying]) -> None:
+    changes = []
+    for item in items:
+        data: ev.UnitsReceivedV1 = item.data
+        steps: dict[str, list[tuple[Step, str]]] = {}
+        for line in data.lines:
+            if line.charge_id is not None:
+                steps.setdefault(line.charge_id, []).append(
+                    (
+                        _receive(line.line_id, line.quantity),
+                        f"{line.quantity} received ({data.number})",
+                    )
+                )
+        if steps:
+            changes.append(Change(item.uow, item.event, steps))
+    if changes:
+        await apply_each(changes)
 
 
 def _receive(line_id: str, units: int) -> Step:
@@ -494,17 +541,19 @@ async def on_po_line_closed(uow: UnitOfWork, data: ev.POLineClosedV1, event: Clo
     await apply(uow, event, {data.charge_id: [step]})
 
 
-@handlers.on(topic("shipment.delivered"))
-async def on_shipment_delivered(
-    uow: UnitOfWork, data: ev.ShipmentDeliveredV1, event: CloudEvent
-) -> None:
-    steps: dict[str, list[tuple[Step, str]]] = {}
-    how = "drop-shipped" if data.drop_ship else "delivered"
-    for item in data.items:
-        steps.setdefault(item.charge_id, []).append(
-            (_seq(item.seq, item.quantity, True), f"{item.quantity} {how}")
-        )
-    await apply(uow, event, steps)
+@handlers.on_batch(topic("shipment.delivered"))
+async def on_shipment_delivered(items: list[Applying]) -> None:
+    changes = []
+    for item in items:
+        data: ev.ShipmentDeliveredV1 = item.data
+        steps: dict[str, list[tuple[Step, str]]] = {}
+        how = "drop-shipped" if data.drop_ship else "delivered"
+        for line in data.items:
+            steps.setdefault(line.charge_id, []).append(
+                (_seq(line.seq, line.quantity, True), f"{line.quantity} {how}")
+            )
+        changes.append(Change(item.uow, item.event, steps))
+    await apply_each(changes)
 
 
 @handlers.on(topic("shipment.canceled"))

@@ -1,0 +1,252 @@
+"""A run of ledger events (`po.submitted`, `units.received`, `shipment.delivered`) is
+applied in the statements of one event, and leaves what one event at a time leaves: the
+same counters, PO lines, history, sales orders and emitted events, a charge named by
+several events of the run included; an event too early still parks alone."""
+
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, select
+
+from procure_contracts import events as ev
+from procure_contracts import new_event
+from procure_contracts.registry import spec_for_topic
+from procure_contracts.shapes import Shape
+from procure_devstack import factories as f
+from procure_quotes.app import build
+from procure_quotes.models import charge_po_lines, charges, history, sales_orders
+from procure_runtime.consumer import Record
+from procure_runtime.settings import load_settings
+
+
+def record(topic: str, data: Shape, offset: int) -> Record:
+    spec = spec_for_topic(topic)
+    key = spec.key_of(data)
+    value = new_event(spec.type, data, source="/test", subject=key).to_bytes()
+    return Record(spec.topic, 0, offset, key.encode(), value)
+
+
+def po(n: int, charge: Any, line_id: str, quantity: int) -> ev.POSubmittedV1:
+    return ev.POSubmittedV1(
+        po=ev.PORef(
+            id=f"po-{n}",
+            number=f"PO-{n}",
+            vendor=charge.product.vendor,
+            ship_to=ev.POShipTo(kind="location", location_id="loc-1"),
+        ),
+        lines=[
+            ev.POLine(
+                line_id=line_id,
+                charge_id=charge.id,
+                product=charge.product,
+                quantity=quantity,
+                unit_cost=Decimal(charge.product.unit_cost),
+            )
+        ],
+        submitted_by=f.person("Petra Buyer"),
+    )
+
+
+def receipt(n: int, po_n: int, charge: Any, line_id: str, quantity: int) -> ev.UnitsReceivedV1:
+    return ev.UnitsReceivedV1(
+        receipt_id=f"rcpt-{n}",
+        po_id=f"po-{po_n}",
+        number=f"PO-{po_n}",
+        drop_ship=False,
+        po_status="Received Partial",
+        received_by=f.person("Rob Receiver"),
+        lines=[
+            ev.ReceivedLine(
+                line_id=line_id,
+                charge_id=charge.id,
+                product_id=charge.product.id,
+                quantity=quantity,
+                location_id="loc-1",
+                open_after=0,
+            )
+        ],
+    )
+
+
+def delivery(n: int, charge: Any, seq: int, quantity: int) -> ev.ShipmentDeliveredV1:
+    return ev.ShipmentDeliveredV1(
+        delivery_id=f"dlv-{n}",
+        drop_ship=False,
+        destination=f.address(),
+        delivered_by=f.person("Dee Driver"),
+        items=[
+            ev.DeliveredItem(
+                item_id=f"item-{n}",
+                charge_id=charge.id,
+                seq=seq,
+                product_id=charge.product.id,
+                quantity=quantity,
+            )
+        ],
+    )
+
+
+def scenario() -> tuple[list[Record], list[list[Record]]]:
+    """Two sales orders (SO-1: a charge of 2 and one of 1; SO-2: one of 1), then three
+    runs: their POs, their receipts, their deliveries. The events of a run have distinct
+    keys (the consumer never puts two of one key in a run)."""
+    c1, c2, c3 = (f.charge(f.product(), quantity=q) for q in (2, 1, 1))
+    won = [
+        record("opportunity.won", f.opportunity_won(c1, c2, sales_order_id="so-1"), 0),
+        record("opportunity.won", f.opportunity_won(c3, sales_order_id="so-2"), 1),
+    ]
+    pos = [
+        po(1, c1, "l1", 1),
+        po(2, c2, "l2", 1),
+        po(3, c3, "l3", 1),
+        po(4, c1, "l4", 1),  # the same charge again, in the same run
+    ]
+    receipts = [
+        receipt(1, 1, c1, "l1", 1),
+        receipt(2, 4, c1, "l4", 1),  # the same charge again, in the same run
+        receipt(3, 2, c2, "l2", 1),
+        receipt(4, 3, c3, "l3", 1),
+    ]
+    deliveries = [
+        delivery(1, c1, 1, 2),
+        delivery(2, c2, 1, 1),  # SO-1 now can be fulfilled
+        delivery(3, c3, 1, 1),  # and SO-2
+        delivery(4, c3, 1, 1),  # seq 1 again: already applied, nothing changes
+    ]
+    runs, offset = [], 2
+    for topic, events in (
+        ("po.submitted", pos),
+        ("units.received", receipts),
+        ("shipment.delivered", deliveries),
+    ):
+        runs.append([record(topic, data, offset + i) for i, data in enumerate(events)])
+        offset += len(events)
+    return won, runs
+
+
+async def quotes(url: str, data_dir: Path) -> Any:
+    """Quotes' runtime on `url`, migrated, its consumer fed records directly."""
+    settings = load_settings(
+        "quotes",
+        database_url=url,
+        kafka_bootstrap_servers="127.0.0.1:9",  # never dialled
+        topic_prefix="t.",
+        data_dir=data_dir,
+    )
+    _, runtime = build(settings)
+    await runtime._migrate()
+    return runtime
+
+
+async def end_state(runtime: Any) -> dict[str, Any]:
+    outbox = runtime.metadata.tables["outbox"]
+    async with runtime.db.session() as session:
+
+        async def rows(query: Any) -> list[tuple[Any, ...]]:
+            return [tuple(r) for r in (await session.execute(query)).all()]
+
+        sent = await rows(
+            select(outbox.c.topic, outbox.c.key, outbox.c.value).order_by(outbox.c.id)
+        )
+        return {
+            "charges": await rows(
+                select(
+                    charges.c.id,
+                    charges.c.ready_direct,
+                    charges.c.picked,
+                    charges.c.delivered,
+                    charges.c.delivery_canceled,
+                    charges.c.last_seq,
+                ).order_by(charges.c.id)
+            ),
+            "lines": await rows(select(charge_po_lines).order_by(charge_po_lines.c.line_id)),
+            "orders": await rows(
+                select(sales_orders.c.id, sales_orders.c.status, sales_orders.c.can_fulfill)
+            ),
+            "history": sorted(
+                await rows(select(history.c.charge_id, history.c.type, history.c.summary))
+            ),
+            # What each emitted event says (their ids and times are new each time).
+            "emitted": [
+                (topic, key, json.loads(value)["type"], json.loads(value)["data"])
+                for topic, key, value in sent
+            ],
+        }
+
+
+async def applied(
+    url: str, tmp_path: Path, runs: list[list[Record]], won: list[Record], *, batched: bool
+) -> tuple[dict[str, Any], dict[str, int]]:
+    runtime = await quotes(url, tmp_path)
+    locking: dict[str, int] = {}
+    current = [""]
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        flat = " ".join(statement.split())
+        if flat.startswith("SELECT") and "FROM charges" in flat:
+            locking[current[0]] = locking.get(current[0], 0) + 1
+
+    try:
+        await runtime.consumer.process_batch(won)
+        event.listen(runtime.db.engine.sync_engine, "before_cursor_execute", seen)
+        for run in runs:
+            current[0] = run[0].topic
+            if batched:
+                await runtime.consumer.process_batch(run)
+            else:
+                for r in run:
+                    await runtime.consumer.process(r)
+        event.remove(runtime.db.engine.sync_engine, "before_cursor_execute", seen)
+        assert await runtime.consumer.parked_count() == 0
+        return await end_state(runtime), locking
+    finally:
+        await runtime.db.engine.dispose()
+
+
+async def test_a_run_of_ledger_events_leaves_what_one_at_a_time_leaves(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    won, runs = scenario()
+    together, reads = await applied(database_url("bulk"), tmp_path / "a", runs, won, batched=True)
+    one_by_one, each = await applied(database_url("one"), tmp_path / "b", runs, won, batched=False)
+    assert together == one_by_one
+    # The runs did what they say: both orders fulfillable, each announced once.
+    assert sorted(together["orders"]) == [
+        ("so-1", "In Progress", True),
+        ("so-2", "In Progress", True),
+    ]
+    ready = [e for e in together["emitted"] if e[2].startswith("procurement.salesorder.ready")]
+    assert sorted(e[3]["sales_order_id"] for e in ready) == ["so-1", "so-2"]
+    assert sorted(c[3] for c in together["charges"]) == [1, 1, 2]  # every unit delivered
+    # Each run read its charges once (the ledgers, locked) and its orders' charges once,
+    # where one event at a time read them once an event.
+    assert reads == {"po.submitted": 2, "units.received": 2, "shipment.delivered": 2}, reads
+    assert all(n >= 8 for n in each.values()), each
+
+
+async def test_an_event_too_early_in_a_run_parks_alone(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    won, runs = scenario()
+    pos, receipts = runs[0], runs[1]
+    runtime = await quotes(database_url("early"), tmp_path)
+    try:
+        await runtime.consumer.process_batch(won)
+        await runtime.consumer.process(pos[0])  # only PO-1 (c1's line l1)
+        # Receipts for l1 and for l2, whose PO is not seen yet: that one is too early.
+        await runtime.consumer.process_batch([receipts[0], receipts[2]])
+        assert await runtime.consumer.parked_count() == 1
+        async with runtime.db.session() as session:
+            lines = {r.line_id: r.received for r in await session.execute(select(charge_po_lines))}
+        assert lines == {"l1": 1}
+        await runtime.consumer.process(pos[1])  # PO-2 arrives: the receipt applies
+        assert await runtime.consumer.sweep_parked()
+        async with runtime.db.session() as session:
+            lines = {r.line_id: r.received for r in await session.execute(select(charge_po_lines))}
+        assert lines == {"l1": 1, "l2": 1}
+        assert await runtime.consumer.parked_count() == 0
+    finally:
+        await runtime.db.engine.dispose()

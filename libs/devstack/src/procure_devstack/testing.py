@@ -2,23 +2,28 @@
 records and collects what landed on a topic, and an in-process service harness."""
 
 import asyncio
+import importlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from procure_contracts import CloudEvent, new_event
-from procure_contracts.registry import EventSpec
+from procure_contracts.registry import EventSpec, spec_for_topic
 from procure_contracts.shapes import Shape
 from procure_runtime.auth import make_token
+from procure_runtime.consumer import Record
 from procure_runtime.service import ServiceRuntime
-from procure_runtime.settings import ServiceSettings
+from procure_runtime.settings import ServiceSettings, load_settings
 
 
 def unique(prefix: str = "") -> str:
@@ -293,3 +298,74 @@ def jsonl(records: list[Landed]) -> str:
         )
         for r in records
     )
+
+
+def record(topic: str, data: Shape, offset: int, *, partition: int = 0) -> Record:
+    """`data` as the record its topic's publisher would make (its key, a new event id),
+    for a consumer fed directly (`fed_directly`)."""
+    spec = spec_for_topic(topic)
+    key = spec.key_of(data)
+    value = new_event(spec.type, data, source="/test", subject=key).to_bytes()
+    return Record(spec.topic, partition, offset, key.encode(), value)
+
+
+async def fed_directly(service: str, database_url: str, data_dir: Path) -> ServiceRuntime:
+    """A service's runtime on `database_url`, migrated, whose consumer is handed records
+    directly (`runtime.consumer.process` / `process_batch`): its broker is never dialled."""
+    settings = load_settings(
+        service,
+        database_url=database_url,
+        kafka_bootstrap_servers="127.0.0.1:9",  # never dialled
+        topic_prefix="t.",
+        data_dir=data_dir,
+    )
+    _, runtime = importlib.import_module(f"procure_{service}.app").build(settings)
+    await runtime._migrate()
+    return runtime
+
+
+@contextmanager
+def statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """Every SQL statement `engine` runs meanwhile, whitespace collapsed."""
+    ran: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        ran.append(" ".join(statement.split()))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        yield ran
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+
+
+async def apply_runs(
+    service: str,
+    database_url: str,
+    data_dir: Path,
+    before: list[Record],
+    runs: list[list[Record]],
+    read: Callable[[ServiceRuntime], Any],
+    *,
+    batched: bool,
+) -> tuple[Any, list[list[str]]]:
+    """Feed a fresh runtime (`fed_directly`) the records `before`, then each run as one
+    batch (`batched`) or one record at a time; every record must apply (none parked).
+    What `read(runtime)` then returns, and the statements each run ran."""
+    runtime = await fed_directly(service, database_url, data_dir)
+    ran_by_run = []
+    try:
+        if before:
+            await runtime.consumer.process_batch(before)
+        for run in runs:
+            with statements(runtime.db.engine) as ran:
+                if batched:
+                    await runtime.consumer.process_batch(run)
+                else:
+                    for r in run:
+                        await runtime.consumer.process(r)
+            ran_by_run.append(ran)
+        assert await runtime.consumer.parked_count() == 0
+        return await read(runtime), ran_by_run
+    finally:
+        await runtime.db.engine.dispose()

@@ -67,34 +67,38 @@ async def on_pick_requested(uow: UnitOfWork, data: ev.PickRequestedV1, event: Cl
     await pick_on_request(uow, data)
 
 
-@handlers.on(spec_for_topic("units.received"))
-async def on_units_received(uow: UnitOfWork, data: ev.UnitsReceivedV1, event: CloudEvent) -> None:
+@handlers.on_batch(spec_for_topic("units.received"))
+async def on_units_received(items: list[Applying]) -> None:
     """R11: into stock at the line's location, held for its charge; stock lines only raise
-    on hand. Drop-ship receipts never touch stock (R12). A receipt of hundreds of lines
-    costs a fixed number of statements (plus one per line with serials)."""
-    if data.drop_ship:
+    on hand. Drop-ship receipts never touch stock (R12). A run of receipts, of hundreds
+    of lines each or of one, costs a fixed number of statements (plus one per line with
+    serials): adding units is order-free, so their counts add up before they are written."""
+    session = items[0].uow.session
+    received: list[tuple[ev.UnitsReceivedV1, ev.ReceivedLine]] = []
+    for item in items:
+        data: ev.UnitsReceivedV1 = item.data
+        if data.drop_ship:
+            continue
+        for line in data.lines:
+            if line.location_id is None:
+                log.warning("received line without a location; no stock", line_id=line.line_id)
+            else:
+                received.append((data, line))
+    if not received:
         return
-    lines = []
-    for line in data.lines:
-        if line.location_id is None:
-            log.warning("received line without a location; no stock", line_id=line.line_id)
-        else:
-            lines.append(line)
-    if not lines:
-        return
-    for line in lines:  # in order: a serial named twice conflicts with itself
+    for data, line in received:  # in order: a serial named twice conflicts with itself
         try:
             await stock.add_serials(
-                uow.session, line.product_id, str(line.location_id), line.serials, line.charge_id
+                session, line.product_id, str(line.location_id), line.serials, line.charge_id
             )
         except SerialConflict as exc:
             raise Reject(f"receipt {data.receipt_id}: {exc.detail}") from None
     await stock.receive(
-        uow.session,
-        [(line.product_id, str(line.location_id), line.charge_id, line.quantity) for line in lines],
+        session,
+        [(ln.product_id, str(ln.location_id), ln.charge_id, ln.quantity) for _, ln in received],
     )
     await stock.record_many(
-        uow.session,
+        session,
         [
             stock.movement(
                 Cause.RECEIPT,
@@ -106,7 +110,7 @@ async def on_units_received(uow: UnitOfWork, data: ev.UnitsReceivedV1, event: Cl
                 reference=data.receipt_id,
                 moved_by=data.received_by,
             )
-            for line in lines
+            for data, line in received
         ],
     )
 

@@ -61,20 +61,30 @@ async def remember_charges(
     await update_many(uow.session, charges, "id", [v for k, v in values.items() if k not in new])
 
 
-@handlers.on(spec_for_topic("charge.ready"))
-async def on_charge_ready(uow: UnitOfWork, data: ev.ChargeReadyV1, event: CloudEvent) -> None:
-    # The event carries all the Ready tab shows, so it never waits for the charge's origin.
-    await uow.session.execute(
-        insert_ignore(charges, uow.dialect).values(
-            id=data.charge_id,
-            sales_order_id=data.sales_order_id,
-            product=data.product,
-            destination=data.destination,
-            next_seq=1,
-        )
+@handlers.on_batch(spec_for_topic("charge.ready"))
+async def on_charge_ready(items: list[Applying]) -> None:
+    """Units ready without procurement join the Ready tab. The event carries all the tab
+    shows, so it never waits for the charge's origin. A run stores its new charges in
+    one statement, locks them once and adds its units in one."""
+    session, dialect = items[0].uow.session, items[0].uow.dialect
+    ready: list[ev.ChargeReadyV1] = [item.data for item in items]
+    await session.execute(
+        insert_ignore(charges, dialect),
+        [
+            {
+                "id": data.charge_id,
+                "sales_order_id": data.sales_order_id,
+                "product": data.product,
+                "destination": data.destination,
+                "next_seq": 1,
+            }
+            for data in ready
+        ],
     )
-    await lock_charges(uow.session, {data.charge_id})
-    await add_ready(uow.session, uow.dialect, data.charge_id, None, data.quantity, [])
+    await lock_charges(session, {data.charge_id for data in ready})
+    await add_ready_many(
+        session, dialect, [(data.charge_id, None, data.quantity, []) for data in ready]
+    )
 
 
 @handlers.on(spec_for_topic("units.picked"))

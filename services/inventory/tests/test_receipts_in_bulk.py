@@ -1,0 +1,120 @@
+"""A run of `units.received` is stocked in the statements of one receipt, and leaves what
+one receipt at a time leaves: the same stock levels, holds, serials and movements; a
+serial received twice in a run is still refused."""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from procure_contracts import events as ev
+from procure_contracts.status import POStatus
+from procure_devstack import factories as f
+from procure_devstack.testing import apply_runs, fed_directly, record
+from procure_inventory.models import holds, movements, serials, stock
+
+
+def receipt(n: int, *lines: tuple[str | None, str, str | None, int, list[str]], **kw: Any):
+    """Lines as (charge id, product id, location id, units, serials)."""
+    return ev.UnitsReceivedV1(
+        receipt_id=f"rc-{n}",
+        po_id=f"po-{n}",
+        number=f"PO-{n}",
+        drop_ship=kw.get("drop_ship", False),
+        po_status=POStatus.RECEIVED_PARTIAL,
+        received_by=f.person("Rick Receiver"),
+        lines=[
+            ev.ReceivedLine(
+                line_id=f"ln-{n}-{i}",
+                charge_id=charge_id,
+                product_id=product_id,
+                quantity=units,
+                location_id=location_id,
+                serials=numbers,
+                open_after=0,
+            )
+            for i, (charge_id, product_id, location_id, units, numbers) in enumerate(lines)
+        ],
+    )
+
+
+RECEIPTS = [
+    receipt(1, ("ch-1", "p-1", "loc-1", 2, [])),
+    receipt(2, ("ch-2", "p-1", "loc-1", 1, []), ("ch-2", "p-2", "loc-1", 2, ["S1", "S2"])),
+    receipt(3, (None, "p-1", "loc-1", 5, [])),  # stock, held for no charge
+    receipt(4, ("ch-1", "p-1", "loc-2", 1, [])),  # the same charge again, elsewhere
+    receipt(5, ("ch-3", "p-1", "loc-1", 4, []), drop_ship=True),  # never stocked (R12)
+    receipt(6, ("ch-3", "p-1", None, 4, [])),  # no location: no stock
+]
+
+
+async def end_state(runtime: Any) -> dict[str, Any]:
+    async with runtime.db.session() as session:
+
+        async def rows(query: Any) -> list[tuple[Any, ...]]:
+            return sorted(tuple(r) for r in (await session.execute(query)).all())
+
+        return {
+            "stock": await rows(select(stock)),
+            "holds": await rows(select(holds)),
+            "serials": await rows(select(serials)),
+            "movements": [  # in the order recorded; ids and times are new each time
+                tuple(r)
+                for r in await session.execute(
+                    select(
+                        movements.c.cause,
+                        movements.c.product_id,
+                        movements.c.charge_id,
+                        movements.c.to_location_id,
+                        movements.c.quantity,
+                        movements.c.serials,
+                        movements.c.reference,
+                    ).order_by(movements.c.seq)
+                )
+            ],
+        }
+
+
+async def test_a_run_of_receipts_leaves_what_one_at_a_time_leaves(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    run = [record("units.received", data, i) for i, data in enumerate(RECEIPTS)]
+    together, [ran] = await apply_runs(
+        "inventory", database_url("bulk"), tmp_path / "a", [], [run], end_state, batched=True
+    )
+    one_by_one, [ran_each] = await apply_runs(
+        "inventory", database_url("one"), tmp_path / "b", [], [run], end_state, batched=False
+    )
+    assert together == one_by_one
+    assert [s[2:] for s in together["stock"] if s[0] == "p-1"] == [(8, 0, 3), (1, 0, 1)]
+    assert [m[4] for m in together["movements"]] == [2, 1, 2, 5, 1]
+
+    def writes(ran: list[str], table: str) -> int:
+        return sum(s.startswith(("INSERT", "UPDATE")) and f" {table} " in s for s in ran)
+
+    # One write of each kind for the run, where each receipt made its own.
+    assert (writes(ran, "movements"), writes(ran, "stock")) == (1, 2)
+    assert (writes(ran_each, "movements"), writes(ran_each, "stock")) == (4, 8)
+
+
+async def test_a_serial_received_twice_in_a_run_is_refused(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    again = receipt(7, ("ch-4", "p-2", "loc-1", 1, ["S1"]))
+    run = [record("units.received", data, i) for i, data in enumerate([RECEIPTS[1], again])]
+    runtime = await fed_directly("inventory", database_url("twice"), tmp_path)
+    dead: list[tuple[bytes, str]] = []
+
+    async def dead_letter(value: bytes, topic: str, **kw: Any) -> None:
+        dead.append((value, kw["headers"]["x-error-type"]))
+
+    runtime.consumer.publish = dead_letter  # the dead-letter topic's publisher
+    try:
+        await runtime.consumer.process_batch(run)
+        state = await end_state(runtime)
+    finally:
+        await runtime.db.engine.dispose()
+    assert dead == [(run[1].value, "rejected")]
+    assert [m[6] for m in state["movements"]] == ["rc-2", "rc-2"]  # the first receipt only
+    assert [s[:2] for s in state["serials"]] == [("p-2", "S1"), ("p-2", "S2")]

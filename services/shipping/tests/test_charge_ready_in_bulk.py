@@ -1,0 +1,68 @@
+"""A run of `charge.ready` joins the Ready tab in the statements of one event, and leaves
+what one event at a time leaves: a charge first seen by it is stored, one known already
+keeps its description, and each charge's units join its Ready item."""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from procure_contracts import events as ev
+from procure_devstack import factories as f
+from procure_devstack.testing import apply_runs, record
+from procure_shipping.models import charges, ready_items
+
+
+async def end_state(runtime: Any) -> dict[str, Any]:
+    async with runtime.db.session() as session:
+        return {
+            "charges": sorted(
+                (r.id, r.sales_order_id, r.product["id"], r.next_seq)
+                for r in await session.execute(select(charges))
+            ),
+            "ready": sorted(
+                (r.charge_id, r.location_key, r.quantity, tuple(r.serials))
+                for r in await session.execute(select(ready_items))
+            ),
+        }
+
+
+async def test_a_run_of_ready_charges_leaves_what_one_at_a_time_leaves(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    known = f.charge(f.product(), quantity=3)  # described by its won opportunity first
+    won = f.opportunity_won(known, sales_order_id="so-won")
+    new = [f.charge(f.product(), quantity=q) for q in (2, 1)]
+    ready = [
+        ev.ChargeReadyV1(
+            charge_id=c.id,
+            sales_order_id=so,
+            product=c.product,
+            quantity=c.quantity,
+            destination=f.address(),
+        )
+        for c, so in ((new[0], "so-1"), (known, "so-other"), (new[1], None))
+    ]
+    before = [record("opportunity.won", won, 0)]
+    run = [record("charge.ready", data, 1 + i) for i, data in enumerate(ready)]
+    together, [ran] = await apply_runs(
+        "shipping", database_url("bulk"), tmp_path / "a", before, [run], end_state, batched=True
+    )
+    one_by_one, [ran_each] = await apply_runs(
+        "shipping", database_url("one"), tmp_path / "b", before, [run], end_state, batched=False
+    )
+    assert together == one_by_one
+    by_id = {c[0]: c for c in together["charges"]}
+    assert by_id[known.id][1] == "so-won"  # the won opportunity's description stays
+    assert by_id[new[0].id][1:] == ("so-1", new[0].product.id, 1)
+    assert sorted((r[0], r[2]) for r in together["ready"]) == sorted(
+        [(new[0].id, 2), (known.id, 3), (new[1].id, 1)]
+    )
+
+    def inserts(ran: list[str], table: str) -> int:
+        return sum(s.startswith("INSERT INTO " + table + " ") for s in ran)
+
+    # One insert of each for the run, where each event made its own.
+    assert (inserts(ran, "charges"), inserts(ran, "ready_items")) == (1, 1)
+    assert (inserts(ran_each, "charges"), inserts(ran_each, "ready_items")) == (3, 3)

@@ -348,13 +348,17 @@ async def apply_runs(
     read: Callable[[ServiceRuntime], Any],
     *,
     batched: bool,
+    setup: Callable[[ServiceRuntime], Any] | None = None,
 ) -> tuple[Any, list[list[str]]]:
-    """Feed a fresh runtime (`fed_directly`) the records `before`, then each run as one
-    batch (`batched`) or one record at a time; every record must apply (none parked).
-    What `read(runtime)` then returns, and the statements each run ran."""
+    """Feed a fresh runtime (`fed_directly`) the records `before` (after awaiting
+    `setup(runtime)`, if given), then each run as one batch (`batched`) or one record at
+    a time; every record must apply (none parked). What `read(runtime)` then returns,
+    and the statements each run ran."""
     runtime = await fed_directly(service, database_url, data_dir)
     ran_by_run = []
     try:
+        if setup:
+            await setup(runtime)
         if before:
             await runtime.consumer.process_batch(before)
         for run in runs:

@@ -115,29 +115,37 @@ async def on_units_received(items: list[Applying]) -> None:
     )
 
 
-@handlers.on(spec_for_topic("shipment.delivered"))
-async def on_shipment_delivered(
-    uow: UnitOfWork, data: ev.ShipmentDeliveredV1, event: CloudEvent
-) -> None:
+@handlers.on_batch(spec_for_topic("shipment.delivered"))
+async def on_shipment_delivered(items: list[Applying]) -> None:
     """Each item with a location leaves stock there; it must be held for its charge
-    already, else the receipt or pick that stocks it has not been seen yet: park. A
-    delivery of hundreds of items costs a fixed number of statements."""
-    if data.drop_ship:
-        return
-    items = [item for item in data.items if item.location_id is not None]
+    already, else the receipt or pick that stocks it has not been seen yet: park. A run
+    of deliveries, of hundreds of items each or of one, costs a fixed number of
+    statements: its items leave stock together, as one delivery's do."""
+    session = items[0].uow.session
+    deliveries: list[ev.ShipmentDeliveredV1] = [
+        item.data for item in items if not item.data.drop_ship
+    ]
     done = await stock.existing_movements(
-        uow.session, [i.transfer_id for i in items if i.transfer_id]
+        session, [i.transfer_id for d in deliveries for i in d.items if i.transfer_id]
     )
-    items = [i for i in items if not (i.transfer_id and i.transfer_id in done)]
-    if not items:
-        return  # applied already (shipping published this delivery twice)
-    taking = [(i.charge_id, i.product_id, str(i.location_id), i.quantity) for i in items]
+    taken: list[tuple[ev.ShipmentDeliveredV1, ev.DeliveredItem]] = []
+    for data in deliveries:  # a transfer applied already, or by an earlier delivery of the run
+        mine = [
+            i
+            for i in data.items
+            if i.location_id is not None and not (i.transfer_id and i.transfer_id in done)
+        ]
+        done.update(i.transfer_id for i in mine if i.transfer_id)
+        taken += [(data, i) for i in mine]
+    if not taken:
+        return  # applied already (shipping published these deliveries twice)
+    moving = [(i.charge_id, i.product_id, str(i.location_id), i.quantity) for _, i in taken]
     try:
-        numbers = await stock.deliver(uow.session, taking, [i.serials for i in items])
+        numbers = await stock.deliver(session, moving, [i.serials for _, i in taken])
     except stock.NotHeld as exc:
         raise Park(str(exc)) from None
     await stock.record_many(
-        uow.session,
+        session,
         [
             stock.movement(
                 Cause.DELIVERY,
@@ -150,7 +158,7 @@ async def on_shipment_delivered(
                 reference=data.delivery_id,
                 moved_by=data.delivered_by,
             )
-            for item, serials in zip(items, numbers, strict=True)
+            for (data, item), serials in zip(taken, numbers, strict=True)
         ],
     )
 

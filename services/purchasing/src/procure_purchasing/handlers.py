@@ -34,9 +34,10 @@ async def on_units_picked(uow: UnitOfWork, data: ev.UnitsPickedV1, event: CloudE
     await picks.settle_pick(uow, data.pick_request_id, picked=True)
 
 
-@handlers.on(spec_for_topic("units.received"))
-async def on_units_received(uow: UnitOfWork, data: ev.UnitsReceivedV1, event: CloudEvent) -> None:
-    await receiving_reports.apply_receipt(uow, data)
+@handlers.on_batch(spec_for_topic("units.received"))
+async def on_units_received(items: list[Applying]) -> None:
+    """A run of receipts in the statements of one."""
+    await receiving_reports.apply_receipts(items[0].uow, [item.data for item in items])
 
 
 @handlers.on(spec_for_topic("po.line_closed"))

@@ -12,23 +12,44 @@ from procure_purchasing import fulfillment
 from procure_purchasing.domain import reported_status
 from procure_purchasing.models import charges, po_lines, purchase_orders
 from procure_runtime import Park, Reject, UnitOfWork
-from procure_runtime.db import among, update_many
+from procure_runtime.db import among, dialect_of, update_many
 
 
 async def _po_following(session: AsyncSession, po_id: str, reported: str) -> None:
-    po = (
-        await session.execute(
-            select(purchase_orders).where(purchase_orders.c.id == po_id).with_for_update()
+    await _pos_following(session, [(po_id, reported)])
+
+
+async def _pos_following(session: AsyncSession, reports: list[tuple[str, str]]) -> None:
+    """Each PO's status follows receiving's reports (PO id, status reported), in order:
+    the POs are locked once (in id order, so concurrent reports never deadlock) and
+    each is written once, as the last report leaves it."""
+    ids = sorted({po_id for po_id, _ in reports})
+    found = {
+        po.id: po
+        for po in await session.execute(
+            select(purchase_orders.c.id, purchase_orders.c.number, purchase_orders.c.status)
+            .where(among(purchase_orders.c.id, ids, dialect_of(session)))
+            .order_by(purchase_orders.c.id)
+            .with_for_update()
         )
-    ).first()
-    if po is None:
-        raise Reject(f"purchase order {po_id!r} was never created here")
-    if po.status not in (POStatus.SUBMITTED, POStatus.RECEIVED_PARTIAL, POStatus.RECEIVED_FULL):
-        raise Reject(f"purchase order {po.number} is {po.status}: nothing can be received")
-    await session.execute(
-        update(purchase_orders)
-        .where(purchase_orders.c.id == po_id)
-        .values(status=reported_status(po.status, reported))
+    }
+    status = {po_id: po.status for po_id, po in found.items()}
+    for po_id, reported in reports:
+        if po_id not in found:
+            raise Reject(f"purchase order {po_id!r} was never created here")
+        if status[po_id] not in (
+            POStatus.SUBMITTED,
+            POStatus.RECEIVED_PARTIAL,
+            POStatus.RECEIVED_FULL,
+        ):
+            number = found[po_id].number
+            raise Reject(f"purchase order {number} is {status[po_id]}: nothing can be received")
+        status[po_id] = reported_status(status[po_id], reported)
+    await update_many(
+        session,
+        purchase_orders,
+        "id",
+        [{"id": po_id, "status": st} for po_id, st in status.items() if st != found[po_id].status],
     )
 
 
@@ -43,25 +64,31 @@ async def _line(session: AsyncSession, po_id: str, line_id: str) -> Any:
     return line
 
 
-async def apply_receipt(uow: UnitOfWork, data: ev.UnitsReceivedV1) -> None:
-    """Received units leave the PO's open quantity for good (they are Ready now). A
-    receipt can hold hundreds of lines: they are read, checked and written in a fixed
-    number of statements."""
+async def apply_receipts(uow: UnitOfWork, receipts: list[ev.UnitsReceivedV1]) -> None:
+    """Received units leave their PO's open quantity for good (they are Ready now). A
+    receipt can hold hundreds of lines, and a run many receipts: they are read, checked
+    and written in a fixed number of statements (receiving adds units, so their counts
+    add up before they are written)."""
     session = uow.session
-    await _po_following(session, data.po_id, data.po_status)
+    await _pos_following(session, [(data.po_id, data.po_status) for data in receipts])
     received: dict[str, int] = {}
-    for r in data.lines:
-        received[r.line_id] = received.get(r.line_id, 0) + r.quantity
+    on_po: dict[str, str] = {}  # line id -> the PO a receipt names it on
+    for data in receipts:
+        for r in data.lines:
+            received[r.line_id] = received.get(r.line_id, 0) + r.quantity
+            on_po.setdefault(r.line_id, data.po_id)
     lines = {
         row.id: row
         for row in await session.execute(
-            select(po_lines).where(
-                po_lines.c.po_id == data.po_id, among(po_lines.c.id, received, uow.dialect)
+            select(po_lines.c.id, po_lines.c.po_id, po_lines.c.charge_id).where(
+                among(po_lines.c.id, received, uow.dialect)
             )
         )
     }
-    if missing := [line_id for line_id in received if line_id not in lines]:
-        raise Reject(f"line {missing[0]!r} is not on purchase order {data.po_id!r}")
+    for data in receipts:
+        for r in data.lines:
+            if r.line_id not in lines or lines[r.line_id].po_id != data.po_id:
+                raise Reject(f"line {r.line_id!r} is not on purchase order {data.po_id!r}")
     await update_many(
         session, po_lines, "id", [{"id": i, "received": q} for i, q in received.items()], add=True
     )
@@ -80,6 +107,8 @@ async def apply_receipt(uow: UnitOfWork, data: ev.UnitsReceivedV1) -> None:
             .with_for_update()
         )
     }
+    # Units only leave `ordered` here, so the run's total fits if and only if each
+    # receipt's fits after the ones before it.
     for charge_id, quantity in done.items():
         if on_order.get(charge_id, 0) < quantity:
             raise Park(f"charge {charge_id} has fewer than {quantity} on order")

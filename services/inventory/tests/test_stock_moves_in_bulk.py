@@ -1,6 +1,7 @@
-"""A run of `units.received` is stocked in the statements of one receipt, and leaves what
-one receipt at a time leaves: the same stock levels, holds, serials and movements; a
-serial received twice in a run is still refused."""
+"""A run of `units.received` is stocked, and a run of `shipment.delivered` leaves stock,
+in the statements of one event, and leaves what one event at a time leaves: the same
+stock levels, holds, serials and movements (a transfer applied once, serials taken
+oldest first); a serial received twice in a run is still refused."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -118,3 +119,76 @@ async def test_a_serial_received_twice_in_a_run_is_refused(
     assert dead == [(run[1].value, "rejected")]
     assert [m[6] for m in state["movements"]] == ["rc-2", "rc-2"]  # the first receipt only
     assert [s[:2] for s in state["serials"]] == [("p-2", "S1"), ("p-2", "S2")]
+
+
+def delivery(n: int, *items: tuple[str, str, str, int, list[str], str | None], **kw: Any):
+    """Items as (charge id, product id, location id, units, serials, transfer id)."""
+    return ev.ShipmentDeliveredV1(
+        delivery_id=f"dl-{n}",
+        drop_ship=kw.get("drop_ship", False),
+        destination=f.address(),
+        delivered_by=f.person("Dee Driver"),
+        items=[
+            ev.DeliveredItem(
+                item_id=f"it-{n}-{i}",
+                charge_id=charge_id,
+                seq=1,
+                product_id=product_id,
+                quantity=units,
+                location_id=location_id,
+                serials=numbers,
+                transfer_id=transfer_id,
+            )
+            for i, (charge_id, product_id, location_id, units, numbers, transfer_id) in enumerate(
+                items
+            )
+        ],
+    )
+
+
+async def test_a_run_of_deliveries_leaves_what_one_at_a_time_leaves(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    stocked = [record("units.received", data, i) for i, data in enumerate(RECEIPTS[:4])]
+    deliveries = [
+        delivery(1, ("ch-1", "p-1", "loc-1", 1, [], "tr-1")),
+        delivery(2, ("ch-2", "p-2", "loc-1", 1, [], "tr-2")),  # the oldest held serial
+        delivery(3, ("ch-1", "p-1", "loc-1", 1, [], "tr-3"), ("ch-2", "p-1", "loc-1", 1, [], None)),
+        delivery(4, ("ch-1", "p-1", "loc-1", 1, [], "tr-1")),  # tr-1 again: applied already
+        delivery(5, ("ch-2", "p-2", "loc-1", 1, [], "tr-5")),  # the next serial
+        delivery(6, ("ch-1", "p-1", "loc-2", 1, [], None), drop_ship=True),  # not from stock
+    ]
+    run = [record("shipment.delivered", d, 10 + i) for i, d in enumerate(deliveries)]
+    together, [_, ran] = await apply_runs(
+        "inventory",
+        database_url("bulk"),
+        tmp_path / "a",
+        [],
+        [stocked, run],
+        end_state,
+        batched=True,
+    )
+    one_by_one, [_, ran_each] = await apply_runs(
+        "inventory",
+        database_url("one"),
+        tmp_path / "b",
+        [],
+        [stocked, run],
+        end_state,
+        batched=False,
+    )
+    assert together == one_by_one
+    delivered = [m for m in together["movements"] if m[0] == "delivery"]
+    assert [(m[2], m[5]) for m in delivered] == [
+        ("ch-1", []),
+        ("ch-2", ["S1"]),
+        ("ch-1", []),
+        ("ch-2", []),
+        ("ch-2", ["S2"]),
+    ]
+    assert together["serials"] == []
+
+    def writes(ran: list[str]) -> int:
+        return sum(s.startswith("INSERT INTO movements") for s in ran)
+
+    assert [writes(ran), writes(ran_each)] == [1, 4]

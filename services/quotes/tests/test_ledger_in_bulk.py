@@ -1,7 +1,8 @@
-"""A run of ledger events (`po.submitted`, `units.received`, `shipment.delivered`) is
-applied in the statements of one event, and leaves what one event at a time leaves: the
-same counters, PO lines, history, sales orders and emitted events, a charge named by
-several events of the run included; an event too early still parks alone."""
+"""A run of ledger events (a PO, a receipt, a delivery, an approval asked for or decided,
+a pick, a closed line) is applied in the statements of one event, and leaves what one
+event at a time leaves: the same counters, PO lines, approvals, history, sales orders
+and emitted events, a charge named by several events of the run included; an event too
+early still parks alone."""
 
 import json
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from procure_contracts import events as ev
 from procure_devstack import factories as f
 from procure_devstack.testing import apply_runs, fed_directly, record
-from procure_quotes.models import charge_po_lines, charges, history, sales_orders
+from procure_quotes.models import approvals, charge_po_lines, charges, history, sales_orders
 from procure_runtime.consumer import Record
 
 
@@ -116,6 +117,66 @@ def scenario() -> tuple[list[Record], list[list[Record]]]:
     return won, runs
 
 
+def approvals_picks_and_closes() -> tuple[list[Record], list[list[Record]]]:
+    """SO-3: c4 (2 units) and c5 (1); SO-4: c6 (1). Approval of c4's units is asked for
+    and given, c5's refused; c4's PO line is closed unreceived, and its units are
+    picked instead, as c6's are; both orders are then delivered."""
+    c4, c5, c6 = (f.charge(f.product(), quantity=q) for q in (2, 1, 1))
+    won = [
+        record("opportunity.won", f.opportunity_won(c4, c5, sales_order_id="so-3"), 0),
+        record("opportunity.won", f.opportunity_won(c6, sales_order_id="so-4"), 1),
+    ]
+    asked = [
+        ev.ApprovalRequestedV1(
+            approval_id=f"a-{c.id}",
+            charge_id=c.id,
+            sales_order_id="so-3",
+            product=c.product,
+            quantity=c.quantity,
+            extended_cost=Decimal(200),
+            threshold=Decimal(100),
+        )
+        for c in (c4, c5)
+    ]
+    decided = [
+        ev.ApprovalDecidedV1(
+            approval_id=f"a-{c.id}",
+            charge_id=c.id,
+            quantity=c.quantity,
+            approved=ok,
+            note=None if ok else "too dear",
+            decided_by=f.person("Alma Approver"),
+        )
+        for c, ok in ((c4, True), (c5, False))
+    ]
+    closed = ev.POLineClosedV1(
+        po_id="po-5",
+        number="PO-5",
+        line_id="l5",
+        charge_id=c4.id,
+        quantity=2,
+        po_status="Received Full",
+        closed_by=f.person("Rob Receiver"),
+    )
+    picked = [
+        ev.UnitsPickedV1(charge_id=c.id, location_id=loc, quantity=c.quantity)
+        for c, loc in ((c6, "loc-1"), (c4, "loc-2"))
+    ]
+    runs = [
+        ("approval.requested", asked),
+        ("approval.decided", decided),
+        ("po.submitted", [po(5, c4, "l5", 2)]),
+        ("po.line_closed", [closed]),
+        ("units.picked", picked),
+        ("shipment.delivered", [delivery(5, c6, 1, 1), delivery(6, c4, 1, 2)]),
+    ]
+    out, offset = [], 2
+    for topic, events in runs:
+        out.append([record(topic, data, offset + i) for i, data in enumerate(events)])
+        offset += len(events)
+    return won, out
+
+
 async def end_state(runtime: Any) -> dict[str, Any]:
     outbox = runtime.metadata.tables["outbox"]
     async with runtime.db.session() as session:
@@ -138,8 +199,13 @@ async def end_state(runtime: Any) -> dict[str, Any]:
                 ).order_by(charges.c.id)
             ),
             "lines": await rows(select(charge_po_lines).order_by(charge_po_lines.c.line_id)),
-            "orders": await rows(
-                select(sales_orders.c.id, sales_orders.c.status, sales_orders.c.can_fulfill)
+            "approvals": sorted(
+                await rows(select(approvals.c.requested, approvals.c.decided, approvals.c.approved))
+            ),
+            "orders": sorted(
+                await rows(
+                    select(sales_orders.c.id, sales_orders.c.status, sales_orders.c.can_fulfill)
+                )
             ),
             "history": sorted(
                 await rows(select(history.c.charge_id, history.c.type, history.c.summary))
@@ -180,6 +246,28 @@ async def test_a_run_of_ledger_events_leaves_what_one_at_a_time_leaves(
     # where one event at a time read them once an event.
     assert [reads(r) for r in ran] == [2, 2, 2]
     assert all(reads(r) >= 8 for r in ran_each)
+
+
+async def test_approvals_picks_and_closed_lines_leave_what_one_at_a_time_leaves(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    won, runs = approvals_picks_and_closes()
+    together, ran = await apply_runs(
+        "quotes", database_url("bulk"), tmp_path / "a", won, runs, end_state, batched=True
+    )
+    one_by_one, _ = await apply_runs(
+        "quotes", database_url("one"), tmp_path / "b", won, runs, end_state, batched=False
+    )
+    assert together == one_by_one
+    assert sorted(together["orders"]) == [
+        ("so-3", "In Progress", True),
+        ("so-4", "In Progress", True),
+    ]
+    assert sorted(together["approvals"]) == [(True, True, False), (True, True, True)]
+    runs_of_two = [r for r, run in zip(ran, runs, strict=True) if len(run) == 2]
+    # Each run of two read its charges once and its orders' charges once; the picks and
+    # the deliveries also read c5, the one charge of their orders they do not change.
+    assert [reads(r) for r in runs_of_two] == [2, 2, 3, 3]
 
 
 async def test_an_event_too_early_in_a_run_parks_alone(

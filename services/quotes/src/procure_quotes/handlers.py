@@ -392,10 +392,24 @@ async def apply_each(changes: list[Change]) -> None:
     await ledger.refresh_in_turn(turns, known=first)
 
 
-@handlers.on(topic("units.picked"))
-async def on_units_picked(uow: UnitOfWork, data: ev.UnitsPickedV1, event: CloudEvent) -> None:
+async def _ledger_run(
+    items: list[Applying], change_of: Callable[[Applying], Change | None]
+) -> None:
+    """A run of ledger events of one type: each one's `Change`, applied together."""
+    changes = [change for item in items if (change := change_of(item)) is not None]
+    if changes:
+        await apply_each(changes)
+
+
+@handlers.on_batch(topic("units.picked"))
+async def on_units_picked(items: list[Applying]) -> None:
+    await _ledger_run(items, _picked)
+
+
+def _picked(item: Applying) -> Change:
+    data: ev.UnitsPickedV1 = item.data
     step = (lambda led: led.pick(data.quantity), f"{data.quantity} picked")
-    await apply(uow, event, {data.charge_id: [step]}, location_id=data.location_id)
+    return Change(item.uow, item.event, {data.charge_id: [step]}, location_id=data.location_id)
 
 
 @handlers.on(topic("pick.failed"))
@@ -420,27 +434,33 @@ async def on_pick_failed(uow: UnitOfWork, data: ev.PickFailedV1, event: CloudEve
         )
 
 
-@handlers.on(topic("approval.requested"))
-async def on_approval_requested(
-    uow: UnitOfWork, data: ev.ApprovalRequestedV1, event: CloudEvent
-) -> None:
+@handlers.on_batch(topic("approval.requested"))
+async def on_approval_requested(items: list[Applying]) -> None:
+    await _ledger_run(items, _approval_requested)
+
+
+def _approval_requested(item: Applying) -> Change:
+    data: ev.ApprovalRequestedV1 = item.data
     step = (
         lambda led: led.request_approval(data.approval_id, data.quantity),
         f"{data.quantity} wait for approval ({data.extended_cost} >= {data.threshold})",
     )
-    await apply(uow, event, {data.charge_id: [step]})
+    return Change(item.uow, item.event, {data.charge_id: [step]})
 
 
-@handlers.on(topic("approval.decided"))
-async def on_approval_decided(
-    uow: UnitOfWork, data: ev.ApprovalDecidedV1, event: CloudEvent
-) -> None:
+@handlers.on_batch(topic("approval.decided"))
+async def on_approval_decided(items: list[Applying]) -> None:
+    await _ledger_run(items, _approval_decided)
+
+
+def _approval_decided(item: Applying) -> Change:
+    data: ev.ApprovalDecidedV1 = item.data
     verdict = "approved" if data.approved else f"rejected ({data.note or 'no note'})"
     step = (
         lambda led: led.decide(data.approval_id, data.quantity, data.approved),
         f"{data.quantity} {verdict} by {data.decided_by.name}",
     )
-    await apply(uow, event, {data.charge_id: [step]})
+    return Change(item.uow, item.event, {data.charge_id: [step]})
 
 
 @handlers.on_batch(topic("charge.forwarded"), topic("pick.requested"))
@@ -507,53 +527,54 @@ def _order(line_id: str, units: int) -> Step:
 
 @handlers.on_batch(topic("units.received"))
 async def on_units_received(items: list[Applying]) -> None:
-    changes = []
-    for item in items:
-        data: ev.UnitsReceivedV1 = item.data
-        steps: dict[str, list[tuple[Step, str]]] = {}
-        for line in data.lines:
-            if line.charge_id is not None:
-                steps.setdefault(line.charge_id, []).append(
-                    (
-                        _receive(line.line_id, line.quantity),
-                        f"{line.quantity} received ({data.number})",
-                    )
-                )
-        if steps:
-            changes.append(Change(item.uow, item.event, steps))
-    if changes:
-        await apply_each(changes)
+    await _ledger_run(items, _received)
+
+
+def _received(item: Applying) -> Change | None:
+    data: ev.UnitsReceivedV1 = item.data
+    steps: dict[str, list[tuple[Step, str]]] = {}
+    for line in data.lines:
+        if line.charge_id is not None:
+            steps.setdefault(line.charge_id, []).append(
+                (_receive(line.line_id, line.quantity), f"{line.quantity} received ({data.number})")
+            )
+    return Change(item.uow, item.event, steps) if steps else None
 
 
 def _receive(line_id: str, units: int) -> Step:
     return lambda led: led.receive(line_id, units)
 
 
-@handlers.on(topic("po.line_closed"))
-async def on_po_line_closed(uow: UnitOfWork, data: ev.POLineClosedV1, event: CloudEvent) -> None:
+@handlers.on_batch(topic("po.line_closed"))
+async def on_po_line_closed(items: list[Applying]) -> None:
+    await _ledger_run(items, _line_closed)
+
+
+def _line_closed(item: Applying) -> Change | None:
+    data: ev.POLineClosedV1 = item.data
     if data.charge_id is None:
-        return
-    line_id = data.line_id
+        return None
     step = (
-        lambda led: led.close_line(line_id),
+        lambda led: led.close_line(data.line_id),
         f"line closed on {data.number}: {data.quantity} back to the queue",
     )
-    await apply(uow, event, {data.charge_id: [step]})
+    return Change(item.uow, item.event, {data.charge_id: [step]})
 
 
 @handlers.on_batch(topic("shipment.delivered"))
 async def on_shipment_delivered(items: list[Applying]) -> None:
-    changes = []
-    for item in items:
-        data: ev.ShipmentDeliveredV1 = item.data
-        steps: dict[str, list[tuple[Step, str]]] = {}
-        how = "drop-shipped" if data.drop_ship else "delivered"
-        for line in data.items:
-            steps.setdefault(line.charge_id, []).append(
-                (_seq(line.seq, line.quantity, True), f"{line.quantity} {how}")
-            )
-        changes.append(Change(item.uow, item.event, steps))
-    await apply_each(changes)
+    await _ledger_run(items, _delivered)
+
+
+def _delivered(item: Applying) -> Change:
+    data: ev.ShipmentDeliveredV1 = item.data
+    steps: dict[str, list[tuple[Step, str]]] = {}
+    how = "drop-shipped" if data.drop_ship else "delivered"
+    for line in data.items:
+        steps.setdefault(line.charge_id, []).append(
+            (_seq(line.seq, line.quantity, True), f"{line.quantity} {how}")
+        )
+    return Change(item.uow, item.event, steps)
 
 
 @handlers.on(topic("shipment.canceled"))

@@ -99,3 +99,47 @@ def units_received(charges: list[f.ChargeSpec]) -> list[Msg]:
         )
         msgs.append(message("units.received", data))
     return msgs
+
+
+def charges_ready(charges: list[f.ChargeSpec]) -> list[Msg]:
+    """Each charge's units ready without procurement (`charge.ready`)."""
+    return [
+        message(
+            "charge.ready",
+            ev.ChargeReadyV1(
+                charge_id=ch.id,
+                sales_order_id=unique("so-"),
+                product=ch.product,
+                quantity=ch.quantity,
+                destination=f.address(),
+            ),
+        )
+        for ch in charges
+    ]
+
+
+def deliveries(charges: list[f.ChargeSpec]) -> list[Msg]:
+    """A delivery of each charge's units from the bench's location."""
+    return [
+        message(
+            "shipment.delivered",
+            ev.ShipmentDeliveredV1(
+                delivery_id=unique("dl-"),
+                drop_ship=False,
+                destination=f.address(),
+                delivered_by=f.person("Dee Driver"),
+                items=[
+                    ev.DeliveredItem(
+                        item_id=unique("it-"),
+                        charge_id=ch.id,
+                        seq=1,
+                        product_id=ch.product.id,
+                        quantity=ch.quantity,
+                        location_id=LOCATION,
+                        transfer_id=unique("tr-"),
+                    )
+                ],
+            ),
+        )
+        for ch in charges
+    ]

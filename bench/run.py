@@ -33,7 +33,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     run = sub.add_parser("run", help="run the benchmark")
     run.add_argument("--n", type=int, default=None, help="events per scenario (2000)")
     run.add_argument("--db", default=None, help="sqlite,postgresql")
-    run.add_argument("--services", default=None, help=",".join(services.SCENARIOS))
+    run.add_argument(
+        "--services",
+        default=None,
+        help=f"{','.join(services.MAIN)} (default); any of {','.join(services.SCENARIOS)}",
+    )
     run.add_argument("--smoke", action="store_true", help="tiny: n=20, sqlite, purchasing")
     run.add_argument("--profile", default=None, help="profile this service's hot path")
     run.add_argument("--out", type=Path, default=RESULTS, help="results directory")
@@ -78,7 +82,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     smoke = args.smoke
     args.n = args.n or (20 if smoke else 2000)
     args.db = (args.db or ("sqlite" if smoke else "sqlite,postgresql")).split(",")
-    args.services = args.services or ("purchasing" if smoke else ",".join(services.SCENARIOS))
+    args.services = args.services or ("purchasing" if smoke else ",".join(services.MAIN))
     args.services = args.services.split(",")
     for name in args.services:
         if name not in services.SCENARIOS:

@@ -23,6 +23,7 @@ from bench import env
 from bench import events as e
 from bench.events import Msg
 from bench.sampling import machine_busy_s
+from procure_devstack import factories as f
 from procure_devstack.testing import running
 from procure_runtime import gc_tuning, metrics
 from procure_runtime.db import utcnow
@@ -121,16 +122,29 @@ class Scenario:
     service: str
     topic: str  # the measured input topic
     make: Callable[[int], tuple[list[Msg], list[Msg]]]  # n -> (setup, measured)
+    # One of `bench run`'s by default; the others are other consumers of the flow's
+    # events, timed by `bench.apply` (and by `bench run --services NAME`).
+    main: bool = True
 
 
-def _shipping(n: int) -> tuple[list[Msg], list[Msg]]:
-    won, charges = e.opportunities(n)
-    return won, e.units_received(charges)
+def _after_won(then: Callable[[list[f.ChargeSpec]], list[Msg]]) -> Callable[[int], Any]:
+    """n charges won (not timed), then `then(charges)` (timed)."""
+
+    def make(n: int) -> tuple[list[Msg], list[Msg]]:
+        won, charges = e.opportunities(n)
+        return won, then(charges)
+
+    return make
 
 
-def _quotes_ledger(n: int) -> tuple[list[Msg], list[Msg]]:
-    won, charges = e.opportunities(n)
-    return won, e.po_submitted_for(charges)
+def _received_then_delivered(n: int) -> tuple[list[Msg], list[Msg]]:
+    charges = e.opportunities(n)[1]
+    return e.units_received(charges), e.deliveries(charges)
+
+
+def _fresh(then: Callable[[list[f.ChargeSpec]], list[Msg]]) -> Callable[[int], Any]:
+    """`then` for n charges never seen before, with no setup."""
+    return lambda n: ([], then([f.charge(f.product(), quantity=2) for _ in range(n)]))
 
 
 SCENARIOS = {
@@ -139,12 +153,24 @@ SCENARIOS = {
         Scenario("quotes", "quotes", "opportunity.won", lambda n: ([], e.opportunities(n)[0])),
         # Issue 10's "quotes' ledger": the events that move a charge's units (a PO, a
         # receipt, a delivery), several a charge where `opportunity.won` is one a deal.
-        Scenario("quotes-ledger", "quotes", "po.submitted", _quotes_ledger),
+        Scenario("quotes-ledger", "quotes", "po.submitted", _after_won(e.po_submitted_for)),
         Scenario("purchasing", "purchasing", "charge.need_order", lambda n: ([], e.need_orders(n))),
         Scenario("receiving", "receiving", "po.submitted", lambda n: ([], e.po_submitted(n))),
-        Scenario("shipping", "shipping", "units.received", _shipping),
+        Scenario("shipping", "shipping", "units.received", _after_won(e.units_received)),
+        Scenario(
+            "inventory-receipts", "inventory", "units.received", _fresh(e.units_received), False
+        ),
+        Scenario(
+            "inventory-deliveries",
+            "inventory",
+            "shipment.delivered",
+            _received_then_delivered,
+            False,
+        ),
+        Scenario("shipping-ready", "shipping", "charge.ready", _fresh(e.charges_ready), False),
     )
 }
+MAIN = [name for name, s in SCENARIOS.items() if s.main]
 
 
 async def publish(settings: ServiceSettings, msgs: list[Msg]) -> None:

@@ -89,25 +89,39 @@ class Ledger:
     approvals: dict[str, Approval] = field(default_factory=dict)
 
     def units(self) -> dict[UnitStatus, int]:
-        waiting = sum(a.waiting for a in self.approvals.values())
-        canceled = sum(a.canceled for a in self.approvals.values())
-        delivered = self.delivered - self.delivery_canceled
-        on_order = sum(line.on_order for line in self.lines.values())
-        received = sum(line.received for line in self.lines.values())
-        ready = self.ready_direct + self.picked + received - delivered
+        waiting, on_order, ready, delivered, canceled, need = self._counts()
         counts = {
             UnitStatus.WAITING_APPROVAL: waiting,
             UnitStatus.ON_ORDER: on_order,
             UnitStatus.READY: ready,
             UnitStatus.DELIVERED: delivered,
             UnitStatus.CANCELED: canceled,
+            UnitStatus.NEED_TO_ORDER: need,
         }
-        counts[UnitStatus.NEED_TO_ORDER] = self.quantity - sum(counts.values())
         return {status: counts[status] for status in UnitStatus}
 
+    def _counts(self) -> tuple[int, int, int, int, int, int]:
+        """Waiting, On Order, Ready, Delivered, Canceled, Need to Order: `units()` without
+        its dict, for the check every transition makes."""
+        waiting = canceled = on_order = received = 0
+        for a in self.approvals.values():
+            waiting += a.waiting
+            canceled += a.canceled
+        for line in self.lines.values():
+            on_order += line.on_order
+            received += line.received
+        delivered = self.delivered_units
+        ready = self.ready_direct + self.picked + received - delivered
+        need = self.quantity - waiting - on_order - ready - delivered - canceled
+        return waiting, on_order, ready, delivered, canceled, need
+
+    @property
+    def delivered_units(self) -> int:
+        return self.delivered - self.delivery_canceled
+
     def checked(self) -> "Ledger":
-        negative = {s: n for s, n in self.units().items() if n < 0}
-        if negative:
+        if min(self._counts()) < 0:
+            negative = {s: n for s, n in self.units().items() if n < 0}
             raise TooEarly(
                 "would make counts negative: " + ", ".join(f"{s} {n}" for s, n in negative.items())
             )
@@ -173,9 +187,8 @@ class Ledger:
     def can_fulfill(self) -> bool:
         """Every unit Delivered/Shipped or Canceled: `units()`'s two counts, worked out
         without building the other four (it is asked of every new charge)."""
-        delivered = self.delivered - self.delivery_canceled
         canceled = sum(a.canceled for a in self.approvals.values())
-        return delivered + canceled == self.quantity
+        return self.delivered_units + canceled == self.quantity
 
 
 def can_fulfill(ledgers: list[Ledger]) -> bool:

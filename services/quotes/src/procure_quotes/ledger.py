@@ -13,7 +13,7 @@ from procure_contracts import CloudEvent
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
 from procure_contracts.shapes import Person
-from procure_contracts.status import SalesOrderStatus, UnitStatus
+from procure_contracts.status import SalesOrderStatus
 from procure_quotes.domain import Approval, Ledger, POLineUnits, can_fulfill
 from procure_quotes.models import approvals, charge_po_lines, charges, history, sales_orders
 from procure_runtime import UnitOfWork
@@ -253,9 +253,7 @@ async def refresh_in_turn(turns: list[Turn], known: dict[str, Ledger] | None = N
                 continue
             status, can = now[so_id]
             ledgers = [state[cid] for cid in of_order[so_id] if cid in state]
-            if status == SalesOrderStatus.NEW and any(
-                led.units()[UnitStatus.DELIVERED] > 0 for led in ledgers
-            ):
+            if status == SalesOrderStatus.NEW and any(led.delivered_units > 0 for led in ledgers):
                 status = SalesOrderStatus.IN_PROGRESS
             now_can = can_fulfill(ledgers)
             if now_can != can and now_can:

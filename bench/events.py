@@ -143,3 +143,8 @@ def deliveries(charges: list[f.ChargeSpec]) -> list[Msg]:
         )
         for ch in charges
     ]
+
+
+def charges_created(charges: list[f.ChargeSpec]) -> list[Msg]:
+    """Each charge made outside a won opportunity, with no sales order (`charge.created`)."""
+    return [message("charge.created", f.charge_created(ch)) for ch in charges]

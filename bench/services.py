@@ -168,6 +168,7 @@ SCENARIOS = {
             False,
         ),
         Scenario("shipping-ready", "shipping", "charge.ready", _fresh(e.charges_ready), False),
+        Scenario("quotes-created", "quotes", "charge.created", _fresh(e.charges_created), False),
     )
 }
 MAIN = [name for name, s in SCENARIOS.items() if s.main]

@@ -293,3 +293,40 @@ async def test_an_event_too_early_in_a_run_parks_alone(
         assert await runtime.consumer.parked_count() == 0
     finally:
         await runtime.db.engine.dispose()
+
+
+async def test_a_run_of_created_charges_leaves_what_one_at_a_time_leaves(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """SO-7's one charge (no procurement: ready at once) is delivered, so SO-7 can be
+    fulfilled; then a run of `charge.created`: two more for SO-7, one without a sales
+    order, and SO-7's first charge again (ignored)."""
+    c7 = f.charge(f.product(procurement=False), quantity=1)
+    before = [
+        record("opportunity.won", f.opportunity_won(c7, sales_order_id="so-7"), 0),
+        record("shipment.delivered", delivery(7, c7, 1, 1), 1),
+    ]
+    created = [
+        f.charge_created(f.charge(f.product(), quantity=2), sales_order_id="so-7"),
+        f.charge_created(f.charge(f.product(procurement=False), quantity=1)),
+        f.charge_created(f.charge(f.product(procurement=False), quantity=3), sales_order_id="so-7"),
+        f.charge_created(c7, sales_order_id="so-7"),
+    ]
+    run = [record("charge.created", data, 2 + i) for i, data in enumerate(created)]
+    together, [ran] = await apply_runs(
+        "quotes", database_url("bulk"), tmp_path / "a", before, [run], end_state, batched=True
+    )
+    one_by_one, [ran_each] = await apply_runs(
+        "quotes", database_url("one"), tmp_path / "b", before, [run], end_state, batched=False
+    )
+    assert together == one_by_one
+    assert together["orders"] == [("so-7", "In Progress", False)]
+    assert len(together["charges"]) == 4
+    emitted = [e[2].split(".")[1:3] for e in together["emitted"]]
+    assert emitted.count(["salesorder", "ready_to_fulfill"]) == 1  # after the delivery only
+    assert emitted.count(["charge", "need_order"]) == 1 and emitted.count(["charge", "ready"]) == 3
+
+    def inserts(ran: list[str]) -> int:
+        return sum(s.startswith("INSERT INTO charges") for s in ran)
+
+    assert [inserts(ran), inserts(ran_each)] == [1, 4]

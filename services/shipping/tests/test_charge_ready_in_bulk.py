@@ -1,6 +1,7 @@
-"""A run of `charge.ready` joins the Ready tab in the statements of one event, and leaves
-what one event at a time leaves: a charge first seen by it is stored, one known already
-keeps its description, and each charge's units join its Ready item."""
+"""A run of `charge.ready` joins the Ready tab, and a run of `charge.created` is described,
+in the statements of one event, and leaves what one event at a time leaves: a charge
+first seen by `charge.ready` is stored and completed by its description later, one known
+already keeps its description, and each charge's units join its Ready item."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -66,3 +67,34 @@ async def test_a_run_of_ready_charges_leaves_what_one_at_a_time_leaves(
     # One insert of each for the run, where each event made its own.
     assert (inserts(ran, "charges"), inserts(ran, "ready_items")) == (1, 1)
     assert (inserts(ran_each, "charges"), inserts(ran_each, "ready_items")) == (3, 3)
+
+
+async def test_a_run_of_created_charges_leaves_what_one_at_a_time_leaves(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Charges made outside a won opportunity are described in one statement a run; one
+    known only from `charge.ready` is completed."""
+    early = f.charge(f.product(), quantity=1)
+    ready = ev.ChargeReadyV1(
+        charge_id=early.id, product=early.product, quantity=1, destination=f.address()
+    )
+    created = [
+        f.charge_created(early, sales_order_id="so-1"),
+        f.charge_created(f.charge(f.product(), quantity=2), sales_order_id="so-1"),
+        f.charge_created(f.charge(f.product(), quantity=1)),
+    ]
+    before = [record("charge.ready", ready, 0)]
+    run = [record("charge.created", data, 1 + i) for i, data in enumerate(created)]
+    together, [ran] = await apply_runs(
+        "shipping", database_url("bulk"), tmp_path / "a", before, [run], end_state, batched=True
+    )
+    one_by_one, [ran_each] = await apply_runs(
+        "shipping", database_url("one"), tmp_path / "b", before, [run], end_state, batched=False
+    )
+    assert together == one_by_one
+    assert {c[0]: c[1] for c in together["charges"]}[early.id] == "so-1"  # completed
+
+    def inserts(ran: list[str]) -> int:
+        return sum(s.startswith("INSERT INTO charges ") for s in ran)
+
+    assert [inserts(ran), inserts(ran_each)] == [1, 3]

@@ -166,39 +166,49 @@ async def on_opportunity_won(items: list[Applying]) -> None:
         await ledger.settle_new_sales_order(item.uow, so.id, so.owner, rows[so.id])
 
 
-@handlers.on(topic("charge.created"))
-async def on_charge_created(uow: UnitOfWork, data: ev.ChargeCreatedV1, event: CloudEvent) -> None:
-    so_id = data.sales_order_id
-    if so_id and not await uow.session.scalar(
-        select(sales_orders.c.id).where(sales_orders.c.id == so_id)
-    ):
-        raise Park(f"sales order {so_id} not seen yet")
-    destination = data.charge.ship_to or data.ship_to
-    await create_charge(uow, data.charge, data.organization, destination, so_id, None, event)
-    await ledger.refresh_sales_order(uow, so_id)
+@functools.cache
+def _orders_of(dialect: str) -> Select[Any]:
+    return select(sales_orders.c.id).where(among_param(sales_orders.c.id, "ids", dialect))
 
 
-async def create_charge(
-    uow: UnitOfWork,
-    charge: ChargeSpec,
-    organization: Organization,
-    destination: Address,
-    sales_order_id: str | None,
-    opportunity_id: str | None,
-    event: CloudEvent,
-) -> Any:
-    """Store a charge once and route its units (R3/R4) through the outbox; the new row
-    (None if the charge existed already)."""
-    routing = _routing(charge)
-    values = _charge_values(
-        charge, organization, destination, sales_order_id, opportunity_id, routing
+@handlers.on_batch(topic("charge.created"))
+async def on_charge_created(items: list[Applying]) -> None:
+    """Charges made outside a won opportunity (R3/R4), a run in the statements of one:
+    each waits for its sales order, is stored once and routed, and its order is
+    refreshed as it was after that charge (a charge of a later event of the run is not
+    in the order yet)."""
+    session, dialect = items[0].uow.session, items[0].uow.dialect
+    so_ids = sorted({i.data.sales_order_id for i in items if i.data.sales_order_id})
+    if so_ids:
+        seen = set((await session.execute(_orders_of(dialect), {"ids": so_ids})).scalars())
+        if missing := [so_id for so_id in so_ids if so_id not in seen]:
+            raise Park(f"sales orders not seen yet: {', '.join(missing)}")
+    planned = []
+    for item in items:
+        data: ev.ChargeCreatedV1 = item.data
+        destination = data.charge.ship_to or data.ship_to
+        planned.append((item, data, destination, _routing(data.charge)))
+    stored = await _store_charges(
+        session,
+        dialect,
+        [
+            _charge_values(data.charge, data.organization, dest, data.sales_order_id, None, routing)
+            for _, data, dest, routing in planned
+        ],
     )
-    row = (await _store_charges(uow.session, uow.dialect, [values])).get(charge.id)
-    if row is None:
-        log.info("charge exists already; ignored", charge_id=charge.id)
-        return None
-    _announce(uow, row, charge, organization, destination, routing, event)
-    return row
+    turns = []
+    for item, data, destination, routing in planned:
+        row = stored.pop(data.charge.id, None)  # popped: a charge named twice is stored once
+        created = {}
+        if row is None:
+            log.info("charge exists already; ignored", charge_id=data.charge.id)
+        else:
+            _announce(
+                item.uow, row, data.charge, data.organization, destination, routing, item.event
+            )
+            created[row.id] = ledger.ledger_of(row, ([], []))
+        turns.append(ledger.Turn(item.uow, [data.sales_order_id], created))
+    await ledger.refresh_in_turn(turns)
 
 
 def _routing(charge: ChargeSpec) -> Routing:

@@ -277,14 +277,10 @@ async def refresh_in_turn(turns: list[Turn], known: dict[str, Ledger] | None = N
         )
 
 
-async def refresh_sales_order(uow: UnitOfWork, sales_order_id: str | None) -> None:
-    await refresh_sales_orders(uow, [sales_order_id] if sales_order_id else [])
-
-
 async def settle_new_sales_order(
     uow: UnitOfWork, sales_order_id: str, owner: Person, rows: list[Any]
 ) -> None:
-    """`refresh_sales_order` for a sales order created in this transaction, `rows` being
+    """`refresh_sales_orders` for a sales order created in this transaction, `rows` being
     all its charges, just created: no PO line, approval or delivery can exist for them
     yet (events naming them park until they exist), so nothing needs reading back."""
     if can_fulfill([ledger_of(r, ([], [])) for r in rows]):

@@ -33,10 +33,15 @@ async def on_opportunity_won(items: list[Applying]) -> None:
     )
 
 
-@handlers.on(spec_for_topic("charge.created"))
-async def on_charge_created(uow: UnitOfWork, data: ev.ChargeCreatedV1, event: CloudEvent) -> None:
-    destination = data.charge.ship_to or data.ship_to
-    await remember_charges(uow, [(data.charge, destination, data.sales_order_id)])
+@handlers.on_batch(spec_for_topic("charge.created"))
+async def on_charge_created(items: list[Applying]) -> None:
+    await remember_charges(
+        items[0].uow,
+        [
+            (i.data.charge, i.data.charge.ship_to or i.data.ship_to, i.data.sales_order_id)
+            for i in items
+        ],
+    )
 
 
 async def remember_charges(

@@ -169,6 +169,9 @@ SCENARIOS = {
         ),
         Scenario("shipping-ready", "shipping", "charge.ready", _fresh(e.charges_ready), False),
         Scenario("quotes-created", "quotes", "charge.created", _fresh(e.charges_created), False),
+        Scenario(
+            "notifier-receipts", "notifier", "units.received", _after_won(e.units_received), False
+        ),
     )
 }
 MAIN = [name for name, s in SCENARIOS.items() if s.main]

@@ -191,6 +191,7 @@ def test_smoke_apply_times_every_hot_path_and_applies_every_event(tmp_path: Path
     assert figures["meta"] == {**figures["meta"], "database": "sqlite", "n": 20, "batch": 10}
     names = {"quotes", "quotes-ledger", "purchasing", "receiving", "shipping"}
     names |= {"inventory-receipts", "inventory-deliveries", "shipping-ready", "quotes-created"}
+    names |= {"notifier-receipts"}
     assert set(figures["services"]) == names
     for row in figures["services"].values():
         assert row["events"] == 20 and row["cpu_us_per_event"] > 0

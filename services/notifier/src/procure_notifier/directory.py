@@ -41,19 +41,12 @@ async def record_won(uow: UnitOfWork, won: list[tuple[ev.OpportunityWonV1, str]]
         await uow.session.execute(insert_ignore(charges, uow.dialect), rows)
 
 
-async def record_charge(
-    uow: UnitOfWork,
-    charge: ChargeSpec,
-    sales_order_id: str | None,
-    event_id: str,
-    *,
-    quoted: bool,
-) -> None:
-    """Charges do not change in v1: the first description of a charge id wins."""
+async def record_charges(uow: UnitOfWork, made: list[tuple[ChargeSpec, str | None, str]]) -> None:
+    """Charges made outside a won opportunity (charge, sales order id, event id), in one
+    statement. Charges do not change in v1: the first description of a charge id wins."""
     await uow.session.execute(
-        insert_ignore(charges, uow.dialect).values(
-            **_charge_row(charge, sales_order_id, event_id, quoted=quoted)
-        )
+        insert_ignore(charges, uow.dialect),
+        [_charge_row(charge, so_id, event_id, quoted=False) for charge, so_id, event_id in made],
     )
 
 

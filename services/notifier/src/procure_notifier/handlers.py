@@ -1,9 +1,9 @@
 """The notifier's Kafka handlers: two keep the stakeholder directory, one per trigger of
 section 6 queues the emails it causes (never sends them: the sender does)."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from procure_contracts import CloudEvent
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
 from procure_contracts.shapes import Product
@@ -61,14 +61,27 @@ async def _known(uow: UnitOfWork, charge_ids: Iterable[str]) -> dict[str, Charge
     return known
 
 
-async def _to_stakeholders(
-    uow: UnitOfWork, lines: list[tuple[str, int]], po_number: str | None = None
-) -> list[Mail]:
-    """`lines` = (charge id, quantity): each stakeholder gets one mail with their lines."""
-    known = await _known(uow, (charge_id for charge_id, _ in lines))
-    return mails_for(
-        (item_of(known[c], quantity, po_number), stakeholders(known[c])) for c, quantity in lines
-    )
+Lines = list[tuple[str, int]]  # (charge id, quantity)
+
+
+async def _tell_stakeholders(
+    items: list[Applying],
+    kind: T,
+    notice_of: Callable[[Any], tuple[Notice, Lines] | None],
+) -> None:
+    """A run of one trigger's events: each stakeholder of an event's charges gets one mail
+    with their lines. The setting is read and the charges looked up once a run (the run
+    parks until every charge is known: one at a time, only the event naming it does)."""
+    told = [(i, found) for i in items if (found := notice_of(i.data)) is not None]
+    if not told or not await is_enabled(items[0].uow.session, kind):
+        return
+    known = await _known(items[0].uow, (c for _, (_, lines) in told for c, _ in lines))
+    for i, (notice, lines) in told:
+        mails = mails_for(
+            (item_of(known[c], quantity, notice.po_number), stakeholders(known[c]))
+            for c, quantity in lines
+        )
+        await record(i.uow, i.event, notice, mails)
 
 
 # --- the stakeholder directory ---------------------------------------------------------
@@ -79,47 +92,53 @@ async def on_opportunity_won(items: list[Applying]) -> None:
     await directory.record_won(items[0].uow, [(i.data, i.event.id) for i in items])
 
 
-@handlers.on(spec_for_topic("charge.created"))
-async def on_charge_created(uow: UnitOfWork, data: ev.ChargeCreatedV1, event: CloudEvent) -> None:
-    await directory.record_charge(uow, data.charge, data.sales_order_id, event.id, quoted=False)
+@handlers.on_batch(spec_for_topic("charge.created"))
+async def on_charge_created(items: list[Applying]) -> None:
+    await directory.record_charges(
+        items[0].uow, [(i.data.charge, i.data.sales_order_id, i.event.id) for i in items]
+    )
 
 
 # --- triggers (section 6) --------------------------------------------------------------
 
 
-@handlers.on(spec_for_topic("approval.requested"))
-async def on_approval_requested(
-    uow: UnitOfWork, data: ev.ApprovalRequestedV1, event: CloudEvent
-) -> None:
-    if not await is_enabled(uow.session, T.APPROVAL_REQUESTED):
+@handlers.on_batch(spec_for_topic("approval.requested"))
+async def on_approval_requested(items: list[Applying]) -> None:
+    """The purchasing team named in the event is told; a run looks up its charges (for
+    their parents, if known) in one query."""
+    session = items[0].uow.session
+    if not await is_enabled(session, T.APPROVAL_REQUESTED):
         return
-    known = await directory.charge_infos(uow.session, [data.charge_id])  # the parent, if known
-    item = _queue_item(data, known)
-    notice = Notice(
-        T.APPROVAL_REQUESTED,
-        "Waiting Approval",
-        sales_order_id=data.sales_order_id,
-        details=(
-            ("Extended cost", str(data.extended_cost)),
-            ("Approval threshold", str(data.threshold)),
-        ),
-    )
-    await record(uow, event, notice, team_mails(data.purchasing_team, [item]))
+    known = await directory.charge_infos(session, [i.data.charge_id for i in items])
+    for i in items:
+        data: ev.ApprovalRequestedV1 = i.data
+        notice = Notice(
+            T.APPROVAL_REQUESTED,
+            "Waiting Approval",
+            sales_order_id=data.sales_order_id,
+            details=(
+                ("Extended cost", str(data.extended_cost)),
+                ("Approval threshold", str(data.threshold)),
+            ),
+        )
+        await record(
+            i.uow, i.event, notice, team_mails(data.purchasing_team, [_queue_item(data, known)])
+        )
 
 
-@handlers.on(spec_for_topic("approval.decided"))
-async def on_approval_decided(
-    uow: UnitOfWork, data: ev.ApprovalDecidedV1, event: CloudEvent
-) -> None:
-    if not await is_enabled(uow.session, T.APPROVAL_DECIDED):
-        return
+@handlers.on_batch(spec_for_topic("approval.decided"))
+async def on_approval_decided(items: list[Applying]) -> None:
+    await _tell_stakeholders(items, T.APPROVAL_DECIDED, _decided)
+
+
+def _decided(data: ev.ApprovalDecidedV1) -> tuple[Notice, Lines]:
     status = "Approved, Need to Order/Fulfill" if data.approved else "Rejected, Canceled"
     details = [("Decision", "approved" if data.approved else "rejected")]
     details.append(("Decided by", data.decided_by.name))
     if data.note:
         details.append(("Note", data.note))
     notice = Notice(T.APPROVAL_DECIDED, status, details=tuple(details))
-    await record(uow, event, notice, await _to_stakeholders(uow, [(data.charge_id, data.quantity)]))
+    return notice, [(data.charge_id, data.quantity)]
 
 
 @handlers.on_batch(spec_for_topic("charge.forwarded"))
@@ -140,41 +159,49 @@ async def on_charge_forwarded(items: list[Applying]) -> None:
         await record(i.uow, i.event, notice, team_mails(data.purchasing_team, [item]))
 
 
-@handlers.on(spec_for_topic("po.submitted"))
-async def on_po_submitted(uow: UnitOfWork, data: ev.POSubmittedV1, event: CloudEvent) -> None:
+@handlers.on_batch(spec_for_topic("po.submitted"))
+async def on_po_submitted(items: list[Applying]) -> None:
+    await _tell_stakeholders(items, T.ON_ORDER, _on_order)
+
+
+def _on_order(data: ev.POSubmittedV1) -> tuple[Notice, Lines] | None:
     lines = [(line.charge_id, line.quantity) for line in data.lines if line.charge_id]
-    if not lines or not await is_enabled(uow.session, T.ON_ORDER):
-        return  # a PO of stock lines only concerns no stakeholder
+    if not lines:
+        return None  # a PO of stock lines only concerns no stakeholder
     notice = Notice(
         T.ON_ORDER,
         "On Order",
         po_number=data.po.number,
         details=(("Vendor", data.po.vendor.name), ("Submitted by", data.submitted_by.name)),
     )
-    await record(uow, event, notice, await _to_stakeholders(uow, lines, data.po.number))
+    return notice, lines
 
 
-@handlers.on(spec_for_topic("units.received"))
-async def on_units_received(uow: UnitOfWork, data: ev.UnitsReceivedV1, event: CloudEvent) -> None:
+@handlers.on_batch(spec_for_topic("units.received"))
+async def on_units_received(items: list[Applying]) -> None:
+    await _tell_stakeholders(items, T.RECEIVED, _received)
+
+
+def _received(data: ev.UnitsReceivedV1) -> tuple[Notice, Lines] | None:
     """Drop-ship receipts are announced by the `shipment.delivered` that follows them."""
     lines = [(line.charge_id, line.quantity) for line in data.lines if line.charge_id]
-    if data.drop_ship or not lines or not await is_enabled(uow.session, T.RECEIVED):
-        return
+    if data.drop_ship or not lines:
+        return None
     notice = Notice(
         T.RECEIVED,
         "Ready to Deliver/Ship",
         po_number=data.number,
         details=(("PO status", data.po_status), ("Received by", data.received_by.name)),
     )
-    await record(uow, event, notice, await _to_stakeholders(uow, lines, data.number))
+    return notice, lines
 
 
-@handlers.on(spec_for_topic("shipment.delivered"))
-async def on_shipment_delivered(
-    uow: UnitOfWork, data: ev.ShipmentDeliveredV1, event: CloudEvent
-) -> None:
-    if not await is_enabled(uow.session, T.DELIVERED):
-        return
+@handlers.on_batch(spec_for_topic("shipment.delivered"))
+async def on_shipment_delivered(items: list[Applying]) -> None:
+    await _tell_stakeholders(items, T.DELIVERED, _delivered)
+
+
+def _delivered(data: ev.ShipmentDeliveredV1) -> tuple[Notice, Lines]:
     to = data.destination
     notice = Notice(
         T.DELIVERED,
@@ -186,24 +213,22 @@ async def on_shipment_delivered(
             ("Drop-ship", "yes" if data.drop_ship else "no"),
         ),
     )
-    lines = [(i.charge_id, i.quantity) for i in data.items]
-    await record(uow, event, notice, await _to_stakeholders(uow, lines, notice.po_number))
+    return notice, [(i.charge_id, i.quantity) for i in data.items]
 
 
-@handlers.on(spec_for_topic("shipment.canceled"))
-async def on_shipment_canceled(
-    uow: UnitOfWork, data: ev.ShipmentCanceledV1, event: CloudEvent
-) -> None:
-    if not await is_enabled(uow.session, T.DELIVERY_CANCELED):
-        return
+@handlers.on_batch(spec_for_topic("shipment.canceled"))
+async def on_shipment_canceled(items: list[Applying]) -> None:
+    await _tell_stakeholders(items, T.DELIVERY_CANCELED, _canceled)
+
+
+def _canceled(data: ev.ShipmentCanceledV1) -> tuple[Notice, Lines]:
     details = [("Canceled by", data.canceled_by.name)]
     if data.reason:
         details.append(("Reason", data.reason))
     notice = Notice(
         T.DELIVERY_CANCELED, "Delivery canceled, Ready to Deliver/Ship", details=tuple(details)
     )
-    lines = [(i.charge_id, i.quantity) for i in data.items]
-    await record(uow, event, notice, await _to_stakeholders(uow, lines))
+    return notice, [(i.charge_id, i.quantity) for i in data.items]
 
 
 @handlers.on_batch(spec_for_topic("salesorder.ready_to_fulfill"))

@@ -1,0 +1,203 @@
+"""A run of one trigger's events (a PO, a receipt, a delivery, a cancellation, an
+approval asked for or decided, a charge made) queues its mails in the statements of one
+event, and queues what one event at a time queues: the same mails to the same people,
+word for word; a run naming a charge not known yet parks only the event that names it."""
+
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from procure_contracts import CloudEvent
+from procure_contracts import events as ev
+from procure_contracts.status import POStatus
+from procure_devstack import factories as f
+from procure_devstack.testing import apply_runs, fed_directly, record
+from procure_notifier.models import notifications
+from procure_runtime.consumer import Record
+
+
+def po(n: int, *charges: Any) -> ev.POSubmittedV1:
+    return ev.POSubmittedV1(
+        po=ev.PORef(
+            id=f"po-{n}",
+            number=f"PO-{n}",
+            vendor=charges[0].product.vendor,
+            ship_to=ev.POShipTo(kind="location", location_id="loc-1"),
+        ),
+        lines=[
+            ev.POLine(
+                line_id=f"l-{n}-{c.id}",
+                charge_id=c.id,
+                product=c.product,
+                quantity=c.quantity,
+                unit_cost=Decimal(c.product.unit_cost),
+            )
+            for c in charges
+        ],
+        submitted_by=f.person("Petra Buyer"),
+    )
+
+
+def receipt(n: int, charge: Any, **kw: Any) -> ev.UnitsReceivedV1:
+    return ev.UnitsReceivedV1(
+        receipt_id=f"rc-{n}",
+        po_id=f"po-{n}",
+        number=f"PO-{n}",
+        drop_ship=kw.get("drop_ship", False),
+        po_status=POStatus.RECEIVED_FULL,
+        received_by=f.person("Rick Receiver"),
+        lines=[
+            ev.ReceivedLine(
+                line_id=f"l-{n}",
+                charge_id=charge.id,
+                product_id=charge.product.id,
+                quantity=charge.quantity,
+                location_id="loc-1",
+                open_after=0,
+            )
+        ],
+    )
+
+
+def delivery(n: int, charge: Any) -> ev.ShipmentDeliveredV1:
+    return ev.ShipmentDeliveredV1(
+        delivery_id=f"dl-{n}",
+        drop_ship=False,
+        destination=f.address(),
+        delivered_by=f.person("Dee Driver"),
+        items=[
+            ev.DeliveredItem(
+                item_id=f"it-{n}",
+                charge_id=charge.id,
+                seq=1,
+                product_id=charge.product.id,
+                quantity=charge.quantity,
+                location_id="loc-1",
+            )
+        ],
+    )
+
+
+def scenario() -> tuple[list[Record], list[list[Record]]]:
+    c1, c2, c3 = (f.charge(f.product(), quantity=q) for q in (2, 1, 1))
+    direct = f.charge(f.product(), quantity=1)
+    before = [
+        record("opportunity.won", f.opportunity_won(c1, c2, sales_order_id="so-1"), 0),
+        record("opportunity.won", f.opportunity_won(c3, sales_order_id="so-2"), 1),
+    ]
+    decided = [
+        ev.ApprovalDecidedV1(
+            approval_id=f"a-{c.id}",
+            charge_id=c.id,
+            quantity=c.quantity,
+            approved=ok,
+            note=None if ok else "too dear",
+            decided_by=f.person("Alma Approver"),
+        )
+        for c, ok in ((c1, True), (c3, False))
+    ]
+    asked = [
+        ev.ApprovalRequestedV1(
+            approval_id=f"a-{c.id}",
+            charge_id=c.id,
+            sales_order_id="so-1",
+            product=c.product,
+            quantity=c.quantity,
+            extended_cost=Decimal(200),
+            threshold=Decimal(100),
+            purchasing_team=["pat@example.com"],
+        )
+        for c in (c1, c2)
+    ]
+    canceled = ev.ShipmentCanceledV1(
+        delivery_id="dl-9",
+        reason="wrong address",
+        canceled_by=f.person("Dee Driver"),
+        items=[
+            ev.CanceledItem(
+                item_id="it-9", charge_id=c2.id, seq=2, product_id=c2.product.id, quantity=1
+            )
+        ],
+    )
+    runs = [
+        ("charge.created", [f.charge_created(direct, sales_order_id="so-1")]),
+        ("approval.requested", asked),
+        ("approval.decided", decided),
+        ("po.submitted", [po(1, c1, c2), po(2, c3), po(3, direct)]),
+        ("units.received", [receipt(1, c1), receipt(2, c3), receipt(3, c2, drop_ship=True)]),
+        ("shipment.delivered", [delivery(1, c1), delivery(2, c3), delivery(3, direct)]),
+        ("shipment.canceled", [canceled]),
+    ]
+    out, offset = [], 2
+    for topic, events in runs:
+        out.append([record(topic, data, offset + i) for i, data in enumerate(events)])
+        offset += len(events)
+    return before, out
+
+
+async def queued(runtime: Any) -> list[tuple[Any, ...]]:
+    async with runtime.db.session() as session:
+        rows = await session.execute(
+            select(
+                notifications.c.event_id,
+                notifications.c.type,
+                notifications.c.recipient,
+                notifications.c.subject,
+                notifications.c.body_text,
+                notifications.c.body_html,
+            )
+        )
+        return sorted(tuple(r) for r in rows)
+
+
+def reads(ran: list[str]) -> int:
+    """The reads of the directory's charges among statements."""
+    return sum(s.startswith("SELECT") and "FROM charges" in s for s in ran)
+
+
+async def test_a_run_of_triggers_queues_what_one_at_a_time_queues(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    before, runs = scenario()
+    together, ran = await apply_runs(
+        "notifier", database_url("bulk"), tmp_path / "a", before, runs, queued, batched=True
+    )
+    one_by_one, ran_each = await apply_runs(
+        "notifier", database_url("one"), tmp_path / "b", before, runs, queued, batched=False
+    )
+    assert together == one_by_one
+    types = [t for _, t, *_ in together]
+    assert {t: types.count(t) for t in set(types)} == {
+        # Three stakeholders a charge (its owner, its parent's resource, the sales
+        # order's owner), one mail each per event; the team for an approval request.
+        "approval_requested": 2,
+        "approval_decided": 6,
+        "on_order": 11,  # PO-1's two charges share their sales order's owner
+        "received": 6,  # the drop-ship receipt is announced by its delivery
+        "delivered": 9,
+        "delivery_canceled": 3,
+    }, types
+    # Runs of three read the directory's charges once, where each event did.
+    threes = [i for i, run in enumerate(runs) if len(run) == 3]
+    assert [reads(ran[i]) for i in threes] == [1, 1, 1]
+    assert [reads(ran_each[i]) for i in threes] == [3, 2, 3]  # a drop-ship receipt reads none
+
+
+async def test_a_trigger_naming_an_unknown_charge_parks_alone(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    before, runs = scenario()
+    stranger = f.charge(f.product(), quantity=1)
+    runtime = await fed_directly("notifier", database_url("early"), tmp_path)
+    try:
+        await runtime.consumer.process_batch(before)
+        pos = runs[3]
+        await runtime.consumer.process_batch([pos[0], record("po.submitted", po(8, stranger), 20)])
+        assert await runtime.consumer.parked_count() == 1
+        mails = await queued(runtime)
+    finally:
+        await runtime.db.engine.dispose()
+    assert {event_id for event_id, *_ in mails} == {CloudEvent.from_bytes(pos[0].value).id}

@@ -1,7 +1,9 @@
 """A run of `charge.ready` joins the Ready tab, and a run of `charge.created` is described,
 in the statements of one event, and leaves what one event at a time leaves: a charge
 first seen by `charge.ready` is stored and completed by its description later, one known
-already keeps its description, and each charge's units join its Ready item."""
+already keeps its description, and each charge's units join its Ready item. A run of
+`units.picked` adds its units to the Ready tab in one statement; a pick of a charge not
+seen yet parks alone."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +13,7 @@ from sqlalchemy import select
 
 from procure_contracts import events as ev
 from procure_devstack import factories as f
-from procure_devstack.testing import apply_runs, record
+from procure_devstack.testing import apply_runs, fed_directly, record
 from procure_shipping.models import charges, ready_items
 
 
@@ -98,3 +100,56 @@ async def test_a_run_of_created_charges_leaves_what_one_at_a_time_leaves(
         return sum(s.startswith("INSERT INTO charges ") for s in ran)
 
     assert [inserts(ran), inserts(ran_each)] == [1, 3]
+
+
+async def test_a_run_of_picks_leaves_what_one_at_a_time_leaves(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    c1, c2 = (f.charge(f.product(procurement=False), quantity=2) for _ in range(2))
+    before = [record("opportunity.won", f.opportunity_won(c1, c2), 0)]
+    picks = [
+        ev.UnitsPickedV1(charge_id=c1.id, location_id="loc-1", quantity=1, serials=["S1"]),
+        ev.UnitsPickedV1(charge_id=c2.id, location_id="loc-1", quantity=2),
+    ]
+    again = ev.UnitsPickedV1(charge_id=c1.id, location_id="loc-1", quantity=1, serials=["S2"])
+    runs = [
+        [record("units.picked", data, 1 + i) for i, data in enumerate(picks)],
+        [record("units.picked", again, 3)],
+    ]
+    together, ran = await apply_runs(
+        "shipping", database_url("bulk"), tmp_path / "a", before, runs, end_state, batched=True
+    )
+    one_by_one, ran_each = await apply_runs(
+        "shipping", database_url("one"), tmp_path / "b", before, runs, end_state, batched=False
+    )
+    assert together == one_by_one
+    assert sorted(r[1:] for r in together["ready"]) == [
+        ("loc-1", 2, ()),
+        ("loc-1", 2, ("S1", "S2")),
+    ]
+
+    def inserts(ran: list[str]) -> int:
+        return sum(s.startswith("INSERT INTO ready_items ") for s in ran)
+
+    assert [inserts(ran[0]), inserts(ran_each[0])] == [1, 2]
+
+
+async def test_a_pick_of_an_unknown_charge_parks_alone(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    known = f.charge(f.product(procurement=False), quantity=1)
+    run = [
+        record("units.picked", ev.UnitsPickedV1(charge_id=c, location_id="loc-1", quantity=1), i)
+        for i, c in enumerate([known.id, "ch-unknown"])
+    ]
+    runtime = await fed_directly("shipping", database_url("early"), tmp_path)
+    try:
+        await runtime.consumer.process_batch(
+            [record("opportunity.won", f.opportunity_won(known), 9)]
+        )
+        await runtime.consumer.process_batch(run)
+        assert await runtime.consumer.parked_count() == 1
+        state = await end_state(runtime)
+    finally:
+        await runtime.db.engine.dispose()
+    assert [(r[0], r[2]) for r in state["ready"]] == [(known.id, 1)]

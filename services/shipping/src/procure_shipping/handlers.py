@@ -3,7 +3,6 @@ drop-shipped units delivered at once (R12)."""
 
 from typing import Any
 
-from procure_contracts import CloudEvent
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
 from procure_contracts.shapes import Address, ChargeSpec
@@ -11,7 +10,7 @@ from procure_runtime import Applying, EventHandlers, Park, UnitOfWork
 from procure_runtime.db import insert_ignore, insert_many, update_many
 from procure_runtime.replica import replicate
 from procure_shipping.models import charges, delivered_items, deliveries, metadata
-from procure_shipping.store import add_ready, add_ready_many, lock_charges, new_id, next_seq
+from procure_shipping.store import add_ready_many, lock_charges, new_id, next_seq
 
 handlers = EventHandlers()
 replicate(handlers, metadata, "locations")
@@ -92,12 +91,20 @@ async def on_charge_ready(items: list[Applying]) -> None:
     )
 
 
-@handlers.on(spec_for_topic("units.picked"))
-async def on_units_picked(uow: UnitOfWork, data: ev.UnitsPickedV1, event: CloudEvent) -> None:
-    if not await lock_charges(uow.session, {data.charge_id}):
-        raise Park(f"charge {data.charge_id} not seen yet")
-    await add_ready(
-        uow.session, uow.dialect, data.charge_id, data.location_id, data.quantity, data.serials
+@handlers.on_batch(spec_for_topic("units.picked"))
+async def on_units_picked(items: list[Applying]) -> None:
+    """Picked units join their charge's Ready item at the location; a charge not seen yet
+    parks the run (one at a time, only the event naming it parks). A run locks its
+    charges once and adds its units in one go."""
+    session, dialect = items[0].uow.session, items[0].uow.dialect
+    picked: list[ev.UnitsPickedV1] = [item.data for item in items]
+    locked = await lock_charges(session, {data.charge_id for data in picked})
+    if missing := sorted({data.charge_id for data in picked} - locked.keys()):
+        raise Park(f"charges not seen yet: {', '.join(missing)}")
+    await add_ready_many(
+        session,
+        dialect,
+        [(data.charge_id, data.location_id, data.quantity, data.serials) for data in picked],
     )
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from procure_contracts import events as ev
 from procure_contracts.status import POStatus
 from procure_devstack import factories as f
-from procure_devstack.testing import apply_runs, fed_directly, record
+from procure_devstack.testing import both_ways, counted, fed_directly, record
 from procure_inventory.models import holds, movements, serials, stock
 
 
@@ -81,18 +81,14 @@ async def test_a_run_of_receipts_leaves_what_one_at_a_time_leaves(
     database_url: Callable[[str], str], tmp_path: Path
 ) -> None:
     run = [record("units.received", data, i) for i, data in enumerate(RECEIPTS)]
-    together, [ran] = await apply_runs(
-        "inventory", database_url("bulk"), tmp_path / "a", [], [run], end_state, batched=True
+    together, [ran], [ran_each] = await both_ways(
+        "inventory", database_url, tmp_path, [], [run], end_state
     )
-    one_by_one, [ran_each] = await apply_runs(
-        "inventory", database_url("one"), tmp_path / "b", [], [run], end_state, batched=False
-    )
-    assert together == one_by_one
     assert [s[2:] for s in together["stock"] if s[0] == "p-1"] == [(8, 0, 3), (1, 0, 1)]
     assert [m[4] for m in together["movements"]] == [2, 1, 2, 5, 1]
 
     def writes(ran: list[str], table: str) -> int:
-        return sum(s.startswith(("INSERT", "UPDATE")) and f" {table} " in s for s in ran)
+        return counted(ran, "INSERT", table) + counted(ran, "UPDATE", table)
 
     # One write of each kind for the run, where each receipt made its own.
     assert (writes(ran, "movements"), writes(ran, "stock")) == (1, 2)
@@ -159,25 +155,9 @@ async def test_a_run_of_deliveries_leaves_what_one_at_a_time_leaves(
         delivery(6, ("ch-1", "p-1", "loc-2", 1, [], None), drop_ship=True),  # not from stock
     ]
     run = [record("shipment.delivered", d, 10 + i) for i, d in enumerate(deliveries)]
-    together, [_, ran] = await apply_runs(
-        "inventory",
-        database_url("bulk"),
-        tmp_path / "a",
-        [],
-        [stocked, run],
-        end_state,
-        batched=True,
+    together, [_, ran], [_, ran_each] = await both_ways(
+        "inventory", database_url, tmp_path, [], [stocked, run], end_state
     )
-    one_by_one, [_, ran_each] = await apply_runs(
-        "inventory",
-        database_url("one"),
-        tmp_path / "b",
-        [],
-        [stocked, run],
-        end_state,
-        batched=False,
-    )
-    assert together == one_by_one
     delivered = [m for m in together["movements"] if m[0] == "delivery"]
     assert [(m[2], m[5]) for m in delivered] == [
         ("ch-1", []),
@@ -188,7 +168,4 @@ async def test_a_run_of_deliveries_leaves_what_one_at_a_time_leaves(
     ]
     assert together["serials"] == []
 
-    def writes(ran: list[str]) -> int:
-        return sum(s.startswith("INSERT INTO movements") for s in ran)
-
-    assert [writes(ran), writes(ran_each)] == [1, 4]
+    assert [counted(ran, "INSERT", "movements"), counted(ran_each, "INSERT", "movements")] == [1, 4]

@@ -14,7 +14,7 @@ from procure_contracts import CloudEvent
 from procure_contracts import events as ev
 from procure_contracts.status import POStatus
 from procure_devstack import factories as f
-from procure_devstack.testing import apply_runs, fed_directly, record
+from procure_devstack.testing import both_ways, counted, fed_directly, record
 from procure_notifier.models import notifications
 from procure_runtime.consumer import Record
 
@@ -153,22 +153,13 @@ async def queued(runtime: Any) -> list[tuple[Any, ...]]:
         return sorted(tuple(r) for r in rows)
 
 
-def reads(ran: list[str]) -> int:
-    """The reads of the directory's charges among statements."""
-    return sum(s.startswith("SELECT") and "FROM charges" in s for s in ran)
-
-
 async def test_a_run_of_triggers_queues_what_one_at_a_time_queues(
     database_url: Callable[[str], str], tmp_path: Path
 ) -> None:
     before, runs = scenario()
-    together, ran = await apply_runs(
-        "notifier", database_url("bulk"), tmp_path / "a", before, runs, queued, batched=True
+    together, ran, ran_each = await both_ways(
+        "notifier", database_url, tmp_path, before, runs, queued
     )
-    one_by_one, ran_each = await apply_runs(
-        "notifier", database_url("one"), tmp_path / "b", before, runs, queued, batched=False
-    )
-    assert together == one_by_one
     types = [t for _, t, *_ in together]
     assert {t: types.count(t) for t in set(types)} == {
         # Three stakeholders a charge (its owner, its parent's resource, the sales
@@ -182,8 +173,13 @@ async def test_a_run_of_triggers_queues_what_one_at_a_time_queues(
     }, types
     # Runs of three read the directory's charges once, where each event did.
     threes = [i for i, run in enumerate(runs) if len(run) == 3]
-    assert [reads(ran[i]) for i in threes] == [1, 1, 1]
-    assert [reads(ran_each[i]) for i in threes] == [3, 2, 3]  # a drop-ship receipt reads none
+    assert [counted(ran[i], "SELECT", "charges") for i in threes] == [1, 1, 1]
+    # (a drop-ship receipt reads none)
+    assert [counted(ran_each[i], "SELECT", "charges") for i in threes] == [
+        3,
+        2,
+        3,
+    ]  # a drop-ship receipt reads none
 
 
 async def test_a_trigger_naming_an_unknown_charge_parks_alone(

@@ -12,7 +12,7 @@ from sqlalchemy import insert, select
 from procure_contracts import events as ev
 from procure_contracts.status import POStatus
 from procure_devstack import factories as f
-from procure_devstack.testing import apply_runs, fed_directly, record
+from procure_devstack.testing import both_ways, counted, fed_directly, record
 from procure_purchasing.models import charges, po_lines, purchase_orders
 
 PRODUCT = f.product()
@@ -140,14 +140,9 @@ async def test_a_run_of_receipts_leaves_what_one_at_a_time_leaves(
             )
         ],
     ]
-    kw: dict[str, Any] = {"setup": two_pos}
-    together, ran = await apply_runs(
-        "purchasing", database_url("bulk"), tmp_path / "a", [], runs, end_state, batched=True, **kw
+    together, ran, ran_each = await both_ways(
+        "purchasing", database_url, tmp_path, [], runs, end_state, setup=two_pos
     )
-    one_by_one, ran_each = await apply_runs(
-        "purchasing", database_url("one"), tmp_path / "b", [], runs, end_state, batched=False, **kw
-    )
-    assert together == one_by_one
     assert together == {
         "pos": [("po-1", "Received Full"), ("po-2", "Received Full")],
         "lines": [("l1", 2), ("l2", 5), ("l3", 1), ("l4", 1)],
@@ -156,13 +151,8 @@ async def test_a_run_of_receipts_leaves_what_one_at_a_time_leaves(
 
     # The first run read (and locked) its POs once and its charges once, where each
     # receipt did.
-    def reads(ran: list[str]) -> int:
-        return sum(
-            s.startswith("SELECT") and ("FROM purchase_orders" in s or "FROM charges" in s)
-            for s in ran
-        )
-
-    assert [reads(ran[0]), reads(ran_each[0])] == [2, 4]
+    reads = [counted(r[0], "SELECT", "purchase_orders", "charges") for r in (ran, ran_each)]
+    assert reads == [2, 4]
 
 
 async def test_a_receipt_too_early_in_a_run_parks_alone(

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from procure_contracts import events as ev
 from procure_devstack import factories as f
-from procure_devstack.testing import apply_runs, fed_directly, record
+from procure_devstack.testing import both_ways, counted, fed_directly, record
 from procure_quotes.models import approvals, charge_po_lines, charges, history, sales_orders
 from procure_runtime.consumer import Record
 
@@ -220,20 +220,16 @@ async def end_state(runtime: Any) -> dict[str, Any]:
 
 def reads(ran: list[str]) -> int:
     """The reads of quotes' charges among statements."""
-    return sum(s.startswith("SELECT") and "FROM charges" in s for s in ran)
+    return counted(ran, "SELECT", "charges")
 
 
 async def test_a_run_of_ledger_events_leaves_what_one_at_a_time_leaves(
     database_url: Callable[[str], str], tmp_path: Path
 ) -> None:
     won, runs = scenario()
-    together, ran = await apply_runs(
-        "quotes", database_url("bulk"), tmp_path / "a", won, runs, end_state, batched=True
+    together, ran, ran_each = await both_ways(
+        "quotes", database_url, tmp_path, won, runs, end_state
     )
-    one_by_one, ran_each = await apply_runs(
-        "quotes", database_url("one"), tmp_path / "b", won, runs, end_state, batched=False
-    )
-    assert together == one_by_one
     # The runs did what they say: both orders fulfillable, each announced once.
     assert sorted(together["orders"]) == [
         ("so-1", "In Progress", True),
@@ -252,13 +248,7 @@ async def test_approvals_picks_and_closed_lines_leave_what_one_at_a_time_leaves(
     database_url: Callable[[str], str], tmp_path: Path
 ) -> None:
     won, runs = approvals_picks_and_closes()
-    together, ran = await apply_runs(
-        "quotes", database_url("bulk"), tmp_path / "a", won, runs, end_state, batched=True
-    )
-    one_by_one, _ = await apply_runs(
-        "quotes", database_url("one"), tmp_path / "b", won, runs, end_state, batched=False
-    )
-    assert together == one_by_one
+    together, ran, _ = await both_ways("quotes", database_url, tmp_path, won, runs, end_state)
     assert sorted(together["orders"]) == [
         ("so-3", "In Progress", True),
         ("so-4", "In Progress", True),
@@ -313,20 +303,13 @@ async def test_a_run_of_created_charges_leaves_what_one_at_a_time_leaves(
         f.charge_created(c7, sales_order_id="so-7"),
     ]
     run = [record("charge.created", data, 2 + i) for i, data in enumerate(created)]
-    together, [ran] = await apply_runs(
-        "quotes", database_url("bulk"), tmp_path / "a", before, [run], end_state, batched=True
+    together, [ran], [ran_each] = await both_ways(
+        "quotes", database_url, tmp_path, before, [run], end_state
     )
-    one_by_one, [ran_each] = await apply_runs(
-        "quotes", database_url("one"), tmp_path / "b", before, [run], end_state, batched=False
-    )
-    assert together == one_by_one
     assert together["orders"] == [("so-7", "In Progress", False)]
     assert len(together["charges"]) == 4
     emitted = [e[2].split(".")[1:3] for e in together["emitted"]]
     assert emitted.count(["salesorder", "ready_to_fulfill"]) == 1  # after the delivery only
     assert emitted.count(["charge", "need_order"]) == 1 and emitted.count(["charge", "ready"]) == 3
 
-    def inserts(ran: list[str]) -> int:
-        return sum(s.startswith("INSERT INTO charges") for s in ran)
-
-    assert [inserts(ran), inserts(ran_each)] == [1, 4]
+    assert [counted(ran, "INSERT", "charges"), counted(ran_each, "INSERT", "charges")] == [1, 4]

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from procure_contracts import events as ev
 from procure_devstack import factories as f
-from procure_devstack.testing import apply_runs, fed_directly, record
+from procure_devstack.testing import both_ways, counted, fed_directly, record
 from procure_shipping.models import charges, ready_items
 
 
@@ -49,13 +49,9 @@ async def test_a_run_of_ready_charges_leaves_what_one_at_a_time_leaves(
     ]
     before = [record("opportunity.won", won, 0)]
     run = [record("charge.ready", data, 1 + i) for i, data in enumerate(ready)]
-    together, [ran] = await apply_runs(
-        "shipping", database_url("bulk"), tmp_path / "a", before, [run], end_state, batched=True
+    together, [ran], [ran_each] = await both_ways(
+        "shipping", database_url, tmp_path, before, [run], end_state
     )
-    one_by_one, [ran_each] = await apply_runs(
-        "shipping", database_url("one"), tmp_path / "b", before, [run], end_state, batched=False
-    )
-    assert together == one_by_one
     by_id = {c[0]: c for c in together["charges"]}
     assert by_id[known.id][1] == "so-won"  # the won opportunity's description stays
     assert by_id[new[0].id][1:] == ("so-1", new[0].product.id, 1)
@@ -63,12 +59,12 @@ async def test_a_run_of_ready_charges_leaves_what_one_at_a_time_leaves(
         [(new[0].id, 2), (known.id, 3), (new[1].id, 1)]
     )
 
-    def inserts(ran: list[str], table: str) -> int:
-        return sum(s.startswith("INSERT INTO " + table + " ") for s in ran)
-
     # One insert of each for the run, where each event made its own.
-    assert (inserts(ran, "charges"), inserts(ran, "ready_items")) == (1, 1)
-    assert (inserts(ran_each, "charges"), inserts(ran_each, "ready_items")) == (3, 3)
+    for statements, n in ((ran, 1), (ran_each, 3)):
+        assert (
+            counted(statements, "INSERT", "charges"),
+            counted(statements, "INSERT", "ready_items"),
+        ) == (n, n)
 
 
 async def test_a_run_of_created_charges_leaves_what_one_at_a_time_leaves(
@@ -87,19 +83,12 @@ async def test_a_run_of_created_charges_leaves_what_one_at_a_time_leaves(
     ]
     before = [record("charge.ready", ready, 0)]
     run = [record("charge.created", data, 1 + i) for i, data in enumerate(created)]
-    together, [ran] = await apply_runs(
-        "shipping", database_url("bulk"), tmp_path / "a", before, [run], end_state, batched=True
+    together, [ran], [ran_each] = await both_ways(
+        "shipping", database_url, tmp_path, before, [run], end_state
     )
-    one_by_one, [ran_each] = await apply_runs(
-        "shipping", database_url("one"), tmp_path / "b", before, [run], end_state, batched=False
-    )
-    assert together == one_by_one
     assert {c[0]: c[1] for c in together["charges"]}[early.id] == "so-1"  # completed
 
-    def inserts(ran: list[str]) -> int:
-        return sum(s.startswith("INSERT INTO charges ") for s in ran)
-
-    assert [inserts(ran), inserts(ran_each)] == [1, 3]
+    assert [counted(ran, "INSERT", "charges"), counted(ran_each, "INSERT", "charges")] == [1, 3]
 
 
 async def test_a_run_of_picks_leaves_what_one_at_a_time_leaves(
@@ -116,22 +105,16 @@ async def test_a_run_of_picks_leaves_what_one_at_a_time_leaves(
         [record("units.picked", data, 1 + i) for i, data in enumerate(picks)],
         [record("units.picked", again, 3)],
     ]
-    together, ran = await apply_runs(
-        "shipping", database_url("bulk"), tmp_path / "a", before, runs, end_state, batched=True
+    together, ran, ran_each = await both_ways(
+        "shipping", database_url, tmp_path, before, runs, end_state
     )
-    one_by_one, ran_each = await apply_runs(
-        "shipping", database_url("one"), tmp_path / "b", before, runs, end_state, batched=False
-    )
-    assert together == one_by_one
     assert sorted(r[1:] for r in together["ready"]) == [
         ("loc-1", 2, ()),
         ("loc-1", 2, ("S1", "S2")),
     ]
 
-    def inserts(ran: list[str]) -> int:
-        return sum(s.startswith("INSERT INTO ready_items ") for s in ran)
-
-    assert [inserts(ran[0]), inserts(ran_each[0])] == [1, 2]
+    inserts = [counted(r[0], "INSERT", "ready_items") for r in (ran, ran_each)]
+    assert inserts == [1, 2]
 
 
 async def test_a_pick_of_an_unknown_charge_parks_alone(

@@ -373,3 +373,42 @@ async def apply_runs(
         return await read(runtime), ran_by_run
     finally:
         await runtime.db.engine.dispose()
+
+
+async def both_ways(
+    service: str,
+    database_url: Callable[[str], str],
+    data_dir: Path,
+    before: list[Record],
+    runs: list[list[Record]],
+    read: Callable[[ServiceRuntime], Any],
+    *,
+    setup: Callable[[ServiceRuntime], Any] | None = None,
+) -> tuple[Any, list[list[str]], list[list[str]]]:
+    """`apply_runs` as runs and one record at a time, each on a fresh database of its own
+    (`database_url(name)` makes one): a batch handler must leave what one event at a
+    time leaves, so the two reads must be equal. That read, and the statements of each
+    run, as runs and one at a time."""
+    kw: dict[str, Any] = {"setup": setup}
+    together, ran = await apply_runs(
+        service, database_url("runs"), data_dir / "runs", before, runs, read, batched=True, **kw
+    )
+    one_by_one, ran_each = await apply_runs(
+        service, database_url("each"), data_dir / "each", before, runs, read, batched=False, **kw
+    )
+    assert together == one_by_one
+    return together, ran, ran_each
+
+
+def counted(ran: list[str], verb: str, *tables: str) -> int:
+    """How many statements of `ran` (as `statements` records them) are a `verb` (SELECT,
+    INSERT or UPDATE) on one of `tables`: a read from it, an insert into it, an update
+    of it."""
+
+    def on(statement: str, table: str) -> bool:
+        if verb == "SELECT":
+            return statement.startswith("SELECT") and f" FROM {table} " in statement + " "
+        into = "INSERT INTO" if verb == "INSERT" else verb
+        return statement.startswith(f"{into} {table} ")
+
+    return sum(any(on(s, t) for t in tables) for s in ran)

@@ -182,7 +182,8 @@ async def on_charge_created(items: list[Applying]) -> None:
     if so_ids:
         seen = set((await session.execute(_orders_of(dialect), {"ids": so_ids})).scalars())
         if missing := [so_id for so_id in so_ids if so_id not in seen]:
-            raise Park(f"sales orders not seen yet: {', '.join(missing)}")
+            # Worded as one at a time words it: a run of one is how an event parks.
+            raise Park(f"sales order {', '.join(missing)} not seen yet")
     planned = []
     for item in items:
         data: ev.ChargeCreatedV1 = item.data

@@ -100,7 +100,7 @@ async def on_units_picked(items: list[Applying]) -> None:
     picked: list[ev.UnitsPickedV1] = [item.data for item in items]
     locked = await lock_charges(session, {data.charge_id for data in picked})
     if missing := sorted({data.charge_id for data in picked} - locked.keys()):
-        raise Park(f"charges not seen yet: {', '.join(missing)}")
+        raise Park(f"charge {', '.join(missing)} not seen yet")
     await add_ready_many(
         session,
         dialect,

@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import select
 
-from procure_contracts import events as ev
 from procure_contracts.status import POStatus
 from procure_devstack import factories as f
 from procure_devstack.testing import both_ways, counted, fed_directly, record
@@ -18,25 +17,14 @@ from procure_inventory.models import holds, movements, serials, stock
 
 def receipt(n: int, *lines: tuple[str | None, str, str | None, int, list[str]], **kw: Any):
     """Lines as (charge id, product id, location id, units, serials)."""
-    return ev.UnitsReceivedV1(
-        receipt_id=f"rc-{n}",
-        po_id=f"po-{n}",
-        number=f"PO-{n}",
-        drop_ship=kw.get("drop_ship", False),
+    return f.units_received(
+        n,
+        *(
+            f.received_line(f"ln-{n}-{i}", p, units, charge_id=c, location_id=loc, serials=s)
+            for i, (c, p, loc, units, s) in enumerate(lines)
+        ),
         po_status=POStatus.RECEIVED_PARTIAL,
-        received_by=f.person("Rick Receiver"),
-        lines=[
-            ev.ReceivedLine(
-                line_id=f"ln-{n}-{i}",
-                charge_id=charge_id,
-                product_id=product_id,
-                quantity=units,
-                location_id=location_id,
-                serials=numbers,
-                open_after=0,
-            )
-            for i, (charge_id, product_id, location_id, units, numbers) in enumerate(lines)
-        ],
+        drop_ship=kw.get("drop_ship", False),
     )
 
 
@@ -119,26 +107,15 @@ async def test_a_serial_received_twice_in_a_run_is_refused(
 
 def delivery(n: int, *items: tuple[str, str, str, int, list[str], str | None], **kw: Any):
     """Items as (charge id, product id, location id, units, serials, transfer id)."""
-    return ev.ShipmentDeliveredV1(
-        delivery_id=f"dl-{n}",
+    return f.shipment_delivered(
+        n,
+        *(
+            f.delivered_item(
+                f"it-{n}-{i}", c, p, units, location_id=loc, serials=s, transfer_id=transfer
+            )
+            for i, (c, p, loc, units, s, transfer) in enumerate(items)
+        ),
         drop_ship=kw.get("drop_ship", False),
-        destination=f.address(),
-        delivered_by=f.person("Dee Driver"),
-        items=[
-            ev.DeliveredItem(
-                item_id=f"it-{n}-{i}",
-                charge_id=charge_id,
-                seq=1,
-                product_id=product_id,
-                quantity=units,
-                location_id=location_id,
-                serials=numbers,
-                transfer_id=transfer_id,
-            )
-            for i, (charge_id, product_id, location_id, units, numbers, transfer_id) in enumerate(
-                items
-            )
-        ],
     )
 
 

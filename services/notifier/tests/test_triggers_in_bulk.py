@@ -12,7 +12,6 @@ from sqlalchemy import select
 
 from procure_contracts import CloudEvent
 from procure_contracts import events as ev
-from procure_contracts.status import POStatus
 from procure_devstack import factories as f
 from procure_devstack.testing import both_ways, counted, fed_directly, record
 from procure_notifier.models import notifications
@@ -20,65 +19,17 @@ from procure_runtime.consumer import Record
 
 
 def po(n: int, *charges: Any) -> ev.POSubmittedV1:
-    return ev.POSubmittedV1(
-        po=ev.PORef(
-            id=f"po-{n}",
-            number=f"PO-{n}",
-            vendor=charges[0].product.vendor,
-            ship_to=ev.POShipTo(kind="location", location_id="loc-1"),
-        ),
-        lines=[
-            ev.POLine(
-                line_id=f"l-{n}-{c.id}",
-                charge_id=c.id,
-                product=c.product,
-                quantity=c.quantity,
-                unit_cost=Decimal(c.product.unit_cost),
-            )
-            for c in charges
-        ],
-        submitted_by=f.person("Petra Buyer"),
-    )
+    return f.po_submitted(n, *(f.po_line(c, f"l-{n}-{c.id}") for c in charges))
 
 
 def receipt(n: int, charge: Any, **kw: Any) -> ev.UnitsReceivedV1:
-    return ev.UnitsReceivedV1(
-        receipt_id=f"rc-{n}",
-        po_id=f"po-{n}",
-        number=f"PO-{n}",
-        drop_ship=kw.get("drop_ship", False),
-        po_status=POStatus.RECEIVED_FULL,
-        received_by=f.person("Rick Receiver"),
-        lines=[
-            ev.ReceivedLine(
-                line_id=f"l-{n}",
-                charge_id=charge.id,
-                product_id=charge.product.id,
-                quantity=charge.quantity,
-                location_id="loc-1",
-                open_after=0,
-            )
-        ],
-    )
+    line = f.received_line(f"l-{n}", charge.product.id, charge.quantity, charge_id=charge.id)
+    return f.units_received(n, line, **kw)
 
 
 def delivery(n: int, charge: Any) -> ev.ShipmentDeliveredV1:
-    return ev.ShipmentDeliveredV1(
-        delivery_id=f"dl-{n}",
-        drop_ship=False,
-        destination=f.address(),
-        delivered_by=f.person("Dee Driver"),
-        items=[
-            ev.DeliveredItem(
-                item_id=f"it-{n}",
-                charge_id=charge.id,
-                seq=1,
-                product_id=charge.product.id,
-                quantity=charge.quantity,
-                location_id="loc-1",
-            )
-        ],
-    )
+    item = f.delivered_item(f"it-{n}", charge.id, charge.product.id, charge.quantity)
+    return f.shipment_delivered(n, item)
 
 
 def scenario() -> tuple[list[Record], list[list[Record]]]:
@@ -88,17 +39,7 @@ def scenario() -> tuple[list[Record], list[list[Record]]]:
         record("opportunity.won", f.opportunity_won(c1, c2, sales_order_id="so-1"), 0),
         record("opportunity.won", f.opportunity_won(c3, sales_order_id="so-2"), 1),
     ]
-    decided = [
-        ev.ApprovalDecidedV1(
-            approval_id=f"a-{c.id}",
-            charge_id=c.id,
-            quantity=c.quantity,
-            approved=ok,
-            note=None if ok else "too dear",
-            decided_by=f.person("Alma Approver"),
-        )
-        for c, ok in ((c1, True), (c3, False))
-    ]
+    decided = [f.approval_decided(c1, True), f.approval_decided(c3, False)]
     asked = [
         ev.ApprovalRequestedV1(
             approval_id=f"a-{c.id}",

@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from procure_contracts import events as ev
 from procure_contracts.status import POStatus
 from procure_devstack import factories as f
 from procure_devstack.testing import both_ways, counted, fed_directly, record
@@ -76,25 +75,8 @@ async def two_pos(runtime: Any) -> None:
 
 
 def receipt(n: int, po: int, status: str, *lines: tuple[str, str | None, int]):
-    return ev.UnitsReceivedV1(
-        receipt_id=f"rc-{n}",
-        po_id=f"po-{po}",
-        number=f"PO-{po}",
-        drop_ship=False,
-        po_status=status,
-        received_by=f.person("Rick Receiver"),
-        lines=[
-            ev.ReceivedLine(
-                line_id=line_id,
-                charge_id=charge_id,
-                product_id=PRODUCT.id,
-                quantity=units,
-                location_id="loc-1",
-                open_after=0,
-            )
-            for line_id, charge_id, units in lines
-        ],
-    )
+    received = (f.received_line(ln, PRODUCT.id, units, charge_id=c) for ln, c, units in lines)
+    return f.units_received(n, *received, po=po, po_status=status)
 
 
 async def end_state(runtime: Any) -> dict[str, Any]:

@@ -20,63 +20,17 @@ from procure_runtime.consumer import Record
 
 
 def po(n: int, charge: Any, line_id: str, quantity: int) -> ev.POSubmittedV1:
-    return ev.POSubmittedV1(
-        po=ev.PORef(
-            id=f"po-{n}",
-            number=f"PO-{n}",
-            vendor=charge.product.vendor,
-            ship_to=ev.POShipTo(kind="location", location_id="loc-1"),
-        ),
-        lines=[
-            ev.POLine(
-                line_id=line_id,
-                charge_id=charge.id,
-                product=charge.product,
-                quantity=quantity,
-                unit_cost=Decimal(charge.product.unit_cost),
-            )
-        ],
-        submitted_by=f.person("Petra Buyer"),
-    )
+    return f.po_submitted(n, f.po_line(charge, line_id, quantity))
 
 
 def receipt(n: int, po_n: int, charge: Any, line_id: str, quantity: int) -> ev.UnitsReceivedV1:
-    return ev.UnitsReceivedV1(
-        receipt_id=f"rcpt-{n}",
-        po_id=f"po-{po_n}",
-        number=f"PO-{po_n}",
-        drop_ship=False,
-        po_status="Received Partial",
-        received_by=f.person("Rob Receiver"),
-        lines=[
-            ev.ReceivedLine(
-                line_id=line_id,
-                charge_id=charge.id,
-                product_id=charge.product.id,
-                quantity=quantity,
-                location_id="loc-1",
-                open_after=0,
-            )
-        ],
-    )
+    line = f.received_line(line_id, charge.product.id, quantity, charge_id=charge.id)
+    return f.units_received(n, line, po=po_n, po_status="Received Partial")
 
 
 def delivery(n: int, charge: Any, seq: int, quantity: int) -> ev.ShipmentDeliveredV1:
-    return ev.ShipmentDeliveredV1(
-        delivery_id=f"dlv-{n}",
-        drop_ship=False,
-        destination=f.address(),
-        delivered_by=f.person("Dee Driver"),
-        items=[
-            ev.DeliveredItem(
-                item_id=f"item-{n}",
-                charge_id=charge.id,
-                seq=seq,
-                product_id=charge.product.id,
-                quantity=quantity,
-            )
-        ],
-    )
+    item = f.delivered_item(f"item-{n}", charge.id, charge.product.id, quantity, seq=seq)
+    return f.shipment_delivered(n, item)
 
 
 def scenario() -> tuple[list[Record], list[list[Record]]]:
@@ -138,17 +92,7 @@ def approvals_picks_and_closes() -> tuple[list[Record], list[list[Record]]]:
         )
         for c in (c4, c5)
     ]
-    decided = [
-        ev.ApprovalDecidedV1(
-            approval_id=f"a-{c.id}",
-            charge_id=c.id,
-            quantity=c.quantity,
-            approved=ok,
-            note=None if ok else "too dear",
-            decided_by=f.person("Alma Approver"),
-        )
-        for c, ok in ((c4, True), (c5, False))
-    ]
+    decided = [f.approval_decided(c4, True), f.approval_decided(c5, False)]
     closed = ev.POLineClosedV1(
         po_id="po-5",
         number="PO-5",

@@ -131,3 +131,119 @@ def charge_created(ch: ChargeSpec | None = None, **kw: Any) -> ev.ChargeCreatedV
         ship_to=kw.pop("ship_to", address()),
         sales_order_id=kw.pop("sales_order_id", None),
     )
+
+
+# --- a PO's life, for consumers' tests: ids made from a number n ---------------------
+
+
+def po_line(ch: ChargeSpec, line_id: str, units: int | None = None) -> ev.POLine:
+    """A PO line ordering `units` (default: all) of a charge's product for it."""
+    return ev.POLine(
+        line_id=line_id,
+        charge_id=ch.id,
+        product=ch.product,
+        quantity=ch.quantity if units is None else units,
+        unit_cost=Decimal(ch.product.unit_cost),
+    )
+
+
+def po_submitted(n: int, *lines: ev.POLine, location_id: str = "loc-1") -> ev.POSubmittedV1:
+    """PO `po-n` (number `PO-n`) of `lines`, from the first line's vendor, to a location."""
+    return ev.POSubmittedV1(
+        po=ev.PORef(
+            id=f"po-{n}",
+            number=f"PO-{n}",
+            vendor=cast(Vendor, lines[0].product.vendor),
+            ship_to=ev.POShipTo(kind="location", location_id=location_id),
+        ),
+        lines=list(lines),
+        submitted_by=person("Petra Buyer"),
+    )
+
+
+def received_line(
+    line_id: str,
+    product_id: str,
+    units: int,
+    *,
+    charge_id: str | None = None,
+    location_id: str | None = "loc-1",
+    serials: list[str] | None = None,
+) -> ev.ReceivedLine:
+    return ev.ReceivedLine(
+        line_id=line_id,
+        charge_id=charge_id,
+        product_id=product_id,
+        quantity=units,
+        location_id=location_id,
+        serials=serials or [],
+        open_after=0,
+    )
+
+
+def units_received(
+    n: int,
+    *lines: ev.ReceivedLine,
+    po: int | None = None,
+    po_status: str = "Received Full",
+    drop_ship: bool = False,
+) -> ev.UnitsReceivedV1:
+    """Receipt `rc-n` of `lines` on PO `po-<po>` (default: `po-n`)."""
+    po = n if po is None else po
+    return ev.UnitsReceivedV1(
+        receipt_id=f"rc-{n}",
+        po_id=f"po-{po}",
+        number=f"PO-{po}",
+        drop_ship=drop_ship,
+        po_status=po_status,
+        received_by=person("Rick Receiver"),
+        lines=list(lines),
+    )
+
+
+def delivered_item(
+    item_id: str,
+    charge_id: str,
+    product_id: str,
+    units: int,
+    *,
+    seq: int = 1,
+    location_id: str | None = "loc-1",
+    serials: list[str] | None = None,
+    transfer_id: str | None = None,
+) -> ev.DeliveredItem:
+    return ev.DeliveredItem(
+        item_id=item_id,
+        charge_id=charge_id,
+        seq=seq,
+        product_id=product_id,
+        quantity=units,
+        location_id=location_id,
+        serials=serials or [],
+        transfer_id=transfer_id,
+    )
+
+
+def shipment_delivered(
+    n: int, *items: ev.DeliveredItem, drop_ship: bool = False
+) -> ev.ShipmentDeliveredV1:
+    """Delivery `dl-n` of `items`."""
+    return ev.ShipmentDeliveredV1(
+        delivery_id=f"dl-{n}",
+        drop_ship=drop_ship,
+        destination=address(),
+        delivered_by=person("Dee Driver"),
+        items=list(items),
+    )
+
+
+def approval_decided(ch: ChargeSpec, approved: bool) -> ev.ApprovalDecidedV1:
+    """The decision on approval `a-<charge id>` for all the charge's units."""
+    return ev.ApprovalDecidedV1(
+        approval_id=f"a-{ch.id}",
+        charge_id=ch.id,
+        quantity=ch.quantity,
+        approved=approved,
+        note=None if approved else "too dear",
+        decided_by=person("Alma Approver"),
+    )

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from procure_contracts import events as ev
+from procure_contracts.status import POStatus
 from procure_devstack import factories as f
 from procure_devstack.testing import both_ways, counted, fed_directly, record
 from procure_quotes.models import approvals, charge_po_lines, charges, history, sales_orders
@@ -25,7 +26,7 @@ def po(n: int, charge: Any, line_id: str, quantity: int) -> ev.POSubmittedV1:
 
 def receipt(n: int, po_n: int, charge: Any, line_id: str, quantity: int) -> ev.UnitsReceivedV1:
     line = f.received_line(line_id, charge.product.id, quantity, charge_id=charge.id)
-    return f.units_received(n, line, po=po_n, po_status="Received Partial")
+    return f.units_received(n, line, po=po_n, po_status=POStatus.RECEIVED_PARTIAL)
 
 
 def delivery(n: int, charge: Any, seq: int, quantity: int) -> ev.ShipmentDeliveredV1:

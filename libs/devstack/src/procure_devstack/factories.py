@@ -15,6 +15,7 @@ from procure_contracts.shapes import (
     ReservationRef,
     Vendor,
 )
+from procure_contracts.status import POStatus
 from procure_devstack.testing import unique
 
 
@@ -185,7 +186,7 @@ def units_received(
     n: int,
     *lines: ev.ReceivedLine,
     po: int | None = None,
-    po_status: str = "Received Full",
+    po_status: POStatus = POStatus.RECEIVED_FULL,
     drop_ship: bool = False,
 ) -> ev.UnitsReceivedV1:
     """Receipt `rc-n` of `lines` on PO `po-<po>` (default: `po-n`)."""

@@ -177,6 +177,12 @@ def dialect_of(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
+def rows_affected(result: Any) -> int:
+    """How many rows an UPDATE or DELETE executed by `session.execute` changed (its
+    result is a `CursorResult`, typed as the plain `Result` every statement returns)."""
+    return int(result.rowcount)
+
+
 def among(column: ColumnElement[Any], values: Iterable[Any], dialect: str) -> ColumnElement[bool]:
     """`column IN values` for the engine's dialect. On PostgreSQL, `column = ANY($1)` with
     the values as one array parameter: the same SQL whatever their number, so one

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from procure_contracts.shapes import Person
 from procure_inventory.domain import Cause, SerialConflict, StockLevel
 from procure_inventory.models import holds, movements, serials, stock
-from procure_runtime.db import insert_ignore, update_many, utcnow
+from procure_runtime.db import dialect_of, insert_ignore, rows_affected, update_many, utcnow
 
 
 def new_id() -> str:
@@ -61,14 +61,14 @@ async def change(
         )
         .values(on_hand=new_on_hand, reserved=new_reserved, picked=new_picked)
     )
-    return done.rowcount == 1
+    return rows_affected(done) == 1
 
 
 async def lock(session: AsyncSession, product_id: str, *location_ids: str) -> None:
     """Lock several stock rows in one order, so that two opposite transfers cannot deadlock."""
     for location_id in location_ids:
         await _ensure(session, stock, product_id=product_id, location_id=location_id)
-    if session.bind.dialect.name == "postgresql":
+    if dialect_of(session) == "postgresql":
         await session.execute(
             select(stock.c.location_id)
             .where(stock.c.product_id == product_id, stock.c.location_id.in_(location_ids))
@@ -89,11 +89,11 @@ async def hold(
         .where(*(holds.c[k] == v for k, v in key.items()), holds.c.quantity + delta >= 0)
         .values(quantity=holds.c.quantity + delta)
     )
-    return done.rowcount == 1
+    return rows_affected(done) == 1
 
 
 async def _ensure(session: AsyncSession, table: Any, **key: str) -> None:
-    dialect = session.bind.dialect.name
+    dialect = dialect_of(session)
     await session.execute(insert_ignore(table, dialect).values(**key))
 
 
@@ -117,7 +117,7 @@ async def receive(session: AsyncSession, lines: list[tuple[str, str, str | None,
             counts[1] += units
             key = (charge_id, product_id, location_id)
             held[key] = held.get(key, 0) + units
-    dialect = session.bind.dialect.name
+    dialect = dialect_of(session)
     await session.execute(
         insert_ignore(stock, dialect),
         [{"product_id": p, "location_id": loc} for p, loc in on_hand],
@@ -330,7 +330,7 @@ async def move_serials(
         done = await session.execute(
             update(serials).where(where).values(location_id=to, charge_id=charge_id)
         )
-    return done.rowcount == len(numbers)
+    return rows_affected(done) == len(numbers)
 
 
 async def take_serials(
@@ -345,7 +345,7 @@ async def take_serials(
         .order_by(serials.c.serial)
         .limit(count)
     )
-    if session.bind.dialect.name == "postgresql":
+    if dialect_of(session) == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return list((await session.scalars(query)).all())
 

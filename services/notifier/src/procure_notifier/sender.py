@@ -103,7 +103,8 @@ class SmtpSettings(BaseSettings):
 
 
 # Bodies in quoted-printable: mostly ASCII text stays readable in a stored mail file.
-_UTF8_QP = Charset("utf-8")
+# (`MIMEText` takes a `Charset` as well as a name; its stub says a name only.)
+_UTF8_QP: Any = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
 
 
@@ -122,7 +123,8 @@ def message_of(row: Any, smtp: SmtpSettings) -> Message:
     # bodies are quoted-printable, where "=" is always an escape, so "==" never appears.
     msg = MIMEMultipart("alternative", boundary=f"=={digest[32:56]}==")
     for name, value in _headers(row, smtp, digest):
-        msg[name] = value if value.isascii() else Header(value, "utf-8")
+        # compat32 takes a `Header` for a value outside ASCII (its stub says str only)
+        msg[name] = value if value.isascii() else Header(value, "utf-8")  # type: ignore[assignment]
     msg.attach(MIMEText(row.body_text, "plain", _UTF8_QP))
     msg.attach(MIMEText(row.body_html, "html", _UTF8_QP))
     return msg

@@ -15,7 +15,7 @@ from procure_purchasing import fulfillment
 from procure_purchasing.domain import AlreadyDecided, needs_approval
 from procure_purchasing.models import UNIT_COUNTERS, approvals, charges
 from procure_runtime import Applying, NotFound, UnitOfWork
-from procure_runtime.db import insert_rows, upsert_insert, utcnow
+from procure_runtime.db import insert_rows, rows_affected, upsert_insert, utcnow
 
 APPROVAL_REQUESTED = spec_for_topic("approval.requested")
 APPROVAL_DECIDED = spec_for_topic("approval.decided")
@@ -28,7 +28,8 @@ async def send_to_procurement(items: list[Applying]) -> None:
     A run of them is stored in a fixed number of statements."""
     session, dialect = items[0].uow.session, items[0].uow.dialect
     settings = await fulfillment.current_settings(session)
-    waiting, queued = [], []
+    waiting: list[Applying] = []
+    queued: list[Applying] = []
     rows: dict[str, dict[str, Any]] = {}  # one per charge: an upsert changes a row once
     for item in items:
         data = item.data
@@ -128,7 +129,7 @@ async def decide(
             note=note,
         )
     )
-    if decided.rowcount == 0:
+    if rows_affected(decided) == 0:
         raise AlreadyDecided(f"approval {approval_id!r} was decided already ({row.status})")
     # The decision is announced before the units it frees join the queue.
     uow.emit(

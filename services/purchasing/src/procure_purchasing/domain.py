@@ -76,7 +76,7 @@ def po_number(sequence: int) -> str:
     return f"PO-{sequence:06d}"
 
 
-_PROGRESS = [POStatus.SUBMITTED, POStatus.RECEIVED_PARTIAL, POStatus.RECEIVED_FULL]
+_PROGRESS: list[str] = [POStatus.SUBMITTED, POStatus.RECEIVED_PARTIAL, POStatus.RECEIVED_FULL]
 
 
 def reported_status(current: str, reported: str) -> str:

@@ -13,7 +13,7 @@ from procure_contracts.shapes import Product
 from procure_purchasing.domain import extended_cost
 from procure_purchasing.models import charges, procurement_settings
 from procure_runtime import UnitOfWork
-from procure_runtime.db import among, dialect_of
+from procure_runtime.db import among, dialect_of, rows_affected
 
 SETTINGS = spec_for_topic("settings.procurement")
 CHARGE_FORWARDED = spec_for_topic("charge.forwarded")
@@ -51,7 +51,7 @@ async def move(session: AsyncSession, charge_id: str, src: str, dst: str, quanti
         .where(c.id == charge_id, c[src] >= quantity)
         .values({src: c[src] - quantity, dst: c[dst] + quantity})
     )
-    return done.rowcount == 1
+    return rows_affected(done) == 1
 
 
 async def charge(session: AsyncSession, charge_id: str) -> Any:

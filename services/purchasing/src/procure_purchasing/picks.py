@@ -13,6 +13,7 @@ from procure_purchasing import fulfillment
 from procure_purchasing.domain import NotEnoughQueued
 from procure_purchasing.models import metadata, pick_requests
 from procure_runtime import NotFound, Reject, UnitOfWork, UnknownReference, replica
+from procure_runtime.db import rows_affected
 from procure_runtime.logging import get_logger
 
 PICK_REQUESTED = spec_for_topic("pick.requested")
@@ -81,7 +82,7 @@ async def settle_pick(uow: UnitOfWork, request_id: str, picked: bool) -> None:
         .where(pick_requests.c.id == request_id, pick_requests.c.status == REQUESTED)
         .values(status=PICKED if picked else FAILED)
     )
-    if settled.rowcount == 0:
+    if rows_affected(settled) == 0:
         log.warning("pick request settled already; ignored", request_id=request_id)
         return
     if picked:

@@ -32,7 +32,7 @@ from procure_quotes.models import (
 )
 from procure_runtime import Conflict, Invalid, NotFound, UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
-from procure_runtime.db import CLIENT_ID_DOC, ClientId, id_for_new
+from procure_runtime.db import CLIENT_ID_DOC, ClientId, id_for_new, rows_affected
 from procure_runtime.replica import get as replica_get
 
 router = APIRouter()
@@ -200,7 +200,7 @@ async def delete_quote_item(opp_id: str, item_id: str, request: Request, _user: 
                 quote_items.c.id == item_id, quote_items.c.opportunity_id == opp_id
             )
         )
-        if gone.rowcount == 0:
+        if rows_affected(gone) == 0:
             raise NotFound(f"quote item {item_id!r} is not on opportunity {opp_id!r}")
     return Response(status_code=204)
 

@@ -6,14 +6,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from procure_quotes.ledger import ledger_of, lines_of
+from procure_quotes.ledger import Parts, ledger_of, lines_of
 from procure_quotes.models import charges, history, metadata, sales_orders
 from procure_runtime import replica
 
 
-def charge_view(
-    row: Any, lines: list[Any], hist: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
+def charge_view(row: Any, lines: Parts, hist: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": row.id,
         "sales_order_id": row.sales_order_id,

@@ -33,7 +33,14 @@ from procure_receiving.models import (
 from procure_receiving.store import load_po, po_history, receiving_item
 from procure_runtime import UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
-from procure_runtime.db import CLIENT_ID_DOC, ClientId, id_for_new, update_many, utcnow
+from procure_runtime.db import (
+    CLIENT_ID_DOC,
+    ClientId,
+    id_for_new,
+    rows_affected,
+    update_many,
+    utcnow,
+)
 from procure_runtime.http import Page
 from procure_runtime.replica import get_many as replica_get_many
 
@@ -238,7 +245,7 @@ async def close(
                 closed_at=utcnow(),
             )
         )
-        if done.rowcount != 1:
+        if rows_affected(done) != 1:
             raise NotReceivable(f"line {line_id!r} changed meanwhile; try again")
         await uow.session.execute(
             update(purchase_orders).where(purchase_orders.c.id == po_id).values(status=po.status)

@@ -24,11 +24,13 @@ async def load_po(
     row = (await session.execute(query)).first()
     if row is None:
         raise NotFound(f"PO {po_id!r} is not on the Receiving page (unknown or not submitted)")
-    lines = (
-        await session.execute(
-            select(po_lines).where(po_lines.c.po_id == po_id).order_by(po_lines.c.position)
-        )
-    ).all()
+    lines = list(
+        (
+            await session.execute(
+                select(po_lines).where(po_lines.c.po_id == po_id).order_by(po_lines.c.position)
+            )
+        ).all()
+    )
     po = PurchaseOrder(row.id, row.number, row.drop_ship, POStatus(row.status))
     products = await replica_get_many(
         session, metadata, "products", (ln.product["id"] for ln in lines)

@@ -9,7 +9,7 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from procure_contracts import events as ev
-from procure_contracts.shapes import Id, Quantity
+from procure_contracts.shapes import Address, Id, Quantity
 from procure_runtime import Conflict, Invalid, NotFound, UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
 from procure_runtime.db import CLIENT_ID_DOC, ClientId, id_for_new, update_many
@@ -154,7 +154,7 @@ async def deliver(body: DeliveryIn, request: Request, user: Shipper) -> dict[str
             ev.ShipmentDeliveredV1(
                 delivery_id=delivery_id,
                 drop_ship=False,
-                destination=destination,
+                destination=Address.model_validate(destination),
                 delivered_by=user.person,
                 items=items,
             ),

@@ -142,7 +142,7 @@ async def deliver_drop_ship(
     for line in lines:
         per_charge.setdefault(str(line.charge_id), []).append(line)
     delivery_id = new_id("dl")
-    destination = known[lines[0].charge_id].destination
+    destination = known[str(lines[0].charge_id)].destination
     await uow.session.execute(
         deliveries.insert().values(
             id=delivery_id,

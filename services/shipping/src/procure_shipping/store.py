@@ -34,7 +34,9 @@ async def lock_charges(session: AsyncSession, ids: set[str]) -> dict[str, Row[An
 
 async def next_seq(session: AsyncSession, charge_id: str) -> int:
     """The charge's next `seq` (R13); the caller holds the charge's lock."""
-    seq = await session.scalar(select(charges.c.next_seq).where(charges.c.id == charge_id))
+    seq = (
+        await session.execute(select(charges.c.next_seq).where(charges.c.id == charge_id))
+    ).scalar_one()
     await session.execute(
         update(charges).where(charges.c.id == charge_id).values(next_seq=charges.c.next_seq + 1)
     )

@@ -32,7 +32,7 @@ postgres:
 lint:
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
-	$(UV) run mypy contracts/src libs/runtime/src libs/devstack/src services/*/src --ignore-missing-imports
+	$(UV) run mypy contracts/src libs/runtime/src libs/devstack/src services/*/src bench --ignore-missing-imports
 
 format:
 	$(UV) run ruff check --fix .

@@ -82,11 +82,12 @@ async def echo(bootstrap: str, source: str, target: str, n: int, *, per_record: 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **PRODUCER)
     await asyncio.gather(consumer.start(), producer.start())
     try:
-        done, started = 0, None
+        done, started = 0, time.perf_counter()  # again at the first record fetched
+        first = True
         while done < n:
             batch = await consumer.getmany(timeout_ms=1000)
-            if batch and started is None:
-                started = time.perf_counter()
+            if batch and first:
+                started, first = time.perf_counter(), False
             for tp, records in batch.items():
                 if per_record:
                     for r in records:

@@ -203,7 +203,7 @@ class Flow:
         cursor = None
         while True:
             extra: dict[str, str] = {"cursor": cursor} if cursor else {}
-            page = await self.client.get(service, path, limit=1000, **params, **extra)
+            page = await self.client.get(service, path, None, limit=1000, **params, **extra)
             items += page["items"]
             if not (cursor := page["next_cursor"]):
                 return items

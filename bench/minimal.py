@@ -129,16 +129,19 @@ async def run(
     )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **PRODUCER)
     await asyncio.gather(consumer.start(), producer.start())
-    n, done, started = len(msgs), 0, None
+    n, done, started = len(msgs), 0, time.perf_counter()  # again at the first record fetched
+    first = True
     try:
         while done < n:
             batch = await consumer.getmany(timeout_ms=1000)
-            if batch and started is None:
-                started = time.perf_counter()
+            if batch and first:
+                started, first = time.perf_counter(), False
             for tp, records in batch.items():
                 sent = await apply_all(engine, backend, records, batched=batched)
                 futures = [
-                    await producer.send(target, out.to_bytes(), key=out.subject.encode())
+                    await producer.send(
+                        target, out.to_bytes(), key=(out.subject or out.id).encode()
+                    )
                     for out in sent
                 ]
                 await asyncio.gather(*futures)

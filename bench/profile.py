@@ -29,12 +29,15 @@ COSTS = [
 
 def summary(session: Session) -> str:
     total = sum(t for _, t in session.frame_records)
-    tasks: collections.Counter[str] = collections.Counter()
+    tasks: collections.defaultdict[str, float] = collections.defaultdict(float)  # seconds
     for stack, t in session.frame_records:
         joined = "\n".join(stack)
         tasks[next((label for m, label in TASKS if m in joined), "other")] += t
     lines = [f"wall {session.duration:.1f}s, CPU {session.cpu_time:.1f}s", "", "by task:"]
-    lines += [f"  {v:6.2f}s {100 * v / total:5.1f}%  {k}" for k, v in tasks.most_common()]
+    lines += [
+        f"  {v:6.2f}s {100 * v / total:5.1f}%  {k}"
+        for k, v in sorted(tasks.items(), key=lambda kv: -kv[1])
+    ]
     lines += ["", "named costs (inclusive, overlapping the tasks above):"]
     for marker, label in COSTS:
         v = sum(t for stack, t in session.frame_records if any(marker in f for f in stack))

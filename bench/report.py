@@ -88,7 +88,7 @@ def _ceiling(results: dict[str, Any], row: dict[str, Any]) -> str:
     it on this machine without making its events cheaper, whatever it overlaps. Beside
     it, the bound of the service's own process: one event loop, so one core at most
     (the tighter of the two where the process, not the machine, is what is full)."""
-    service = next(
+    service: dict[str, Any] = next(
         (
             s
             for s in results.get("services", [])

@@ -71,7 +71,8 @@ def profiling(to: Path | None) -> Iterator[None]:
     finally:
         profiler.stop()
         to.with_suffix(".txt").write_text(profiler.output_text(show_all=False))
-        to.with_name(f"{to.name}-summary.txt").write_text(summary(profiler.last_session))
+        if profiler.last_session is not None:
+            to.with_name(f"{to.name}-summary.txt").write_text(summary(profiler.last_session))
 
 
 @contextlib.asynccontextmanager

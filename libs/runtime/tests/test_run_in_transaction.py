@@ -18,6 +18,7 @@ from procure_runtime.db import (
     insert_together,
     new_metadata,
     run_in_transaction,
+    update_many,
 )
 
 metadata = new_metadata()
@@ -32,6 +33,15 @@ notes = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("text", String(50), nullable=False),
+)
+
+counts = Table(
+    "tx_counts",
+    metadata,
+    Column("k1", String(10), primary_key=True),
+    Column("k2", Integer, primary_key=True),
+    Column("n", Integer, nullable=False),
+    Column("label", String(10), nullable=False),
 )
 
 
@@ -193,3 +203,73 @@ async def test_a_session_outside_a_transaction_is_refused(db) -> None:
         with pytest.raises(ValueError, match="in a transaction"):
             await insert_all(session, items, [{"id": 1, "name": "a"}])
     assert await _names(db) == []
+
+
+async def _counts(db: Database) -> list[tuple[str, int, int, str]]:
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(select(counts).order_by(counts.c.k1, counts.c.k2))
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+async def test_update_many_changes_each_row_in_the_order_given(db, db_backend) -> None:
+    """`update_many` is one UPDATE a row, in the order given, as SQLAlchemy's
+    executemany was: a key named twice is changed twice (added to twice, or the last
+    value kept), a key no row has changes nothing. On PostgreSQL the driver runs it
+    (bench/levers.md, lever 62); listeners still see it."""
+    async with db.session() as session:
+        await insert_all(
+            session,
+            counts,
+            [
+                {"k1": "a", "k2": 1, "n": 0, "label": "x"},
+                {"k1": "a", "k2": 2, "n": 0, "label": "x"},
+            ],
+        )
+    before, after = listen(db)
+    async with db.session() as session:
+        await update_many(
+            session,
+            counts,
+            ("k1", "k2"),
+            [
+                {"k1": "a", "k2": 1, "n": 2},
+                {"k1": "a", "k2": 2, "n": 5},
+                {"k1": "a", "k2": 1, "n": 3},
+            ],
+            add=True,
+        )
+        await update_many(
+            session,
+            counts,
+            ("k1", "k2"),
+            [
+                {"k1": "a", "k2": 2, "label": "y"},
+                {"k1": "a", "k2": 2, "label": "z"},
+                {"k1": "b", "k2": 9, "label": "nobody"},
+            ],
+        )
+        await update_many(session, counts, ("k1", "k2"), [{"k1": "a", "k2": 1, "label": "one"}])
+    assert await _counts(db) == [("a", 1, 5, "one"), ("a", 2, 5, "z")]
+    updates = [s for s in before if s.startswith("UPDATE")]
+    assert len(updates) == 3 and all("tx_counts" in s for s in updates)
+    ran_by_sqlalchemy = [s for s in after if s.startswith("UPDATE")]
+    assert len(ran_by_sqlalchemy) == (0 if db_backend == "postgresql" else 3)
+
+
+async def test_an_update_many_that_fails_is_sqlalchemys_error_and_changes_nothing(
+    db, db_backend
+) -> None:
+    async with db.session() as session:
+        await insert_all(session, counts, [{"k1": "a", "k2": 1, "n": 0, "label": "x"}])
+    with pytest.raises(IntegrityError):  # NOT NULL
+        async with db.session() as session:
+            await update_many(
+                session,
+                counts,
+                ("k1", "k2"),
+                [
+                    {"k1": "a", "k2": 1, "n": 7, "label": "y"},
+                    {"k1": "a", "k2": 1, "n": 8, "label": None},
+                ],
+            )
+    assert await _counts(db) == [("a", 1, 0, "x")]

@@ -4,7 +4,6 @@ event, and queues what one event at a time queues: the same mails to the same pe
 word for word; a run naming a charge not known yet parks only the event that names it."""
 
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +39,7 @@ def scenario() -> tuple[list[Record], list[list[Record]]]:
         record("opportunity.won", f.opportunity_won(c3, sales_order_id="so-2"), 1),
     ]
     decided = [f.approval_decided(c1, True), f.approval_decided(c3, False)]
-    asked = [
-        ev.ApprovalRequestedV1(
-            approval_id=f"a-{c.id}",
-            charge_id=c.id,
-            sales_order_id="so-1",
-            product=c.product,
-            quantity=c.quantity,
-            extended_cost=Decimal(200),
-            threshold=Decimal(100),
-            purchasing_team=["pat@example.com"],
-        )
-        for c in (c1, c2)
-    ]
+    asked = [f.approval_requested(c, "so-1", purchasing_team=["pat@example.com"]) for c in (c1, c2)]
     canceled = ev.ShipmentCanceledV1(
         delivery_id="dl-9",
         reason="wrong address",

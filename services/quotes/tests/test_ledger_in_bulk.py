@@ -6,7 +6,6 @@ early still parks alone."""
 
 import json
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -81,18 +80,7 @@ def approvals_picks_and_closes() -> tuple[list[Record], list[list[Record]]]:
         record("opportunity.won", f.opportunity_won(c4, c5, sales_order_id="so-3"), 0),
         record("opportunity.won", f.opportunity_won(c6, sales_order_id="so-4"), 1),
     ]
-    asked = [
-        ev.ApprovalRequestedV1(
-            approval_id=f"a-{c.id}",
-            charge_id=c.id,
-            sales_order_id="so-3",
-            product=c.product,
-            quantity=c.quantity,
-            extended_cost=Decimal(200),
-            threshold=Decimal(100),
-        )
-        for c in (c4, c5)
-    ]
+    asked = [f.approval_requested(c, "so-3") for c in (c4, c5)]
     decided = [f.approval_decided(c4, True), f.approval_decided(c5, False)]
     closed = ev.POLineClosedV1(
         po_id="po-5",

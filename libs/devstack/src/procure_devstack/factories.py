@@ -238,6 +238,22 @@ def shipment_delivered(
     )
 
 
+def approval_requested(
+    ch: ChargeSpec, sales_order_id: str, *, purchasing_team: list[str] | None = None
+) -> ev.ApprovalRequestedV1:
+    """Approval `a-<charge id>` asked for all the charge's units (200 against 100)."""
+    return ev.ApprovalRequestedV1(
+        approval_id=f"a-{ch.id}",
+        charge_id=ch.id,
+        sales_order_id=sales_order_id,
+        product=ch.product,
+        quantity=ch.quantity,
+        extended_cost=Decimal(200),
+        threshold=Decimal(100),
+        purchasing_team=purchasing_team or [],
+    )
+
+
 def approval_decided(ch: ChargeSpec, approved: bool) -> ev.ApprovalDecidedV1:
     """The decision on approval `a-<charge id>` for all the charge's units."""
     return ev.ApprovalDecidedV1(

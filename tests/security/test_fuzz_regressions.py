@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 
 from procure_devstack.testing import running, token
+from procure_runtime.http import encode_cursor
 
 pytestmark = pytest.mark.kafka
 
@@ -88,3 +89,92 @@ async def test_a_422_answers_in_the_media_type_and_schema_the_openapi_declares(
     assert media_type in declared, f"{media_type} not among {sorted(declared)}"
     schema = {**declared[media_type]["schema"], "components": spec["components"]}
     jsonschema.validate(response.json(), schema)
+
+
+# BUG 3 (every paginated list): a cursor is opaque base64 JSON, and a list took whatever it
+# decoded to and handed it to the database or to `datetime.fromisoformat`: a JSON list,
+# object or string where a list is keyed by a number (or a number past 64 bits) was a
+# 500 (or, on PostgreSQL, a 503 "try again shortly" for the driver's refusal). Now each
+# list checks that the cursor is a key of its own shape (`procure_runtime.http.Page`).
+#: No list's key, whatever the list is keyed by (a text id, a sequence number, a time).
+FOREIGN_CURSORS = [{"a": 1}, 10**30, [[]], None, True, -1, ""]
+#: Some list's key: a 422 from the others, never a 5xx.
+OTHER_LISTS_CURSORS = ["abc", 5, ["x", "y"], ["2026-01-01T00:00:00+00:00", "id-1"]]
+
+
+def paginated_lists(spec: dict) -> list[tuple[str, dict[str, str]]]:
+    """Every GET of the OpenAPI that takes a `cursor`, with its required query filled."""
+    lists = []
+    for path, operations in spec["paths"].items():
+        params = operations.get("get", {}).get("parameters", [])
+        if "{" in path or not any(p["name"] == "cursor" for p in params):
+            continue
+        required = {p["name"]: "x" for p in params if p["required"] and p["in"] == "query"}
+        lists.append((path, required))
+    return lists
+
+
+@pytest.mark.parametrize(
+    "service", ["quotes", "inventory", "purchasing", "receiving", "shipping", "notifier"]
+)
+async def test_a_cursor_that_no_list_gave_out_is_a_422_never_a_5xx(
+    service: str, db_backend: str, service_settings
+) -> None:
+    settings = service_settings(service)
+    app, runtime = importlib.import_module(f"procure_{service}.app").build(settings)
+    admin = {"Authorization": f"Bearer {token(settings, 'admin')}"}
+    async with running(app, runtime), problem_client(app) as http:
+        lists = paginated_lists((await http.get("/openapi.json")).json())
+        assert lists, f"{service} has no paginated list"
+        for path, query in lists:
+            for value in FOREIGN_CURSORS:
+                answer = await http.get(path, params=at(query, value), headers=admin)
+                assert answer.status_code == 422, (path, value, answer.text)
+                assert answer.headers["content-type"].startswith("application/problem+json")
+            for value in OTHER_LISTS_CURSORS:
+                answer = await http.get(path, params=at(query, value), headers=admin)
+                assert answer.status_code in (200, 422), (path, value, answer.text)
+            not_base64 = {**query, "cursor": "%%%"}
+            assert (await http.get(path, params=not_base64, headers=admin)).status_code == 422
+
+
+def at(query: dict[str, str], cursor: object) -> dict[str, str]:
+    return {**query, "cursor": encode_cursor(cursor)}
+
+
+# BUG 4 (every quantity taken over HTTP): quantities had no upper bound, and the database's
+# integer columns refused one past 2**31 - 1 later: a 500 on SQLite, on PostgreSQL a 503
+# "try again shortly" (or, for a charge accepted with 202, an event its consumer retried
+# without end). Now the request is refused for its quantity, before anything is looked up.
+TOO_MANY = 2**31
+CHARGE = {
+    "parent": {"kind": "ticket", "id": "t-1", "name": "T"},
+    "product_id": "p-1",
+    "organization": {"id": "o", "name": "O", "address": ADDRESS},
+    "ship_to": ADDRESS,
+}
+ADJUSTMENT = {"product_id": "p-1", "location_id": "l-1", "reason": "count"}
+
+
+@pytest.mark.parametrize(
+    ("service", "url", "body"),
+    [
+        ("quotes", "/opportunities/o-1/items", {"product_id": "p-1", "quantity": TOO_MANY}),
+        ("quotes", "/charges", {**CHARGE, "quantity": TOO_MANY}),
+        ("inventory", "/stock/adjustments", {**ADJUSTMENT, "quantity": TOO_MANY}),
+        ("inventory", "/stock/adjustments", {**ADJUSTMENT, "quantity": -TOO_MANY}),
+        ("purchasing", "/fulfillment/c-1/pick", {"location_id": "l-1", "quantity": TOO_MANY}),
+    ],
+)
+@pytest.mark.parametrize("db_backend", ["sqlite"])
+async def test_a_quantity_past_what_the_database_holds_is_refused_as_invalid(
+    service: str, url: str, body: dict, db_backend: str, service_settings
+) -> None:
+    settings = service_settings(service)
+    app, runtime = importlib.import_module(f"procure_{service}.app").build(settings)
+    admin = {"Authorization": f"Bearer {token(settings, 'admin')}"}
+    async with running(app, runtime), problem_client(app) as http:
+        answer = await http.post(url, headers=admin, json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["type"].endswith(":invalid")
+    assert [e["loc"][-1] for e in answer.json()["errors"]] == ["quantity"]

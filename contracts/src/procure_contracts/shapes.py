@@ -14,8 +14,12 @@ Money = Annotated[
     Field(description='A decimal amount as a string, e.g. "12.50"'),
     PlainSerializer(lambda v: str(v), return_type=str, when_used="json"),
 ]
-Quantity = Annotated[int, Field(gt=0, description="A positive number of units")]
-NonNegative = Annotated[int, Field(ge=0)]
+#: The most units one quantity can hold: what a PostgreSQL `integer` column holds. A
+#: larger quantity is refused where it enters (422, or a dead letter) rather than by the
+#: database later, where it was a 500 or an event retried without end.
+MAX_UNITS = 2**31 - 1
+Quantity = Annotated[int, Field(gt=0, le=MAX_UNITS, description="A positive number of units")]
+NonNegative = Annotated[int, Field(ge=0, le=MAX_UNITS)]
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 
 

@@ -85,6 +85,23 @@ async def test_threshold_edges_and_a_change_applies_to_later_charges_only(purcha
     all_requested = await p.events("approval.requested", 2, settle=1.0)
     assert len(all_requested) == 2  # nothing else asked for approval
 
+    # Both lists are keyed by a time and an id: one row a page, the cursors lead through all.
+    for path in ("/approvals", "/fulfillment"):
+        whole = (await p.http.get(path, headers=p.buyer)).json()["items"]
+        assert len(whole) >= 2
+        assert await one_by_one(p, path) == whole
+
+
+async def one_by_one(p, path: str) -> list[dict]:
+    rows, params = [], {"limit": 1}
+    while True:
+        page = await p.http.get(path, params=params, headers=p.buyer)
+        assert page.status_code == 200, page.text
+        rows += page.json()["items"]
+        if not page.json()["next_cursor"]:
+            return rows
+        params = {"limit": 1, "cursor": page.json()["next_cursor"]}
+
 
 async def test_approval_decisions_by_role_once_and_reject_needs_a_note(purchasing) -> None:
     p = purchasing

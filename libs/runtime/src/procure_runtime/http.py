@@ -6,13 +6,14 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -132,7 +133,15 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 class Page:
-    """`limit` (default 100, at most 1000) and an opaque `cursor` (keyset)."""
+    """`limit` (default 100, at most 1000) and an opaque `cursor` (keyset): the key of the
+    last row of the page before, which a list compares in SQL with its order's columns.
+    Keyed by a text id; `SeqPage` and `TimePage` for the other keys. A cursor is opaque
+    but not trusted: anything but the key a list gives out is a 422, never a value
+    handed to the database (a list, or an integer past 64 bits, was a 500 there)."""
+
+    key: ClassVar[TypeAdapter[Any]] = TypeAdapter(
+        Annotated[str, Field(strict=True, min_length=1, max_length=500)]
+    )
 
     def __init__(
         self,
@@ -140,7 +149,13 @@ class Page:
         cursor: str | None = Query(None, max_length=500),
     ) -> None:
         self.limit = limit
-        self.after = decode_cursor(cursor) if cursor else None
+        self.after = self._key(decode_cursor(cursor)) if cursor else None
+
+    def _key(self, value: Any) -> Any:
+        try:
+            return self.key.validate_python(value)
+        except ValidationError:
+            raise Invalid("`cursor` is not one this list gave out") from None
 
     def answer(self, items: list[Any], key: Any, view: Any = None) -> dict[str, Any]:
         """`items` holds up to limit+1 rows; the extra one says there is a next page.
@@ -149,6 +164,18 @@ class Page:
         items = items[: self.limit]
         cursor = encode_cursor(key(items[-1])) if more else None
         return {"items": [view(i) for i in items] if view else items, "next_cursor": cursor}
+
+
+class SeqPage(Page):
+    """Keyed by a sequence number (a non-negative 64-bit integer)."""
+
+    key = TypeAdapter(Annotated[int, Field(strict=True, ge=0, lt=2**63)])
+
+
+class TimePage(Page):
+    """Keyed by a time and a text id, to break ties: `[iso time, id]`."""
+
+    key = TypeAdapter(tuple[datetime, Annotated[str, Field(strict=True, min_length=1)]])
 
 
 def encode_cursor(value: Any) -> str:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from procure_contracts.shapes import Id, Product, Quantity
+from procure_contracts.shapes import MAX_UNITS, Id, Product, Quantity
 from procure_inventory import catalog, stock
 from procure_inventory.domain import (
     BelowCommitted,
@@ -29,7 +29,7 @@ from procure_inventory.picking import RESERVED, locked_reservation, release, res
 from procure_runtime import Invalid, NotFound, UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
 from procure_runtime.db import CLIENT_ID_DOC, ClientId
-from procure_runtime.http import Page
+from procure_runtime.http import Page, SeqPage
 
 router = APIRouter(tags=["stock"])
 Reader = Annotated[Principal, Depends(authenticated)]
@@ -43,7 +43,10 @@ Serials = Annotated[
 class AdjustmentIn(BaseModel):
     product_id: Id
     location_id: Id
-    quantity: Annotated[int, Field(description="Signed change of on hand; not zero")]
+    quantity: Annotated[
+        int,
+        Field(ge=-MAX_UNITS, le=MAX_UNITS, description="Signed change of on hand; not zero"),
+    ]
     serials: Serials = []
     reason: Annotated[str, Field(min_length=1, max_length=1000)]
 
@@ -304,7 +307,7 @@ async def list_transfers(
     _u: Reader,
     product_id: str | None = None,
     charge_id: str | None = None,
-    page: Page = Depends(),
+    page: SeqPage = Depends(),
 ) -> dict[str, Any]:
     """Every stock movement with its cause, oldest first."""
     query = select(movements).order_by(movements.c.seq).limit(page.limit + 1)

@@ -9,10 +9,9 @@ from sqlalchemy import select
 from procure_notifier.domain import NotificationStatus, NotificationType, address_key
 from procure_notifier.models import notification_settings, notifications
 from procure_notifier.notifications import enabled_types
-from procure_runtime import Invalid
 from procure_runtime.auth import Principal, authenticated, require
 from procure_runtime.db import upsert_insert, utcnow
-from procure_runtime.http import Page
+from procure_runtime.http import SeqPage
 
 router = APIRouter()
 Reader = Annotated[Principal, Depends(authenticated)]
@@ -74,7 +73,7 @@ def _view(row: Any) -> dict[str, Any]:
 async def list_notifications(
     request: Request,
     _user: Reader,
-    page: Annotated[Page, Depends()],
+    page: Annotated[SeqPage, Depends()],
     recipient: Annotated[str | None, Query(max_length=320)] = None,
     type: Annotated[NotificationType | None, Query()] = None,
     status: Annotated[NotificationStatus | None, Query()] = None,
@@ -91,8 +90,6 @@ async def list_notifications(
     if event_id:
         query = query.where(notifications.c.event_id == event_id)
     if page.after is not None:
-        if not isinstance(page.after, int):
-            raise Invalid("`cursor` is not one this service gave out")
         query = query.where(notifications.c.id > page.after)
     async with request.app.state.runtime.db.session() as session:
         rows = (await session.execute(query)).all()

@@ -1,7 +1,6 @@
 """Purchasing's HTTP routes (thin): procurement settings, purchase approvals (R5) and
 the Purchasing & Fulfillment queue with picks (R6, R7)."""
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -17,7 +16,7 @@ from procure_purchasing.models import approvals, charges, procurement_settings
 from procure_runtime import NotFound
 from procure_runtime.auth import Principal, authenticated, require
 from procure_runtime.db import insert_ignore, utcnow
-from procure_runtime.http import Page
+from procure_runtime.http import TimePage
 
 router = APIRouter()
 Reader = Annotated[Principal, Depends(authenticated)]
@@ -105,7 +104,7 @@ def _approval_view(row: Any) -> dict[str, Any]:
 async def list_approvals(
     request: Request,
     _user: Reader,
-    page: Annotated[Page, Depends()],
+    page: Annotated[TimePage, Depends()],
     status: ApprovalStatus | None = None,
     charge_id: str | None = None,
 ) -> dict[str, Any]:
@@ -115,7 +114,7 @@ async def list_approvals(
     if charge_id:
         query = query.where(approvals.c.charge_id == charge_id)
     if page.after:
-        at, last_id = datetime.fromisoformat(page.after[0]), page.after[1]
+        at, last_id = page.after
         c = approvals.c
         query = query.where(or_(c.requested_at > at, and_(c.requested_at == at, c.id > last_id)))
     async with request.app.state.runtime.db.session() as session:
@@ -154,7 +153,7 @@ async def reject(
 async def list_queue(
     request: Request,
     _user: Reader,
-    page: Annotated[Page, Depends()],
+    page: Annotated[TimePage, Depends()],
     vendor_id: str | None = None,
     sales_order_id: str | None = None,
 ) -> dict[str, Any]:
@@ -165,7 +164,7 @@ async def list_queue(
     if sales_order_id:
         query = query.where(c.sales_order_id == sales_order_id)
     if page.after:
-        at, last_id = datetime.fromisoformat(page.after[0]), page.after[1]
+        at, last_id = page.after
         query = query.where(or_(c.first_sent_at > at, and_(c.first_sent_at == at, c.id > last_id)))
     async with request.app.state.runtime.db.session() as session:
         rows = (await session.execute(query.limit(page.limit + 1))).all()

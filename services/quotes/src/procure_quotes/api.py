@@ -19,6 +19,7 @@ from procure_contracts.shapes import (
     Parent,
     Person,
     Product,
+    Quantity,
     ReservationRef,
 )
 from procure_quotes import views
@@ -73,7 +74,7 @@ class OpportunityIn(Body):
 
 class QuoteItemIn(Body):
     product_id: str = Field(min_length=1)
-    quantity: int = Field(gt=0)
+    quantity: Quantity
     unit_price: Decimal | None = Field(None, ge=0)
 
 
@@ -288,7 +289,7 @@ class ChargeIn(Body):
     parent: Parent
     owner: Person | None = None
     product_id: str = Field(min_length=1)
-    quantity: int = Field(gt=0)
+    quantity: Quantity
     unit_price: Decimal | None = Field(None, ge=0)
     organization: Organization
     ship_to: Address

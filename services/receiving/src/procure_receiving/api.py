@@ -41,7 +41,7 @@ from procure_runtime.db import (
     update_many,
     utcnow,
 )
-from procure_runtime.http import Page
+from procure_runtime.http import SeqPage
 from procure_runtime.replica import get_many as replica_get_many
 
 router = APIRouter()
@@ -74,11 +74,11 @@ _OPEN_LINE = and_(
 
 
 @router.get("/receiving")
-async def receiving_page(request: Request, _user: Reader, page: Page = Depends()) -> Any:
+async def receiving_page(request: Request, _user: Reader, page: SeqPage = Depends()) -> Any:
     """POs with open lines, in the order they were submitted; open lines only."""
     query = select(purchase_orders).where(exists().where(_OPEN_LINE)).order_by(purchase_orders.c.n)
     if page.after is not None:
-        query = query.where(purchase_orders.c.n > int(page.after))
+        query = query.where(purchase_orders.c.n > page.after)
     async with request.app.state.runtime.db.session() as session:
         pos = (await session.execute(query.limit(page.limit + 1))).all()
         ids = [po.id for po in pos]

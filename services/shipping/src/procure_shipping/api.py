@@ -13,7 +13,7 @@ from procure_contracts.shapes import Address, Id, Quantity
 from procure_runtime import Conflict, Invalid, NotFound, UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
 from procure_runtime.db import CLIENT_ID_DOC, ClientId, id_for_new, update_many
-from procure_runtime.http import Page
+from procure_runtime.http import SeqPage
 from procure_shipping.domain import one_destination, take, without
 from procure_shipping.handlers import SHIPMENT_CANCELED, SHIPMENT_DELIVERED
 from procure_shipping.models import cancellations, delivered_items, deliveries, ready_items
@@ -50,20 +50,20 @@ class CancelIn(BaseModel):
 
 
 @router.get("/delivery/ready")
-async def ready(request: Request, _user: Reader, page: Page = Depends()) -> dict[str, Any]:
+async def ready(request: Request, _user: Reader, page: SeqPage = Depends()) -> dict[str, Any]:
     async with request.app.state.runtime.db.session() as session:
         rows = await ready_tab(session, page.after, page.limit)
     return _page(page, rows)
 
 
 @router.get("/delivery/delivered")
-async def delivered(request: Request, _user: Reader, page: Page = Depends()) -> dict[str, Any]:
+async def delivered(request: Request, _user: Reader, page: SeqPage = Depends()) -> dict[str, Any]:
     async with request.app.state.runtime.db.session() as session:
         rows = await delivered_tab(session, page.after, page.limit)
     return _page(page, rows)
 
 
-def _page(page: Page, rows: list[Any]) -> dict[str, Any]:
+def _page(page: SeqPage, rows: list[Any]) -> dict[str, Any]:
     return page.answer(rows, key=lambda row: row[0], view=lambda row: row[1])
 
 

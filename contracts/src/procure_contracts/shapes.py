@@ -18,7 +18,9 @@ Money = Annotated[
 #: larger quantity is refused where it enters (422, or a dead letter) rather than by the
 #: database later, where it was a 500 or an event retried without end.
 MAX_UNITS = 2**31 - 1
-Quantity = Annotated[int, Field(gt=0, le=MAX_UNITS, description="A positive number of units")]
+Quantity = Annotated[
+    int, Field(gt=0, le=MAX_UNITS, description="A positive number of units, at most 2147483647")
+]
 NonNegative = Annotated[int, Field(ge=0, le=MAX_UNITS)]
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 

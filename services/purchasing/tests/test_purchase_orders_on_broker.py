@@ -247,6 +247,57 @@ async def test_edit_and_cancel_a_new_drop_ship_po_returns_its_units(purchasing) 
     assert (await p.http.get("/purchase-orders/po-nope", headers=p.buyer)).status_code == 404
 
 
+async def test_a_drop_ship_po_emptied_of_its_charges_takes_another_destination(
+    purchasing,
+) -> None:
+    """R8: every charge on a drop-ship PO shares one destination, that of the charges on
+    it now: once its last charge line is removed, a charge of another destination may be
+    added, and the PO's ship-to (its view, `po.submitted`) is that charge's."""
+    p = purchasing
+    vendor = f.vendor()
+    widget = f.product(unit_cost="10.00", vendor=vendor)
+    await p.catalog(vendor)
+    site, elsewhere = f.address("Customer site"), f.address("Branch office", city="Shelbyville")
+    first = await p.need_order(widget, 2, destination=site)
+    second = await p.need_order(widget, 1, destination=elsewhere)
+    await p.until_queued(first.charge_id, 2)
+    await p.until_queued(second.charge_id, 1)
+    created = await p.http.post(
+        "/purchase-orders",
+        json={
+            "vendor_id": vendor.id,
+            "ship_to": {"kind": "organization"},
+            "items": [{"item_id": first.charge_id}],
+        },
+        headers=p.buyer,
+    )
+    assert created.status_code == 201, created.text
+    url = f"/purchase-orders/{created.json()['id']}"
+    [line] = created.json()["lines"]
+
+    removed = await p.http.delete(f"{url}/lines/{line['line_id']}", headers=p.buyer)
+    assert removed.status_code == 200, removed.text
+    assert removed.json()["lines"] == []
+    assert removed.json()["ship_to"]["address"] is None  # no charge left to take it from
+    added = await p.http.post(f"{url}/lines", json={"item_id": second.charge_id}, headers=p.buyer)
+    assert added.status_code == 201, added.text
+    ship_to = {
+        "kind": "organization",
+        "location_id": None,
+        "address": elsewhere.model_dump(mode="json"),
+    }
+    assert added.json()["ship_to"] == ship_to
+    mixed = await p.http.post(f"{url}/lines", json={"item_id": first.charge_id}, headers=p.buyer)
+    assert mixed.status_code == 422, mixed.text
+    assert await p.queued(first.charge_id) == 2
+
+    submitted = await p.http.post(f"{url}/submit", headers=p.buyer)
+    assert submitted.status_code == 200, submitted.text
+    [event] = await p.events("po.submitted", 1)
+    assert event.data["po"]["ship_to"] == ship_to
+    assert [ln["charge_id"] for ln in event.data["lines"]] == [second.charge_id]
+
+
 async def _po_where(p, url, check):
     view = (await p.http.get(url, headers=p.buyer)).json()
     return view if check(view) else None

@@ -106,7 +106,11 @@ async def add_to(
     if take is not None:
         row = (await queue_items(uow.session, [take]))[take.item_id]
         if po.ship_kind == "organization":
-            drop_ship_address("organization", [po.ship_address, row.destination], False)
+            # Against the charges still on the PO: once all were removed, any may come.
+            on_po = await _destinations(uow.session, po_id)
+            address = drop_ship_address("organization", [*on_po, row.destination], False)
+            if address != po.ship_address:
+                await _set_ship_address(uow.session, po_id, address)
         await take_units(uow, po_id, [take])
     if stock_line is not None:
         if po.ship_kind != "location":
@@ -117,7 +121,7 @@ async def add_to(
 
 async def remove_line(uow: UnitOfWork, po_id: str, line_id: str) -> None:
     """Take a line off a New PO; its units go back on the queue."""
-    await locked_po(uow.session, po_id)
+    po = await locked_po(uow.session, po_id)
     line = (
         await uow.session.execute(
             select(po_lines).where(po_lines.c.id == line_id, po_lines.c.po_id == po_id)
@@ -126,8 +130,26 @@ async def remove_line(uow: UnitOfWork, po_id: str, line_id: str) -> None:
     if line is None:
         raise NotFound(f"line {line_id!r} is not on purchase order {po_id!r}")
     await uow.session.execute(delete(po_lines).where(po_lines.c.id == line_id))
+    if po.ship_kind == "organization" and not await _destinations(uow.session, po_id):
+        await _set_ship_address(uow.session, po_id, None)  # the next charge added sets it
     if line.charge_id:
         await fulfillment.return_to_queue(uow, line.charge_id, "ordered", line.quantity)
+
+
+async def _destinations(session: AsyncSession, po_id: str) -> list[dict[str, Any]]:
+    """The destinations of the charges on a PO's lines: a drop-ship PO's address."""
+    query = (
+        select(charges.c.destination)
+        .join_from(po_lines, charges, po_lines.c.charge_id == charges.c.id)
+        .where(po_lines.c.po_id == po_id)
+    )
+    return list((await session.scalars(query)).all())
+
+
+async def _set_ship_address(session: AsyncSession, po_id: str, address: Any) -> None:
+    await session.execute(
+        update(purchase_orders).where(purchase_orders.c.id == po_id).values(ship_address=address)
+    )
 
 
 async def take_units(uow: UnitOfWork, po_id: str, takes: list[Take]) -> None:
@@ -259,9 +281,11 @@ async def cancel(uow: UnitOfWork, po_id: str) -> None:
         .values(status=POStatus.CANCELED, canceled_at=utcnow())
     )
     lines = await lines_of(uow.session, po_id)
+    returned: dict[str, int] = {}
     for line in lines:
         if line.charge_id:
-            await fulfillment.return_to_queue(uow, line.charge_id, "ordered", line.quantity)
+            returned[line.charge_id] = returned.get(line.charge_id, 0) + line.quantity
+    await fulfillment.return_many_to_queue(uow, "ordered", returned)
     uow.emit(
         PO_CANCELED,
         ev.POCanceledV1(po_id=po.id, number=po.number),

@@ -14,9 +14,10 @@ import jwt
 import pytest
 
 from procure_contracts import CloudEvent
-from procure_devstack.cli import main, parse_roles, summarize_data, tail
+from procure_devstack.cli import Stack, StackPaths, main, parse_roles, summarize_data, tail
 from procure_devstack.kafka import LocalKafka
 from procure_devstack.ports import free_ports
+from procure_notifier.sender import SmtpSettings
 from procure_runtime.auth import ROLES
 from procure_runtime.settings import DEV_JWT_SECRET, load_settings
 
@@ -115,6 +116,24 @@ def test_summarize_data_prefers_scalars() -> None:
     assert summarize_data(data) == f"quantity=3 note={'n' * 39}… posted=False price=1.5"
     assert summarize_data({"charge": {"id": "ch-1"}, "lines": [1]}) == "charge.id=ch-1 lines=[1]"
     assert summarize_data({}) == ""
+
+
+# ------------------------------------------------------------------------------- up
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # the dev secret
+def test_up_summary_names_the_port_the_notifier_mails_an_external_server_on(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PROCURE_SMTP_HOST", "mail.example.com")
+    monkeypatch.delenv("PROCURE_SMTP_PORT", raising=False)
+    stack = Stack(StackPaths(tmp_path), services=[], sink=None, external_kafka="127.0.0.1:9092")
+    stack.print_summary(already=False)
+    port = SmtpSettings().port  # the notifier's default
+    assert f"smtp        mail.example.com:{port}   (external)" in capsys.readouterr().out
+    monkeypatch.setenv("PROCURE_SMTP_PORT", "2525")
+    stack.print_summary(already=True)
+    assert "smtp        mail.example.com:2525   (external)" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- tail

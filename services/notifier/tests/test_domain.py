@@ -2,7 +2,11 @@
 
 import os
 
+import pytest
+from aiosmtplib.email import parse_address
+
 from procure_notifier.domain import (
+    MAX_ADDRESS,
     ChargeInfo,
     Item,
     Mail,
@@ -14,6 +18,7 @@ from procure_notifier.domain import (
     stakeholders,
     subject,
     team_mails,
+    unmailable,
 )
 from procure_notifier.notifications import render
 from procure_notifier.sender import SmtpSettings
@@ -93,6 +98,48 @@ def test_purchasing_team_addresses_are_deduplicated() -> None:
         ("boss@example.com", [item]),
     ]
     assert team_mails([], [item]) == []
+
+
+MAILABLE = [
+    "carl@example.com",
+    "first.last+tag@sub.example.co.uk",
+    "o'brien@example.com",
+    "jörg@bücher.example",  # SMTPUTF8
+    "x" * 64 + "@" + "d" * (MAX_ADDRESS - 65),
+]
+
+
+@pytest.mark.parametrize("address", MAILABLE)
+def test_plain_mailboxes_are_mailable_and_sent_to_as_they_are(address: str) -> None:
+    assert unmailable(address) is None
+    assert parse_address(address) == address  # what aiosmtplib puts on RCPT TO
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("", "empty"),
+        ("x" * 64 + "@" + "d" * (MAX_ADDRESS - 64), "too long"),
+        ("x" * 5000 + "@example.com", "too long"),
+        ("carl", "not a mailbox"),
+        ("@example.com", "not a mailbox"),
+        ("carl@", "not a mailbox"),
+        ("carl@b@example.com", "not a mailbox"),
+        ("carl smith@example.com", "not a mailbox"),  # aiosmtplib: ValueError
+        ("carl\r\nrcpt to:<eve@example.com>@example.com", "not a mailbox"),
+        ("carl\x00@example.com", "not a mailbox"),
+        ("carl\x85@example.com", "not a mailbox"),
+        ("carl <carl@example.com>", "not a mailbox"),
+        ("eve<carl@example.com", "not a mailbox"),  # aiosmtplib mails carl@example.com
+        ("carl,eve@example.com", "not a mailbox"),  # aiosmtplib mails "carl"
+        ("carl;eve@example.com", "not a mailbox"),
+        ('"carl"@example.com', "not a mailbox"),
+        ("carl(x)@example.com", "not a mailbox"),
+        ("carl@[192.0.2.1]", "not a mailbox"),
+    ],
+)
+def test_unmailable_addresses_say_why(address: str, why: str) -> None:
+    assert unmailable(address) == why
 
 
 def test_subject_names_the_status_and_the_po_or_the_sales_orders() -> None:

@@ -370,6 +370,48 @@ async def test_disabled_type_and_forwarding_without_team_send_nothing(
         assert await runtime.consumer.parked_count() == 0
 
 
+async def test_an_unmailable_address_is_skipped_and_the_others_still_get_their_mail(
+    service_settings, sink, quick_smtp
+) -> None:
+    """An address too long for the log (on PostgreSQL its insert would fail the event's
+    every row and dead-letter it), empty, or not a plain mailbox is not recorded."""
+    settings = service_settings("notifier")
+    app, runtime = build(settings, quick_smtp(sink.port))
+    p = _people()
+    long = f.person("Lon Long", email="l" * 400 + "@example.com")
+    ticket = f.charge(owner=long, parent=f.parent(primary_resource=p["rita"]))
+    won = f.opportunity_won(ticket, owner=p["olive"], so_owner=p["sam"])
+    asked = f.approval_requested(
+        ticket,
+        won.sales_order.id,
+        purchasing_team=["buyers@example.com", "Boss <boss@example.com>", "a b@example.com"],
+    )
+    no_email = ev.SalesOrderReadyToFulfillV1(
+        sales_order_id=won.sales_order.id, owner=f.person("Nemo", email=" ")
+    )
+    async with (
+        running(app, runtime) as http,
+        KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
+    ):
+        await kafka.publish(S("opportunity.won"), won)
+        submitted = await kafka.publish(S("po.submitted"), _po([(ticket, 2)]))
+        requested = await kafka.publish(S("approval.requested"), asked)
+        await kafka.publish(S("salesorder.ready_to_fulfill"), no_email)
+        got = await _delivered(sink, submitted.id, 3)
+        await _delivered(sink, requested.id, 1, settle=1.5)
+        assert Counter(m.rcpt_tos[0] for m in got) == Counter(_emails(p, "rita", "olive", "sam"))
+        assert [m.rcpt_tos for m in _by_event(sink, requested.id)] == [["buyers@example.com"]]
+        assert len(sink.messages) == 4
+        rows = await _rows(http, settings, limit=1000)
+        assert sorted((r["type"], r["status"]) for r in rows) == [
+            ("approval_requested", "sent"),
+            *[("on_order", "sent")] * 3,
+        ]
+        assert await runtime.consumer.parked_count() == 0
+        dead = await kafka.read("dlq.notifier", until=lambda got: True, timeout=10, settle=1.0)
+        assert dead == []
+
+
 @pytest.mark.faults(checks=("lost", "emails"))
 async def test_smtp_outage_delays_mail_but_loses_and_doubles_none(
     service_settings, sink, quick_smtp

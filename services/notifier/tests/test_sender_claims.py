@@ -1,6 +1,7 @@
 """The sender claims due rows a few at a time in one statement, marks each sent on its
 own, and hands back what it will not mail in time (or at all, when stopping). Senders
-side by side, one per SMTP connection, never mail a row twice."""
+side by side, one per SMTP connection, never mail a row twice. A recipient refused for
+now (4xx) is retried; one refused for good (5xx) is `failed`."""
 
 import asyncio
 from collections import Counter
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
+from procure_devstack.smtp import SmtpSink
 from procure_devstack.testing import eventually
 from procure_notifier.app import build
 from procure_notifier.models import metadata as notifier_metadata
@@ -212,3 +214,60 @@ def _counted(claim: Any, counts: list[int], n: int) -> Any:
         return await claim()
 
     return counting
+
+
+def _refuse_rcpt(sink: SmtpSink, *replies: str) -> None:
+    """The sink answers the next RCPTs with `replies`, then accepts (its `fail_next`
+    refuses DATA only)."""
+    pending = list(replies)
+
+    async def handle_RCPT(server: Any, session: Any, envelope: Any, address: str, options: Any):
+        if pending:
+            return pending.pop(0)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
+
+    assert sink._controller is not None
+    sink._controller.handler.handle_RCPT = handle_RCPT  # read by each new SMTP session
+
+
+async def _send_until_none_due(sender: Sender) -> None:
+    try:
+        while await sender.send_due():
+            pass
+    finally:
+        await sender._close()
+
+
+async def test_a_recipient_refused_for_now_is_retried_and_mailed_once(db, sink, quick_smtp) -> None:
+    await _due(db, 1)
+    _refuse_rcpt(sink, "451 4.7.1 Greylisted, try again later")
+    sender = Sender(db, quick_smtp(sink.port))
+    await _send_until_none_due(sender)
+    [row] = await _rows(db)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert "451" in row.last_error and sink.messages == []
+
+    async def sent() -> bool:
+        await _send_until_none_due(sender)  # due again after the backoff (0.2 s)
+        return (await _rows(db))[0].status == "sent"
+
+    await eventually(sent, timeout=10)
+    await asyncio.sleep(0.5)  # a second mail would have arrived by now
+    await _send_until_none_due(sender)
+    [row] = await _rows(db)
+    assert (row.status, row.attempts) == ("sent", 2)
+    assert [m.rcpt_tos for m in sink.messages] == [["r0@example.com"]]
+
+
+async def test_a_recipient_refused_for_good_fails_and_is_not_retried(db, sink, quick_smtp) -> None:
+    await _due(db, 1)
+    _refuse_rcpt(sink, "550 5.1.1 No such user")
+    sender = Sender(db, quick_smtp(sink.port))
+    await _send_until_none_due(sender)
+    await asyncio.sleep(0.5)  # past the backoff: a retry would be due by now
+    await _send_until_none_due(sender)
+    [row] = await _rows(db)
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert "550" in row.last_error and sink.messages == []

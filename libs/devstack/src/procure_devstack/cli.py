@@ -521,9 +521,11 @@ class Stack:
         print(f"  {'kafka':<11} {self.bootstrap}   ({kafka_where})")
         if self.sink is not None:
             print(f"  {'smtp sink':<11} {SMTP_HOST}:{SMTP_PORT}   mail in {self.paths.mail}")
-        else:
-            host = os.environ.get("PROCURE_SMTP_HOST")
-            print(f"  {'smtp':<11} {host}:{os.environ.get('PROCURE_SMTP_PORT', '25')}   (external)")
+        else:  # where the notifier sends: its own reading of PROCURE_SMTP_HOST/PORT
+            from procure_notifier.sender import SmtpSettings
+
+            smtp = SmtpSettings()
+            print(f"  {'smtp':<11} {smtp.host}:{smtp.port}   (external)")
         token = make_dev_token(
             sub="dev-admin",
             name="Dev Admin",

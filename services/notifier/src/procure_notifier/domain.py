@@ -2,6 +2,7 @@
 items an event touches become one email per address, with its subject."""
 
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -104,6 +105,28 @@ class Mail:
 
 def address_key(email: str) -> str:
     return email.strip().lower()
+
+
+# The notification log's `recipient` column (RFC 5321's 64-character local part, "@" and
+# 255-character domain).
+MAX_ADDRESS = 320
+# Whitespace, control characters and RFC 5322's specials but "@" and ".": none can stand
+# unquoted in a mailbox, and aiosmtplib refuses the address or mails a part of it.
+_NOT_IN_ADDRESS = re.compile(r'[\s\x00-\x1f\x7f-\x9f()<>\[\]:;,\\"]')
+
+
+def unmailable(address: str) -> str | None:
+    """Why an address (an `address_key`) is not recorded, or None: one that is empty,
+    too long for the log, or not a plain `local@domain`, is skipped, so it can neither
+    fail the event's other rows nor be retried forever."""
+    if not address:
+        return "empty"
+    if len(address) > MAX_ADDRESS:
+        return "too long"
+    local, _, domain = address.partition("@")
+    if not local or not domain or "@" in domain or _NOT_IN_ADDRESS.search(address):
+        return "not a mailbox"
+    return None
 
 
 def mails_for(audience: Iterable[tuple[Item, Iterable[Person]]]) -> list[Mail]:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from procure_notifier.domain import MAX_ADDRESS
 from procure_runtime.db import BigId, UTCDateTime, new_metadata, utcnow
 from procure_runtime.replica import replica_tables
 
@@ -57,7 +58,7 @@ notifications = Table(
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("event_id", String(200), nullable=False),
     Column("type", String(64), nullable=False),
-    Column("recipient", String(320), nullable=False),
+    Column("recipient", String(MAX_ADDRESS), nullable=False),  # longer ones are not recorded
     Column("subject", Text, nullable=False),
     Column("body_text", Text, nullable=False),
     Column("body_html", Text, nullable=False),

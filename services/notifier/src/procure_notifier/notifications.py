@@ -9,7 +9,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from procure_contracts import CloudEvent
-from procure_notifier.domain import Mail, Notice, NotificationStatus, NotificationType, subject
+from procure_notifier.domain import (
+    Mail,
+    Notice,
+    NotificationStatus,
+    NotificationType,
+    subject,
+    unmailable,
+)
 from procure_notifier.models import notification_settings, notifications
 from procure_runtime import UnitOfWork
 from procure_runtime.db import utcnow
@@ -65,7 +72,9 @@ def render(notice: Notice, mail: Mail) -> tuple[str, str, str]:
 
 
 async def record(uow: UnitOfWork, event: CloudEvent, notice: Notice, mails: list[Mail]) -> None:
-    """Queue one email per address; a row that exists already (same event) stays as is."""
+    """Queue one email per address; a row that exists already (same event) stays as is.
+    An address that cannot be mailed is skipped (and logged): the others still are."""
+    mails = [mail for mail in mails if _mailable(event, notice, mail)]
     # Deferred: the sender reads them only once the transaction has committed.
     now = utcnow()
     for mail in mails:
@@ -88,3 +97,17 @@ async def record(uow: UnitOfWork, event: CloudEvent, notice: Notice, mails: list
         notification_type=notice.type.value,
         recipients=[m.recipient for m in mails],
     )
+
+
+def _mailable(event: CloudEvent, notice: Notice, mail: Mail) -> bool:
+    if (why := unmailable(mail.recipient)) is None:
+        return True
+    log.warning(
+        "recipient skipped: unmailable address",
+        reason=why,
+        recipient=mail.recipient[:100],  # an over-long one is shown in part
+        name=mail.name,
+        notification_type=notice.type.value,
+        event_id=event.id,
+    )
+    return False

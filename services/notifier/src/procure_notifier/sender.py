@@ -1,5 +1,6 @@
 """The sender: mails the `pending` rows of the notification log through SMTP, marks them
-`sent`, or keeps them with `last_error` and retries with exponential backoff.
+`sent`, or keeps them with `last_error` and retries with exponential backoff (`failed`
+only when the server refuses the recipient for good, with a 5xx).
 
 Due rows are claimed a few at a time, by one statement that moves their
 `next_attempt_at` a lease ahead (on PostgreSQL under `FOR UPDATE SKIP LOCKED`), so
@@ -343,10 +344,13 @@ class Sender:
             await asyncio.wait_for(self.deliver(row), self.smtp.deadline_s)
         except asyncio.CancelledError:
             raise
-        except aiosmtplib.SMTPRecipientsRefused as exc:  # 5xx for the address: final
-            await self._finish(row.id, NotificationStatus.FAILED, error=describe(exc, 2000))
-            log.error("recipient refused; not retried", recipient=row.recipient, error=repr(exc))
         except Exception as exc:
+            if _refused_for_good(exc):
+                await self._finish(row.id, NotificationStatus.FAILED, error=describe(exc, 2000))
+                log.error(
+                    "recipient refused; not retried", recipient=row.recipient, error=repr(exc)
+                )
+                return
             retry_at = utcnow() + self.smtp.backoff(attempts)
             await self._finish(
                 row.id, NotificationStatus.PENDING, error=describe(exc, 2000), at=retry_at
@@ -445,6 +449,17 @@ class Sender:
                 log.warning("cannot record the send yet; retrying", error=repr(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+def _refused_for_good(exc: Exception) -> bool:
+    """The server refused the recipient with a 5xx: final. aiosmtplib raises
+    `SMTPRecipientsRefused` for any reply to RCPT but 250/251, so a 4xx (greylisting, a
+    busy server) is retried like any other failure."""
+    return (
+        isinstance(exc, aiosmtplib.SMTPRecipientsRefused)
+        and bool(exc.recipients)
+        and all(r.code >= 500 for r in exc.recipients)
+    )
 
 
 @functools.cache

@@ -499,3 +499,81 @@ async def test_a_delivery_with_the_clients_id_delivers_once(service_settings) ->
         assert sum(d["quantity"] for d in delivered) == 2
         events = await kafka.read_events("shipment.delivered", 2, settle=1.0)
         assert sorted(e.data["delivery_id"] for e in events) == sorted([first_id, racing_id])
+
+
+async def test_a_cancel_without_a_body_cancels_every_item(service_settings) -> None:
+    """R15: `items` and `reason` are optional, and so is the body itself: none at all
+    cancels every item still delivered, as `{}` does."""
+    settings = service_settings("shipping")
+    app, runtime = build(settings)
+    one, two = f.charge(f.product(), 2), f.charge(f.product(), 1)
+    won = f.opportunity_won(one, two)
+    auth = {"Authorization": f"Bearer {token(settings, 'shipping')}"}
+    ids = {one.id, two.id}
+    async with (
+        running(app, runtime) as http,
+        KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
+    ):
+        await kafka.publish(READY, charge_ready(one, won, 2))
+        await kafka.publish(READY, charge_ready(two, won, 1))
+        ready = await eventually(lambda: _when(tab(http, auth, "ready", ids), 2))
+        delivered = await http.post(
+            "/deliveries", headers=auth, json={"items": [{"item_id": i["item_id"]} for i in ready]}
+        )
+        assert delivered.status_code == 201, delivered.text
+        delivery = delivered.json()
+
+        canceled = await http.post(f"/deliveries/{delivery['id']}/cancel", headers=auth)
+        assert canceled.status_code == 200, canceled.text
+        assert canceled.json()["delivery_id"] == delivery["id"]
+        assert sorted((i["charge_id"], i["quantity"]) for i in canceled.json()["items"]) == sorted(
+            [(one.id, 2), (two.id, 1)]
+        )
+        [event] = await kafka.read_events("shipment.canceled", 1)
+        assert event.data["delivery_id"] == delivery["id"] and event.data["reason"] is None
+        assert await tab(http, auth, "delivered", ids) == []
+        assert sorted(
+            (i["item_id"], i["quantity"]) for i in await tab(http, auth, "ready", ids)
+        ) == sorted((i["item_id"], i["quantity"]) for i in ready)
+
+
+async def test_a_cancel_naming_an_unknown_item_changes_nothing(service_settings) -> None:
+    """§3: an item id that is not on the delivery (unknown, or an item of another
+    delivery) is an unknown reference: 422 `unknown-reference`, and nothing is canceled."""
+    settings = service_settings("shipping")
+    app, runtime = build(settings)
+    charge = f.charge(f.product(), 2)
+    won = f.opportunity_won(charge)
+    auth = {"Authorization": f"Bearer {token(settings, 'shipping')}"}
+    async with (
+        running(app, runtime) as http,
+        KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
+    ):
+        await kafka.publish(READY, charge_ready(charge, won, 2))
+        [item] = await eventually(lambda: _when(tab(http, auth, "ready", {charge.id}), 1))
+        deliveries = []
+        for _ in range(2):
+            answer = await http.post(
+                "/deliveries",
+                headers=auth,
+                json={"items": [{"item_id": item["item_id"], "quantity": 1}]},
+            )
+            assert answer.status_code == 201, answer.text
+            deliveries.append(answer.json())
+        first, second = deliveries
+        before = await tab(http, auth, "delivered", {charge.id})
+        assert len(before) == 2
+
+        url = f"/deliveries/{first['id']}/cancel"
+        for item_id in ["nope", second["items"][0]["item_id"]]:
+            answer = await http.post(url, headers=auth, json={"items": [{"item_id": item_id}]})
+            assert answer.status_code == 422, answer.text
+            assert answer.json()["type"].endswith("unknown-reference")
+            assert item_id in answer.json()["detail"]
+        mixed = {"items": [{"item_id": first["items"][0]["item_id"]}, {"item_id": "nope"}]}
+        answer = await http.post(url, headers=auth, json=mixed)
+        assert answer.status_code == 422 and answer.json()["type"].endswith("unknown-reference")
+
+        assert await tab(http, auth, "delivered", {charge.id}) == before
+        assert await tab(http, auth, "ready", {charge.id}) == []
+        assert await kafka.read_events("shipment.canceled", 1, timeout=3) == []

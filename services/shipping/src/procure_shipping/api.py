@@ -172,9 +172,12 @@ async def deliver(body: DeliveryIn, request: Request, user: Shipper) -> dict[str
 
 @router.post("/deliveries/{delivery_id}/cancel")
 async def cancel(
-    delivery_id: str, body: CancelIn, request: Request, user: Shipper
+    delivery_id: str, request: Request, user: Shipper, body: CancelIn | None = None
 ) -> dict[str, Any]:
-    """R15: delivered units go back to their Ready item; stock movements are reversed."""
+    """R15: delivered units go back to their Ready item; stock movements are reversed. No
+    body cancels every unit still delivered, as `{}` does. An item id that is not an item
+    of this delivery (whether it exists on another or not at all) is an unknown reference."""
+    body = body or CancelIn()
     async with request.app.state.runtime.transaction() as uow:
         s = uow.session
         delivery = (
@@ -196,7 +199,9 @@ async def cancel(
             raise Conflict(f"delivery {delivery_id!r} is canceled already")
         _no_repeats(wanted)
         if strangers := [i.item_id for i in wanted if i.item_id not in rows]:
-            raise Invalid(f"not items of delivery {delivery_id!r}: {', '.join(strangers)}")
+            raise UnknownReference(
+                f"no item {', '.join(map(repr, strangers))} on delivery {delivery_id!r}"
+            )
         items = []
         for want in wanted:
             row = rows[want.item_id]

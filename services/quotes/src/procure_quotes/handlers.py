@@ -597,13 +597,12 @@ async def on_shipment_canceled(
         steps.setdefault(item.charge_id, []).append(
             (_seq(item.seq, item.quantity, False), f"delivery of {item.quantity} canceled")
         )
-    posted = (
-        await uow.session.execute(
-            select(charges.c.id).where(charges.c.id.in_(list(steps)), charges.c.posted)
-        )
-    ).scalars()
-    await apply(
-        uow, event, steps, extra={cid: {"delivery_canceled_after_post": True} for cid in posted}
+    await apply(uow, event, steps)
+    # R15, after `apply` locked the charges: a post committed before that is seen here.
+    await uow.session.execute(
+        update(charges)
+        .where(charges.c.id.in_(list(steps)), charges.c.posted)
+        .values(delivery_canceled_after_post=True)
     )
 
 

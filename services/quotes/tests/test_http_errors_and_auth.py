@@ -20,6 +20,8 @@ async def test_auth_and_problem_responses(service_settings) -> None:
         KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
     ):
         await kafka.publish(spec_for_topic("opportunity.won"), won)
+        product = f.product()
+        await kafka.publish(spec_for_topic("catalog.products"), product)
         so_url = f"/sales-orders/{won.sales_order.id}"
         reader = {"Authorization": f"Bearer {token(settings, 'billing')}"}
         sales = {"Authorization": f"Bearer {token(settings, 'sales')}"}
@@ -59,6 +61,21 @@ async def test_auth_and_problem_responses(service_settings) -> None:
             content=b"{not json",
         )
         assert malformed.status_code == 422
+
+        direct = {
+            "parent": f.parent().model_dump(),
+            "product_id": product.id,
+            "quantity": 1,
+            "organization": f.organization().model_dump(),
+            "ship_to": f.address().model_dump(),
+        }
+        await eventually(lambda: _status(http.post("/charges", headers=sales, json=direct), 202))
+        empty_order = await http.post(  # the contract's ids are 1-200 characters
+            "/charges", headers=sales, json={**direct, "sales_order_id": ""}
+        )
+        assert empty_order.status_code == 422, empty_order.text
+        assert empty_order.headers["content-type"].startswith("application/problem+json")
+        assert "sales_order_id" in empty_order.text
 
         missing = await http.get("/sales-orders/nope", headers=reader)
         assert missing.status_code == 404

@@ -15,6 +15,7 @@ from procure_contracts.registry import spec_for_topic
 from procure_contracts.shapes import (
     Address,
     ChargeSpec,
+    Id,
     Organization,
     Parent,
     Person,
@@ -293,7 +294,7 @@ class ChargeIn(Body):
     unit_price: Decimal | None = Field(None, ge=0)
     organization: Organization
     ship_to: Address
-    sales_order_id: str | None = None
+    sales_order_id: Id | None = None
 
 
 @router.post("/charges", status_code=202)

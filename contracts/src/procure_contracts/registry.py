@@ -138,7 +138,7 @@ REGISTRY: tuple[EventSpec, ...] = (
         _attr("charge.id"),
         "charge id",
         ("quotes",),
-        ("quotes", "shipping", "notifier"),
+        ("quotes", "inventory", "shipping", "notifier"),
         "A charge was added directly to a ticket, project or contract.",
         external=True,
     ),

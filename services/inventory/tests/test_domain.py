@@ -1,24 +1,31 @@
 """Inventory's pure rules: R1 arithmetic, what may be reserved, serial counts, and how
 a won charge's listed reservations become picks."""
 
+from types import SimpleNamespace
+
 import pytest
 
 from procure_inventory.domain import (
     BelowCommitted,
+    Claim,
     Conversion,
     InsufficientStock,
     NotReservable,
+    OpportunityClosed,
     ReservationsExceedQuantity,
     SameLocation,
     SerialsMismatch,
     StockLevel,
     check_adjustment,
     check_available,
+    check_open,
     check_reservable,
     check_serials,
     check_transfer,
     check_won_charge,
     convert,
+    per_reservation,
+    why_not_usable,
 )
 
 
@@ -90,3 +97,44 @@ def test_listed_reservations_may_not_exceed_the_charge_quantity() -> None:
     check_won_charge(3, [1, 2])
     with pytest.raises(ReservationsExceedQuantity):
         check_won_charge(3, [2, 2])
+
+
+def test_a_closed_opportunity_takes_no_new_reservation() -> None:
+    check_open("opp-1", None)
+    with pytest.raises(OpportunityClosed) as refused:
+        check_open("opp-1", "won")
+    assert refused.value.status == 409
+
+
+def test_a_reservation_listed_twice_on_a_charge_is_claimed_for_both_listings() -> None:
+    listed = [("r-1", 2), ("r-2", 1), ("r-1", 2)]
+    assert per_reservation(listed) == [("r-1", 4), ("r-2", 1)]
+
+
+def _reservation(**kw: str) -> SimpleNamespace:
+    row = {"opportunity_id": "opp-1", "status": "active", "product_id": "p-1"}
+    return SimpleNamespace(**{**row, "quote_item_id": "qi-1", **kw})
+
+
+def test_a_won_charge_takes_its_opportunitys_active_reservations_of_its_product() -> None:
+    claim = Claim("ch-1", "p-1", "qi-1", "opp-1")
+    assert why_not_usable(_reservation(), claim) is None
+    assert why_not_usable(_reservation(), Claim("ch-1", "p-1", None, "opp-1")) is None
+    refusals = {
+        "does not exist": None,
+        "belongs to opportunity opp-2": _reservation(opportunity_id="opp-2"),
+        "was released already": _reservation(status="released"),
+        "is of product p-2": _reservation(product_id="p-2"),
+        "is for quote item qi-2": _reservation(quote_item_id="qi-2"),
+    }
+    for reason, row in refusals.items():
+        assert reason in str(why_not_usable(row, claim))
+
+
+def test_a_direct_charge_takes_any_opportunitys_reservation_of_its_product() -> None:
+    direct = Claim("ch-1", "p-1", None, None)
+    assert why_not_usable(_reservation(opportunity_id="opp-2"), direct) is None
+    assert "product" in str(why_not_usable(_reservation(product_id="p-2"), direct))
+    assert "picked" in str(why_not_usable(_reservation(status="picked"), direct))
+    with_item = Claim("ch-1", "p-1", "qi-1", None)
+    assert "quote item" in str(why_not_usable(_reservation(quote_item_id="qi-2"), with_item))

@@ -15,6 +15,7 @@ from procure_devstack.testing import eventually, unique
 pytestmark = pytest.mark.kafka
 WON = spec_for_topic("opportunity.won")
 LOST = spec_for_topic("opportunity.lost")
+CREATED = spec_for_topic("charge.created")
 PICK_REQUESTED = spec_for_topic("pick.requested")
 RECEIVED = spec_for_topic("units.received")
 DELIVERED = spec_for_topic("shipment.delivered")
@@ -28,6 +29,23 @@ def stock(on_hand: int = 0, reserved: int = 0, picked: int = 0) -> dict[str, int
 
 async def _reserve(inventory, product_id: str, loc: str, quantity: int, opp: str) -> dict:
     response = await inventory.reserve(product_id, loc, quantity, opportunity_id=opp)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def _reserve_for(
+    inventory, product_id: str, loc: str, quantity: int, opp: str, quote_item_id: str
+) -> dict:
+    body = {
+        "opportunity_id": opp,
+        "quote_item_id": quote_item_id,
+        "product_id": product_id,
+        "location_id": loc,
+        "quantity": quantity,
+    }
+    response = await inventory.http.post(
+        "/reservations", json=body, headers=inventory.auth("sales")
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -130,6 +148,98 @@ async def test_lost_opportunity_releases_all_its_reservations(inventory) -> None
     assert sorted(e.data["reservation_id"] for e in released) == sorted(r["id"] for r in mine)
     assert await inventory.level(doc["id"], loc) == stock(5, reserved=1)
     assert (await inventory.get(f"/reservations/{other['id']}"))["status"] == "active"
+
+
+async def test_a_direct_charge_picks_its_listed_reservations_and_releases_nothing_else(
+    inventory,
+) -> None:
+    """R4: a direct charge is routed as a won one, so its listed reservations become its
+    picks (quotes counts them awaiting their pick); no opportunity was won, so the rest
+    of the reservation's opportunity stays reserved."""
+    loc = await inventory.location()
+    doc = await inventory.product()
+    await inventory.adjust(doc["id"], loc, 6)
+    opp = unique("opp-")
+    listed = await _reserve(inventory, doc["id"], loc, 2, opp)
+    unlisted = await _reserve(inventory, doc["id"], loc, 1, opp)
+    charge = f.charge(
+        _as_product(doc), 4, reservations=[(listed["id"], loc, 2), ("no-such-res", loc, 1)]
+    )
+    await inventory.kafka.publish(CREATED, f.charge_created(charge))
+
+    [picked] = await inventory.kafka.read_events("units.picked", 1, settle=1.0)
+    assert (picked.data["charge_id"], picked.data["reservation_id"]) == (charge.id, listed["id"])
+    assert picked.data["quantity"] == 2
+    assert picked.correlationid == charge.id  # no sales order
+    [failed] = await inventory.kafka.read_events("pick.failed", 1, settle=0.5)
+    assert (failed.data["reservation_id"], failed.data["quantity"]) == ("no-such-res", 1)
+    assert await inventory.level(doc["id"], loc) == stock(6, reserved=1, picked=2)
+    assert (await inventory.get(f"/reservations/{unlisted['id']}"))["status"] == "active"
+    assert await inventory.kafka.read_events("stock.released", 1, timeout=1.0) == []
+
+
+async def test_a_reservation_listed_twice_or_not_matching_its_charge_never_leaves_units_waiting(
+    inventory,
+) -> None:
+    """A reservation listed twice on a charge is claimed for both listings' units (what it
+    cannot cover fails); one of another product or quote item than the charge's fails."""
+    loc = await inventory.location()
+    widget, gadget = await inventory.product(), await inventory.product()
+    await inventory.adjust(widget["id"], loc, 5)
+    await inventory.adjust(gadget["id"], loc, 2)
+    opp = unique("opp-")
+    twice = await _reserve_for(inventory, widget["id"], loc, 3, opp, "qi-w")
+    other_product = await _reserve_for(inventory, gadget["id"], loc, 1, opp, "qi-w")
+    other_item = await _reserve_for(inventory, widget["id"], loc, 1, opp, "qi-other")
+    charge = f.charge(
+        _as_product(widget),
+        6,
+        quote_item_id="qi-w",
+        reservations=[
+            (twice["id"], loc, 2),
+            (other_product["id"], loc, 1),
+            (twice["id"], loc, 2),
+            (other_item["id"], loc, 1),
+        ],
+    )
+    await inventory.kafka.publish(WON, f.opportunity_won(charge, opportunity_id=opp))
+
+    failed = await inventory.kafka.read_events("pick.failed", 3, settle=1.0)
+    assert sorted((e.data["reservation_id"], e.data["quantity"]) for e in failed) == sorted(
+        [(twice["id"], 1), (other_product["id"], 1), (other_item["id"], 1)]
+    )
+    reasons = {e.data["reservation_id"]: e.data["reason"] for e in failed}
+    assert "product" in reasons[other_product["id"]]
+    assert "quote item" in reasons[other_item["id"]]
+    [picked] = await inventory.kafka.read_events("units.picked", 1, settle=0.5)
+    assert (picked.data["reservation_id"], picked.data["quantity"]) == (twice["id"], 3)
+    assert await inventory.level(widget["id"], loc) == stock(5, picked=3)
+    assert await inventory.level(gadget["id"], loc) == stock(2)  # released with the rest
+
+
+async def test_a_won_or_lost_opportunity_takes_no_new_reservation(inventory) -> None:
+    loc = await inventory.location()
+    doc = await inventory.product()
+    await inventory.adjust(doc["id"], loc, 3)
+    won, lost, still_open = unique("opp-"), unique("opp-"), unique("opp-")
+    closing = [
+        await inventory.kafka.publish(WON, f.opportunity_won(opportunity_id=won)),
+        await inventory.kafka.publish(LOST, ev.OpportunityLostV1(opportunity_id=lost)),
+    ]
+    for event in closing:
+        await eventually(lambda event=event: _applied(inventory, event.id))
+
+    for opp, outcome in ((won, "won"), (lost, "lost")):
+        refused = await inventory.reserve(doc["id"], loc, 1, opportunity_id=opp)
+        assert refused.status_code == 409, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert f"was {outcome} already" in refused.json()["detail"]
+        assert (await inventory.get("/reservations", opportunity_id=opp))["items"] == []
+    assert await inventory.level(doc["id"], loc) == stock(3)
+    assert (
+        await inventory.reserve(doc["id"], loc, 1, opportunity_id=still_open)
+    ).status_code == 201
+    assert len(await inventory.kafka.read_events("stock.reserved", 1, settle=1.0)) == 1
 
 
 async def test_pick_request_is_all_or_nothing(inventory) -> None:

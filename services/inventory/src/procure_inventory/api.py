@@ -25,7 +25,13 @@ from procure_inventory.domain import (
     check_transfer,
 )
 from procure_inventory.models import locations, movements, reservations
-from procure_inventory.picking import RESERVED, locked_reservation, release, reservation_event
+from procure_inventory.picking import (
+    RESERVED,
+    lock_open_opportunity,
+    locked_reservation,
+    release,
+    reservation_event,
+)
 from procure_runtime import Invalid, NotFound, UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
 from procure_runtime.db import CLIENT_ID_DOC, ClientId
@@ -203,6 +209,7 @@ async def reserve(body: ReservationIn, request: Request, user: Sales) -> dict[st
             select(reservations.c.id).where(reservations.c.id == reservation_id)
         ):
             raise ReservationClosed(f"reservation {reservation_id!r} exists already")
+        await lock_open_opportunity(uow, body.opportunity_id)
         if not await stock.change(
             session, body.product_id, body.location_id, reserved=body.quantity
         ):

@@ -1,8 +1,9 @@
-"""Inventory's pure rules: stock arithmetic (R1), what may be reserved (R2), how a won
-opportunity's listed reservations become picks, serial counts and transfers."""
+"""Inventory's pure rules: stock arithmetic (R1), what may be reserved (R2), how the
+reservations listed on a won or direct charge become picks, serial counts and transfers."""
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from procure_runtime.errors import Conflict, Invalid
 
@@ -21,6 +22,11 @@ class SerialConflict(Conflict):
 
 class ReservationClosed(Conflict):
     """The reservation was already released or picked."""
+
+
+class OpportunityClosed(Conflict):
+    """The opportunity was won or lost already: nothing would ever release a new
+    reservation of it (R2)."""
 
 
 class NotReservable(Invalid):
@@ -43,6 +49,13 @@ class ReservationStatus(StrEnum):
     ACTIVE = "active"
     RELEASED = "released"
     PICKED = "picked"
+
+
+class Outcome(StrEnum):
+    """How an opportunity closed."""
+
+    WON = "won"
+    LOST = "lost"
 
 
 class Cause(StrEnum):
@@ -70,6 +83,13 @@ def check_reservable(is_inventory: bool, subject_to_procurement: bool) -> None:
     if not (is_inventory and subject_to_procurement):
         raise NotReservable(
             "only inventory products subject to procurement can be reserved for a quote item"
+        )
+
+
+def check_open(opportunity_id: str, outcome: str | None) -> None:
+    if outcome is not None:
+        raise OpportunityClosed(
+            f"opportunity {opportunity_id!r} was {outcome} already: it takes no new reservation"
         )
 
 
@@ -109,8 +129,46 @@ def check_transfer(from_location_id: str, to_location_id: str) -> None:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A charge that lists reservations: what each of them must match to become its pick."""
+
+    charge_id: str
+    product_id: str
+    quote_item_id: str | None
+    opportunity_id: str | None  # the won opportunity; None for a direct charge (R4)
+
+
+def per_reservation(listed: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """A charge's listings (reservation id, units), one per reservation in the order first
+    listed: a reservation listed twice on a charge is claimed for the units of both, as
+    quotes counts them all awaiting their pick."""
+    units: dict[str, int] = {}
+    for reservation_id, quantity in listed:
+        units[reservation_id] = units.get(reservation_id, 0) + quantity
+    return list(units.items())
+
+
+def why_not_usable(reservation: Any, claim: Claim) -> str | None:
+    """Why a listed reservation (a row, or None when it does not exist) cannot become the
+    charge's pick; None when it can. A won charge takes only its opportunity's active
+    reservations; a direct charge has no opportunity, so only the product and the quote
+    item (when the charge names one) tie a reservation to it."""
+    if reservation is None:
+        return "the reservation does not exist"
+    if claim.opportunity_id is not None and reservation.opportunity_id != claim.opportunity_id:
+        return f"the reservation belongs to opportunity {reservation.opportunity_id}"
+    if reservation.status != ReservationStatus.ACTIVE:
+        return f"the reservation was {reservation.status} already"
+    if reservation.product_id != claim.product_id:
+        return f"the reservation is of product {reservation.product_id}, not the charge's"
+    if claim.quote_item_id is not None and reservation.quote_item_id != claim.quote_item_id:
+        return f"the reservation is for quote item {reservation.quote_item_id}, not the charge's"
+    return None
+
+
+@dataclass(frozen=True)
 class Conversion:
-    """What happens to one reservation listed on a won charge."""
+    """What happens to one reservation listed on a charge."""
 
     pick: int  # reserved units that become picked for the charge
     shortfall: int  # listed units that cannot be picked: `pick.failed`

@@ -1,21 +1,26 @@
 """Inventory's Kafka handlers: one function per topic. Won and lost opportunities settle
-reservations (R2), pick requests pick (R7), receipts stock units (R11), deliveries take
-them out and canceled deliveries put them back (R13, R15)."""
+reservations (R2), direct charges pick theirs (R4), pick requests pick (R7), receipts
+stock units (R11), deliveries take them out and canceled deliveries put them back (R13,
+R15)."""
 
 from procure_contracts import CloudEvent
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
+from procure_contracts.shapes import ChargeSpec
 from procure_inventory import stock
 from procure_inventory.domain import (
     Cause,
+    Claim,
+    Outcome,
     ReservationsExceedQuantity,
     SerialConflict,
     check_won_charge,
 )
 from procure_inventory.picking import (
+    close_opportunities,
     opportunities_holding,
+    pick_listed,
     pick_on_request,
-    pick_reservation,
     release_opportunity,
 )
 from procure_runtime import Applying, EventHandlers, Park, Reject, UnitOfWork
@@ -32,33 +37,50 @@ async def on_opportunity_won(items: list[Applying]) -> None:
     won opportunities hold no reservation: a run finds those in one query."""
     for item in items:
         for charge in item.data.charges:
-            if not charge.product.subject_to_procurement:
-                continue
-            try:
-                check_won_charge(charge.quantity, [r.quantity for r in charge.reservations])
-            except ReservationsExceedQuantity as exc:  # quotes refuses the same event
-                raise Reject(f"charge {charge.id}: {exc}") from None
+            _check_listed(charge)
+    await close_opportunities(items[0].uow, [i.data.opportunity.id for i in items], Outcome.WON)
     holding = await opportunities_holding(
         items[0].uow.session, [i.data.opportunity.id for i in items]
     )
     for item in items:
         data = item.data
         procured = [c for c in data.charges if c.product.subject_to_procurement]
-        listed = [(c, ref) for c in procured for ref in c.reservations]
-        if not listed and data.opportunity.id not in holding:
+        if not any(c.reservations for c in procured) and data.opportunity.id not in holding:
             continue  # nothing reserved: nothing to pick or release
         correlation = data.sales_order.id
-        for charge, ref in listed:
-            await pick_reservation(
-                item.uow, charge.id, data.opportunity.id, ref.id, ref.quantity, correlation
-            )
+        for charge in procured:
+            claim = Claim(charge.id, charge.product.id, charge.quote_item_id, data.opportunity.id)
+            await pick_listed(item.uow, claim, charge, correlation)
         await release_opportunity(item.uow, data.opportunity.id, correlation)
+
+
+@handlers.on(spec_for_topic("charge.created"))
+async def on_charge_created(uow: UnitOfWork, data: ev.ChargeCreatedV1, event: CloudEvent) -> None:
+    """A direct charge is routed as a won one (R4): quotes counts its listed reservations
+    as awaiting their pick, so they become picks (or fail) here. No opportunity was won:
+    nothing else is released."""
+    charge = data.charge
+    if not charge.reservations or not charge.product.subject_to_procurement:
+        return  # quotes routes these units without a pick (R3)
+    _check_listed(charge)
+    claim = Claim(charge.id, charge.product.id, charge.quote_item_id, None)
+    await pick_listed(uow, claim, charge, data.sales_order_id or charge.id)
+
+
+def _check_listed(charge: ChargeSpec) -> None:
+    if not charge.product.subject_to_procurement:
+        return
+    try:
+        check_won_charge(charge.quantity, [r.quantity for r in charge.reservations])
+    except ReservationsExceedQuantity as exc:  # quotes refuses the same event
+        raise Reject(f"charge {charge.id}: {exc}") from None
 
 
 @handlers.on(spec_for_topic("opportunity.lost"))
 async def on_opportunity_lost(
     uow: UnitOfWork, data: ev.OpportunityLostV1, event: CloudEvent
 ) -> None:
+    await close_opportunities(uow, [data.opportunity_id], Outcome.LOST)
     await release_opportunity(uow, data.opportunity_id)
 
 

@@ -1,5 +1,6 @@
 """Inventory's tables: the catalog, stock per product and location, what is held for
-charges, serials, reservations and the stock movements (plus the runtime's tables)."""
+charges, serials, reservations, closed opportunities and the stock movements (plus the
+runtime's tables)."""
 
 from sqlalchemy import (
     JSON,
@@ -100,6 +101,17 @@ reservations = Table(
     Column("picked", Integer, nullable=False, default=0),
     Column("reserved_by", JSON, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+    Column("closed_at", UTCDateTime(), nullable=True),
+)
+
+# Opportunities inventory has seen won or lost (`outcome`), or reserved for while open
+# (null): a closed one takes no new reservation (R2). A new reservation and the close
+# both lock the row, so neither misses the other.
+opportunities = Table(
+    "opportunities",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("outcome", String(8), nullable=True),  # won | lost
     Column("closed_at", UTCDateTime(), nullable=True),
 )
 

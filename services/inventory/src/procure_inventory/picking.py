@@ -1,17 +1,27 @@
-"""Reservations for quote items and picks for charges (R2, R7): how reserved or available
-units become held for a charge, and the events that say so."""
+"""Reservations for quote items and picks for charges (R2, R4, R7): how reserved or
+available units become held for a charge, and the events that say so."""
 
+import functools
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
+from procure_contracts.shapes import ChargeSpec
 from procure_inventory import stock
-from procure_inventory.domain import ReservationStatus, convert
-from procure_inventory.models import reservations
+from procure_inventory.domain import (
+    Claim,
+    Outcome,
+    ReservationStatus,
+    check_open,
+    convert,
+    per_reservation,
+    why_not_usable,
+)
+from procure_inventory.models import opportunities, reservations
 from procure_runtime import UnitOfWork
-from procure_runtime.db import utcnow
+from procure_runtime.db import insert_ignore, insert_rows, upsert_insert, utcnow
 
 RESERVED = spec_for_topic("stock.reserved")
 RELEASED = spec_for_topic("stock.released")
@@ -48,6 +58,41 @@ async def release(uow: UnitOfWork, row: Any, correlation: str | None = None) -> 
     uow.emit(RELEASED, reservation_event(row, row.quantity), correlationid=correlation)
 
 
+@functools.cache
+def _close(dialect: str) -> Any:
+    insert = upsert_insert(opportunities, dialect)
+    return insert.on_conflict_do_update(  # the first outcome seen stays
+        index_elements=[opportunities.c.id],
+        set_={
+            "outcome": func.coalesce(opportunities.c.outcome, insert.excluded.outcome),
+            "closed_at": func.coalesce(opportunities.c.closed_at, insert.excluded.closed_at),
+        },
+    )
+
+
+async def close_opportunities(
+    uow: UnitOfWork, opportunity_ids: list[str], outcome: Outcome
+) -> None:
+    """Record opportunities as won or lost, before their reservations are settled. Each
+    row stays locked till commit, as `lock_open_opportunity` locks it: a reservation made
+    meanwhile waits and is refused, one made before is committed and the settling that
+    follows sees it (R2)."""
+    now = utcnow()
+    rows = [{"id": i, "outcome": outcome, "closed_at": now} for i in sorted(set(opportunity_ids))]
+    await insert_rows(uow.session, _close(uow.dialect), rows)
+
+
+async def lock_open_opportunity(uow: UnitOfWork, opportunity_id: str) -> None:
+    """Lock the opportunity for a new reservation; 409 if it was won or lost already."""
+    await uow.session.execute(insert_ignore(opportunities, uow.dialect).values(id=opportunity_id))
+    outcome = await uow.session.scalar(
+        select(opportunities.c.outcome)
+        .where(opportunities.c.id == opportunity_id)
+        .with_for_update()
+    )
+    check_open(opportunity_id, outcome)
+
+
 async def opportunities_holding(session: Any, opportunity_ids: list[str]) -> set[str]:
     """Those of the opportunities that still have an active reservation."""
     rows = await session.scalars(
@@ -81,22 +126,23 @@ async def release_opportunity(
             await release(uow, row, correlation=correlation)
 
 
+async def pick_listed(uow: UnitOfWork, claim: Claim, charge: ChargeSpec, correlation: str) -> None:
+    """Convert the reservations listed on a won or direct charge into picks for it."""
+    listed = [(ref.id, ref.quantity) for ref in charge.reservations]
+    for reservation_id, units in per_reservation(listed):
+        await pick_reservation(uow, claim, reservation_id, units, correlation)
+
+
 async def pick_reservation(
-    uow: UnitOfWork,
-    charge_id: str,
-    opportunity_id: str,
-    reservation_id: str,
-    listed: int,
-    correlation: str,
+    uow: UnitOfWork, claim: Claim, reservation_id: str, listed: int, correlation: str
 ) -> None:
-    """Convert a reservation listed on a won charge into a pick for it; what it no longer
+    """Convert a reservation listed on a charge into a pick for it; what it no longer
     holds fails (`pick.failed`), what it holds beyond the listed quantity is released."""
     row = await locked_reservation(uow, reservation_id)
-    if row and row.status == ReservationStatus.PICKED and row.charge_id == charge_id:
+    if row and row.status == ReservationStatus.PICKED and row.charge_id == claim.charge_id:
         return  # this charge was converted already (the same win published twice)
-    usable = row is not None and row.status == ReservationStatus.ACTIVE
-    usable = usable and row.opportunity_id == opportunity_id
-    plan = convert(listed, row.quantity if usable else None)
+    refused = why_not_usable(row, claim)
+    plan = convert(listed, None if refused else row.quantity)
     if plan.pick:
         moved = await stock.change(
             uow.session, row.product_id, row.location_id, reserved=-plan.pick, picked=plan.pick
@@ -105,7 +151,7 @@ async def pick_reservation(
             raise RuntimeError(f"stock of reservation {row.id} holds less than it reserved")
         await _hold_and_announce(
             uow,
-            charge_id,
+            claim.charge_id,
             row.product_id,
             row.location_id,
             plan.pick,
@@ -117,7 +163,7 @@ async def pick_reservation(
             .where(reservations.c.id == row.id)
             .values(
                 status=ReservationStatus.PICKED,
-                charge_id=charge_id,
+                charge_id=claim.charge_id,
                 picked=plan.pick,
                 closed_at=utcnow(),
             )
@@ -129,23 +175,13 @@ async def pick_reservation(
         uow.emit(
             PICK_FAILED,
             ev.PickFailedV1(
-                charge_id=charge_id,
+                charge_id=claim.charge_id,
                 quantity=plan.shortfall,
-                reason=_why_not(row, usable, opportunity_id, plan.pick),
+                reason=refused or f"the reservation holds only {plan.pick} units",
                 reservation_id=reservation_id,
             ),
             correlationid=correlation,
         )
-
-
-def _why_not(row: Any, usable: bool, opportunity_id: str, picked: int) -> str:
-    if row is None:
-        return "the reservation does not exist"
-    if not usable and row.opportunity_id != opportunity_id:
-        return f"the reservation belongs to opportunity {row.opportunity_id}"
-    if not usable:
-        return f"the reservation was {row.status} already"
-    return f"the reservation holds only {picked} units"
 
 
 async def pick_on_request(uow: UnitOfWork, data: ev.PickRequestedV1) -> None:

@@ -4,7 +4,7 @@ parks; `units.picked` always fails."""
 
 from typing import Any
 
-from sqlalchemy import Column, Integer, String, Table, func, select
+from sqlalchemy import Column, Integer, SmallInteger, String, Table, func, select
 
 from procure_contracts import CloudEvent
 from procure_contracts import events as ev
@@ -19,8 +19,11 @@ READY = spec_for_topic("charge.ready")
 PICKED = spec_for_topic("units.picked")
 
 metadata = new_metadata()
-charges = Table(
-    "charges", metadata, Column("id", String(200), primary_key=True), Column("quantity", Integer)
+charges = Table(  # a 16-bit quantity: one the contract allows can be too large for it
+    "charges",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("quantity", SmallInteger),
 )
 readies = Table(
     "readies",

@@ -311,12 +311,12 @@ async def test_a_value_the_database_refuses_as_data_is_dead_lettered_at_once(
     service_settings, db_backend
 ) -> None:
     """A value the contract allows but the database refuses (here a quantity beyond the
-    column's 32 bits) fails the same way on every attempt: dead-lettered at once as
+    probe's 16-bit column) fails the same way on every attempt: dead-lettered at once as
     invalid data, not retried while the consumer holds every topic behind it. SQLite
     stores such an integer, so there the event applies."""
     settings = service_settings("probe", handler_max_attempts=5)
     app, runtime = build(settings)
-    huge = f.charge_created(f.charge(quantity=2**40))
+    huge = f.charge_created(f.charge(quantity=2**20))
     after = f.charge_created()
     async with running(app, runtime), _probe(settings) as kafka:
         await kafka.publish(CREATED, huge)

@@ -26,6 +26,7 @@ from procure_contracts.shapes import (
 from procure_quotes import views
 from procure_quotes.models import (
     charges,
+    claimed_ids,
     metadata,
     opportunities,
     quote_items,
@@ -34,7 +35,13 @@ from procure_quotes.models import (
 )
 from procure_runtime import Conflict, Invalid, NotFound, UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
-from procure_runtime.db import CLIENT_ID_DOC, ClientId, id_for_new, rows_affected
+from procure_runtime.db import (
+    CLIENT_ID_DOC,
+    ClientId,
+    id_for_new,
+    insert_many,
+    rows_affected,
+)
 from procure_runtime.replica import get as replica_get
 
 router = APIRouter()
@@ -61,6 +68,19 @@ async def _product(session: Any, product_id: str) -> Product:
             f"product {product_id!r} is not known (yet): inventory publishes products"
         )
     return Product.model_validate(doc)
+
+
+async def _claim(session: Any, noun: str, ids: list[str]) -> None:
+    """Take `ids` (of `noun`: "sales order", "charge") in the transaction of the event
+    that announces them. `id_for_new` sees only what the consumer has stored from such
+    events: until then a second request naming an id would pass it and be accepted, its
+    event ignored later. The claim's key refuses it now, with `id_for_new`'s 409; a
+    racing twin's insert waits for the claiming transaction (PostgreSQL) or runs after
+    it (SQLite's writers take turns), and finds the id taken."""
+    rows = [{"kind": noun, "id": i} for i in ids]
+    taken = {row.id for row in await insert_many(session, claimed_ids, rows, claimed_ids.c.id)}
+    if clash := [i for i in ids if i not in taken]:
+        raise Conflict(f"{noun} {clash[0]!r} exists already")
 
 
 # --- opportunities --------------------------------------------------------------------
@@ -227,6 +247,7 @@ async def win(opp_id: str, body: WinIn, request: Request, user: Sales) -> dict[s
         so_id = await id_for_new(
             uow.session, sales_orders.c.id, body.sales_order.id, _new_id, "sales order"
         )
+        await _claim(uow.session, "sales order", [so_id])
         charge_specs = []
         for choice in body.items:
             item = items[choice.quote_item_id]
@@ -256,6 +277,8 @@ async def win(opp_id: str, body: WinIn, request: Request, user: Sales) -> dict[s
             won_at=datetime.now(UTC),
             charges=charge_specs,
         )
+        # The wizard's charge ids are answered at once: `POST /charges` must not reuse one.
+        await _claim(uow.session, "charge", [c.id for c in charge_specs])
         await uow.session.execute(
             update(opportunities).where(opportunities.c.id == opp_id).values(status="Won")
         )
@@ -302,6 +325,7 @@ async def create_charge(body: ChargeIn, request: Request, user: Sales) -> dict[s
     async with _runtime(request).transaction() as uow:
         product = await _product(uow.session, body.product_id)
         charge_id = await id_for_new(uow.session, charges.c.id, body.id, _new_id, "charge")
+        await _claim(uow.session, "charge", [charge_id])
         so_id = body.sales_order_id
         if so_id and not await uow.session.scalar(
             select(sales_orders.c.id).where(sales_orders.c.id == so_id)

@@ -1,5 +1,6 @@
 """Quotes' tables: opportunities and quote items, sales orders, charges with their
-ledger counters, PO lines per charge, history (plus the runtime's own tables)."""
+ledger counters, ids claimed by requests, PO lines per charge, history (plus the
+runtime's own tables)."""
 
 from sqlalchemy import (
     JSON,
@@ -67,6 +68,19 @@ sales_orders = Table(
     Column("ship_to", JSON, nullable=False),
     Column("can_fulfill", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+)
+
+# Ids of sales orders and charges a request of quotes' own HTTP API has published, taken
+# in the request's transaction (kind: "sales order" or "charge"). The rows of
+# `sales_orders` and `charges` only come when the consumer handles that event, so a
+# second request naming the id meanwhile would pass a look at those tables; it meets
+# this key instead. Ids that come in other producers' events are not claimed here:
+# those tables hold them once handled.
+claimed_ids = Table(
+    "claimed_ids",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("id", String(200), primary_key=True),
 )
 
 charges = Table(

@@ -7,6 +7,7 @@ races it."""
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -122,22 +123,39 @@ async def _check(http, kafka, sales, winner: str, loser: str, so_id: str, charge
     assert again.status_code == 202, again.text
 
 
-async def test_an_id_named_again_before_the_consumer_stored_it_is_a_409(service_settings) -> None:
+@dataclass
+class TwoOpen:
+    runtime: Any
+    http: Any
+    kafka: KafkaProbe
+    sales: dict[str, str]
+    product: Any
+    opps: list[str]  # two open opportunities, each with one quote item of `product`
+    items: dict[str, list[dict[str, Any]]]  # their quote items
+    so_id: str = field(default_factory=lambda: unique("so-"))  # ids no one has named yet
+    charge_id: str = field(default_factory=lambda: unique("ch-"))
+
+
+@asynccontextmanager
+async def two_open_opportunities(service_settings: Any) -> AsyncIterator[TwoOpen]:
     settings = service_settings("quotes")
     app, runtime = build(settings)
     product = f.product(procurement=False)
     sales = {"Authorization": f"Bearer {token(settings, 'sales')}"}
-    so_id, charge_id = unique("so-"), unique("ch-")
     async with (
         running(app, runtime) as http,
         KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
     ):
         await kafka.publish(T("catalog.products"), product)
-        first = await _opportunity_with_item(http, sales, product.id)
-        second = await _opportunity_with_item(http, sales, product.id)
-        items = {
-            o: (await _json(http, f"/opportunities/{o}", sales))["items"] for o in (first, second)
-        }
+        opps = [await _opportunity_with_item(http, sales, product.id) for _ in range(2)]
+        items = {o: (await _json(http, f"/opportunities/{o}", sales))["items"] for o in opps}
+        yield TwoOpen(runtime, http, kafka, sales, product, opps, items)
+
+
+async def test_an_id_named_again_before_the_consumer_stored_it_is_a_409(service_settings) -> None:
+    async with two_open_opportunities(service_settings) as s:
+        runtime, http, kafka, sales, product = s.runtime, s.http, s.kafka, s.sales, s.product
+        so_id, charge_id, items, (first, second) = s.so_id, s.charge_id, s.items, s.opps
 
         async with consumer_held(runtime):
             won = await http.post(
@@ -189,18 +207,9 @@ async def test_an_id_named_again_before_the_consumer_stored_it_is_a_409(service_
 async def test_racing_requests_naming_one_new_id_give_one_202_and_one_409(
     service_settings,
 ) -> None:
-    settings = service_settings("quotes")
-    app, runtime = build(settings)
-    product = f.product(procurement=False)
-    sales = {"Authorization": f"Bearer {token(settings, 'sales')}"}
-    so_id, charge_id = unique("so-"), unique("ch-")
-    async with (
-        running(app, runtime) as http,
-        KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
-    ):
-        await kafka.publish(T("catalog.products"), product)
-        opps = [await _opportunity_with_item(http, sales, product.id) for _ in range(2)]
-        items = {o: (await _json(http, f"/opportunities/{o}", sales))["items"] for o in opps}
+    async with two_open_opportunities(service_settings) as s:
+        runtime, http, kafka, sales, product = s.runtime, s.http, s.kafka, s.sales, s.product
+        so_id, charge_id, items, opps = s.so_id, s.charge_id, s.items, s.opps
 
         async with consumer_held(runtime):
             wins = await asyncio.gather(

@@ -3,7 +3,7 @@ and their charges) are statements built once, their lists of ids given at execut
 
 from typing import Any
 
-from sqlalchemy import Select, event
+from sqlalchemy import Select, event, text
 
 from procure_quotes import ledger
 from procure_quotes.models import metadata
@@ -38,3 +38,36 @@ async def test_a_bulk_events_reads_are_built_once(database_url) -> None:
     # orders and their charges.
     assert len(first) == 3 + 3 + 2 + 2
     assert all(a is b for a, b in zip(first, second, strict=True))
+
+
+async def test_a_ledgers_lookups_are_planned_for_the_ids_they_are_given(postgres_url) -> None:
+    """PostgreSQL plans a prepared statement once for any parameters (a generic plan)
+    after five runs, and keeps that plan. Made while `charge_po_lines` is nearly empty
+    (a first deployment, its backlog filling the table), the plan scans the table, and
+    each batch then tests every row against its few hundred ids: 80 to 130 ms a batch at
+    10,000 rows (bench/levers.md, lever 63). The ledger's lookups are planned for each
+    list of ids instead."""
+    db = Database(postgres_url("ledger_plans"))
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        async with db.session() as session:
+            for n in range(8):
+                await ledger.load(session, [f"ch-{n}", f"ch-{n}b"])
+            plans = (
+                await session.execute(
+                    text(
+                        "SELECT statement, generic_plans, custom_plans "
+                        "FROM pg_prepared_statements WHERE statement LIKE 'SELECT %'"
+                    )
+                )
+            ).all()
+    finally:
+        await db.dispose()
+    lookups = {
+        table: (generic, custom)
+        for statement, generic, custom in plans
+        for table in ("charges", "charge_po_lines", "approvals")
+        if f"FROM {table} " in statement
+    }
+    assert lookups == {t: (0, 8) for t in ("charges", "charge_po_lines", "approvals")}

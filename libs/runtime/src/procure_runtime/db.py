@@ -201,6 +201,31 @@ def among_param(column: ColumnElement[Any], key: str, dialect: str) -> ColumnEle
     return column.in_(bindparam(key, expanding=True))
 
 
+# See `custom_plans`. Built once: a text's construction would cost more than its run.
+_CUSTOM_PLANS = text("SET LOCAL plan_cache_mode = force_custom_plan")
+_CACHED_PLANS = text("SET LOCAL plan_cache_mode TO DEFAULT")
+
+
+@asynccontextmanager
+async def custom_plans(session: AsyncSession) -> AsyncIterator[None]:
+    """Statements run inside are planned for their parameters each time (PostgreSQL).
+
+    After five runs of a prepared statement PostgreSQL may switch to a generic plan,
+    made once for any parameters and kept on that connection until the table is next
+    analyzed. For a lookup of a table that the stream itself fills from empty (a first
+    deployment, or a backlog), that plan is made while the table is nearly empty: a
+    sequential scan, which then tests every row against each batch's list of ids as the
+    table grows (bench/levers.md, lever 63). Planning such a lookup each time costs
+    tens of microseconds a batch; two round trips set the mode and put it back.
+    A failed block leaves the mode to the transaction's rollback."""
+    if dialect_of(session) != "postgresql":
+        yield
+        return
+    await session.execute(_CUSTOM_PLANS)
+    yield
+    await session.execute(_CACHED_PLANS)
+
+
 async def insert_many(
     session: AsyncSession, table: Table, rows: list[dict[str, Any]], *returning: Any
 ) -> list[Any]:

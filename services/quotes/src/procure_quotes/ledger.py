@@ -17,7 +17,15 @@ from procure_contracts.status import SalesOrderStatus
 from procure_quotes.domain import Approval, Ledger, POLineUnits, can_fulfill
 from procure_quotes.models import approvals, charge_po_lines, charges, history, sales_orders
 from procure_runtime import UnitOfWork
-from procure_runtime.db import among, among_param, dialect_of, insert_ignore, update_many, utcnow
+from procure_runtime.db import (
+    among,
+    among_param,
+    custom_plans,
+    dialect_of,
+    insert_ignore,
+    update_many,
+    utcnow,
+)
 
 READY_TO_FULFILL = spec_for_topic("salesorder.ready_to_fulfill")
 COUNTERS = (
@@ -114,8 +122,11 @@ async def load(
     not `lock`: `LEDGER_COLUMNS` of each row, or every column if `whole`."""
     ids = sorted(set(charge_ids))
     query = _charges_by_id(dialect_of(session), whole, lock)
-    rows = (await session.execute(query, {"ids": ids})).all()
-    lines = await lines_of(session, [r.id for r in rows])
+    # Both tables grow with the stream, from empty on a new deployment: a plan cached
+    # while they were small would scan them (`custom_plans`).
+    async with custom_plans(session):
+        rows = (await session.execute(query, {"ids": ids})).all()
+        lines = await lines_of(session, [r.id for r in rows])
     return {r.id: (r, ledger_of(r, lines[r.id])) for r in rows}
 
 

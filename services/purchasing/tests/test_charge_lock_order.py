@@ -1,13 +1,15 @@
 """Every writer of charges locks their rows in id order, so two transactions on the same
 charges never deadlock on PostgreSQL (one would be aborted: a 503 and a retry). Canceling
 a PO whose lines are in the reverse order of their charges' ids takes the locks in id
-order too, not in the lines' order."""
+order too, not in the lines' order; in code point order, the order of Python's `sorted`
+by which writers list the rows of an upsert, whatever the database's collation."""
 
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import insert, select, text
 
 from procure_contracts.status import POStatus
@@ -19,8 +21,8 @@ from procure_purchasing.models import charges, po_lines, purchase_orders
 PRODUCT = f.product().model_dump(mode="json")
 
 
-async def new_po_in_reverse_id_order(runtime: Any) -> None:
-    """po-1 (New): line 1 for ch-2, line 2 for ch-1, each charge's units on it."""
+async def new_po_in_reverse_id_order(runtime: Any, first: str, second: str) -> None:
+    """po-1 (New): line 1 for `second`, line 2 for `first`, each charge's units on it."""
     async with runtime.db.session() as session:
         await session.execute(
             insert(charges),
@@ -33,7 +35,7 @@ async def new_po_in_reverse_id_order(runtime: Any) -> None:
                     "sent": 2,
                     "ordered": 2,
                 }
-                for charge_id in ("ch-1", "ch-2")
+                for charge_id in (first, second)
             ],
         )
         await session.execute(
@@ -59,17 +61,41 @@ async def new_po_in_reverse_id_order(runtime: Any) -> None:
                     "quantity": 2,
                     "unit_cost": "10.00",
                 }
-                for position, charge_id in ((1, "ch-2"), (2, "ch-1"))
+                for position, charge_id in ((1, second), (2, first))
             ],
         )
 
 
+# (ids in Python's order, the charges' id column collation: None keeps the database's)
+CASES = [
+    (("ch-1", "ch-2"), None),
+    # en-US (as most databases not made with the C collation) puts ch-a before ch-B.
+    (("ch-B", "ch-a"), "en-x-icu"),
+]
+
+
+@pytest.mark.parametrize(("ids", "collation"), CASES, ids=["database", "en-US"])
 async def test_cancel_locks_its_charges_in_id_order(
-    postgres_url: Callable[[str], str], tmp_path: Path
+    postgres_url: Callable[[str], str],
+    tmp_path: Path,
+    ids: tuple[str, str],
+    collation: str | None,
 ) -> None:
+    first, second = ids
+    assert sorted(ids) == [first, second]
     runtime = await fed_directly("purchasing", postgres_url("lockorder"), tmp_path)
     try:
-        await new_po_in_reverse_id_order(runtime)
+        if collation:
+            async with runtime.db.session() as session:
+                await session.execute(
+                    text(
+                        f'ALTER TABLE charges ALTER COLUMN id TYPE varchar(200) COLLATE "{collation}"'
+                    )
+                )
+                assert await session.scalar(
+                    text(f'SELECT :a > :b COLLATE "{collation}"'), {"a": first, "b": second}
+                ), "the collation orders these ids unlike Python"
+        await new_po_in_reverse_id_order(runtime, first, second)
 
         async def cancel() -> None:
             async with runtime.transaction() as uow:
@@ -85,17 +111,17 @@ async def test_cancel_locks_its_charges_in_id_order(
                 )
             return bool(waiting)
 
-        # Another PO's work on both charges, locking them in id order as every writer does.
+        # Another PO's work on both charges, locking them in id order as every writer does
+        # (an upsert of rows sorted in Python takes them in that order).
         async with runtime.db.engine.connect() as other:
-            await other.execute(
-                select(charges.c.id).where(charges.c.id == "ch-1").with_for_update()
-            )
+            await other.execute(select(charges.c.id).where(charges.c.id == first).with_for_update())
             canceling = asyncio.create_task(cancel())
             await eventually(cancel_waits_for_a_lock)
-            # In id order the cancel waits for ch-1 holding no charge, so ch-2 is free; in
-            # its lines' order it would hold ch-2 already: a deadlock, one of the two aborted.
+            # In id order the cancel waits for `first` holding no charge, so `second` is
+            # free; in its lines' order, or the collation's, it would hold `second`
+            # already: a deadlock, one of the two aborted.
             await other.execute(
-                select(charges.c.id).where(charges.c.id == "ch-2").with_for_update()
+                select(charges.c.id).where(charges.c.id == second).with_for_update()
             )
             await other.commit()
         await asyncio.wait_for(canceling, 30)
@@ -107,5 +133,5 @@ async def test_cancel_locks_its_charges_in_id_order(
             status = await session.scalar(select(purchase_orders.c.status))
     finally:
         await runtime.db.engine.dispose()
-    assert sorted(tuple(r) for r in rows) == [("ch-1", 0, 2), ("ch-2", 0, 2)]
+    assert sorted(tuple(r) for r in rows) == [(first, 0, 2), (second, 0, 2)]
     assert status == POStatus.CANCELED

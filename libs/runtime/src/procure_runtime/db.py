@@ -193,6 +193,18 @@ def among(column: ColumnElement[Any], values: Iterable[Any], dialect: str) -> Co
     return column.in_(list(values))
 
 
+def lock_order(dialect: str, *columns: ColumnElement[Any]) -> list[ColumnElement[Any]]:
+    """The ORDER BY of a read that locks rows: text keys in code point order, the order
+    of Python's `sorted` (by which writers list the rows of an upsert or an update) and
+    of SQLite. PostgreSQL would order them by the database's collation, where e.g. en-US
+    puts 'ch-a' before 'ch-B': a writer locking in that order and one writing in
+    Python's could each hold a row the other waits for, a deadlock on any database not
+    made with the C collation."""
+    if dialect != "postgresql":
+        return list(columns)
+    return [c.collate("C") if isinstance(c.type, String) else c for c in columns]
+
+
 def among_param(column: ColumnElement[Any], key: str, dialect: str) -> ColumnElement[bool]:
     """`among`, its values left to the parameter `key` (a list), for a statement built
     once: building a statement and its cache key costs more CPU than a small one's run."""

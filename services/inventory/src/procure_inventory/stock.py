@@ -11,7 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from procure_contracts.shapes import Person
 from procure_inventory.domain import Cause, SerialConflict, StockLevel
 from procure_inventory.models import holds, movements, serials, stock
-from procure_runtime.db import dialect_of, insert_ignore, rows_affected, update_many, utcnow
+from procure_runtime.db import (
+    dialect_of,
+    insert_ignore,
+    lock_order,
+    rows_affected,
+    update_many,
+    utcnow,
+)
 
 
 def new_id() -> str:
@@ -72,7 +79,7 @@ async def lock(session: AsyncSession, product_id: str, *location_ids: str) -> No
         await session.execute(
             select(stock.c.location_id)
             .where(stock.c.product_id == product_id, stock.c.location_id.in_(location_ids))
-            .order_by(stock.c.location_id)
+            .order_by(*lock_order("postgresql", stock.c.location_id))
             .with_for_update()
         )
 
@@ -154,6 +161,7 @@ async def deliver(
     (`chosen`, or else the charge's held serials there in serial order, as many as
     there are). Refused whole (`NotHeld`) if anything is not held yet. The serials taken
     by each, in order."""
+    dialect = dialect_of(session)
     need_held: dict[tuple[str, str, str], int] = {}
     need_stock: dict[tuple[str, str], int] = {}
     for charge_id, product_id, location_id, units in taking:
@@ -167,7 +175,9 @@ async def deliver(
             .where(
                 tuple_(holds.c.charge_id, holds.c.product_id, holds.c.location_id).in_(need_held)
             )
-            .order_by(holds.c.charge_id, holds.c.product_id, holds.c.location_id)
+            .order_by(
+                *lock_order(dialect, holds.c.charge_id, holds.c.product_id, holds.c.location_id)
+            )
             .with_for_update()
         )
     }
@@ -182,7 +192,7 @@ async def deliver(
         for r in await session.execute(
             select(stock.c.product_id, stock.c.location_id, stock.c.picked)
             .where(tuple_(stock.c.product_id, stock.c.location_id).in_(need_stock))
-            .order_by(stock.c.product_id, stock.c.location_id)
+            .order_by(*lock_order(dialect, stock.c.product_id, stock.c.location_id))
             .with_for_update()
         )
     }
@@ -225,7 +235,7 @@ async def _serials_for(
         await session.execute(
             select(serials)
             .where(serials.c.product_id.in_(product_ids), serials.c.charge_id.in_(charge_ids))
-            .order_by(serials.c.serial)
+            .order_by(*lock_order(dialect_of(session), serials.c.serial))
             .with_for_update()
         )
     ).all()

@@ -13,7 +13,7 @@ from procure_contracts.shapes import Product
 from procure_purchasing.domain import extended_cost
 from procure_purchasing.models import charges, procurement_settings
 from procure_runtime import UnitOfWork
-from procure_runtime.db import among, dialect_of, rows_affected, update_many
+from procure_runtime.db import among, dialect_of, lock_order, rows_affected, update_many
 
 SETTINGS = spec_for_topic("settings.procurement")
 CHARGE_FORWARDED = spec_for_topic("charge.forwarded")
@@ -94,7 +94,7 @@ async def return_many_to_queue(uow: UnitOfWork, src: str, quantities: dict[str, 
         for row in await uow.session.execute(
             select(charges)
             .where(among(charges.c.id, sorted(wanted), uow.dialect))
-            .order_by(charges.c.id)
+            .order_by(*lock_order(uow.dialect, charges.c.id))
             .with_for_update()
         )
     }

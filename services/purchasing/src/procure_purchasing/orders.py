@@ -23,7 +23,7 @@ from procure_purchasing.domain import (
 )
 from procure_purchasing.models import charges, counters, metadata, po_lines, purchase_orders
 from procure_runtime import NotFound, UnitOfWork, UnknownReference, replica
-from procure_runtime.db import among, id_for_new, insert_ignore, update_many, utcnow
+from procure_runtime.db import among, id_for_new, insert_ignore, lock_order, update_many, utcnow
 
 PO_SUBMITTED = spec_for_topic("po.submitted")
 PO_CANCELED = spec_for_topic("po.canceled")
@@ -163,7 +163,7 @@ async def take_units(uow: UnitOfWork, po_id: str, takes: list[Take]) -> None:
         for row in await session.execute(
             select(charges)
             .where(among(charges.c.id, ids, uow.dialect))
-            .order_by(charges.c.id)
+            .order_by(*lock_order(uow.dialect, charges.c.id))
             .with_for_update()
         )
     }

@@ -12,7 +12,7 @@ from procure_purchasing import fulfillment
 from procure_purchasing.domain import reported_status
 from procure_purchasing.models import charges, po_lines, purchase_orders
 from procure_runtime import Park, Reject, UnitOfWork
-from procure_runtime.db import among, dialect_of, update_many
+from procure_runtime.db import among, dialect_of, lock_order, update_many
 
 
 async def _po_following(session: AsyncSession, po_id: str, reported: str) -> None:
@@ -29,7 +29,7 @@ async def _pos_following(session: AsyncSession, reports: list[tuple[str, str]]) 
         for po in await session.execute(
             select(purchase_orders.c.id, purchase_orders.c.number, purchase_orders.c.status)
             .where(among(purchase_orders.c.id, ids, dialect_of(session)))
-            .order_by(purchase_orders.c.id)
+            .order_by(*lock_order(dialect_of(session), purchase_orders.c.id))
             .with_for_update()
         )
     }
@@ -103,7 +103,7 @@ async def apply_receipts(uow: UnitOfWork, receipts: list[ev.UnitsReceivedV1]) ->
         for row in await session.execute(
             select(charges.c.id, charges.c.ordered)
             .where(among(charges.c.id, sorted(done), uow.dialect))
-            .order_by(charges.c.id)
+            .order_by(*lock_order(uow.dialect, charges.c.id))
             .with_for_update()
         )
     }

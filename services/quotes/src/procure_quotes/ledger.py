@@ -23,6 +23,7 @@ from procure_runtime.db import (
     custom_plans,
     dialect_of,
     insert_ignore,
+    lock_order,
     update_many,
     utcnow,
 )
@@ -76,7 +77,8 @@ def _of_charges(table: Table, dialect: str) -> Select[Any]:
 @functools.cache
 def _charges_by_id(dialect: str, whole: bool, lock: bool) -> Select[Any]:
     query = select(*charges.c) if whole else select(*LEDGER_COLUMNS)
-    query = query.where(among_param(charges.c.id, "ids", dialect)).order_by(charges.c.id)
+    query = query.where(among_param(charges.c.id, "ids", dialect))
+    query = query.order_by(*lock_order(dialect, charges.c.id))
     return query.with_for_update() if lock else query
 
 
@@ -85,7 +87,7 @@ def _orders_locked(dialect: str) -> Select[Any]:
     return (
         select(*ORDER_COLUMNS)
         .where(among_param(sales_orders.c.id, "ids", dialect))
-        .order_by(sales_orders.c.id)
+        .order_by(*lock_order(dialect, sales_orders.c.id))
         .with_for_update()
     )
 

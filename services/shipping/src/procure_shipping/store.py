@@ -9,7 +9,14 @@ from sqlalchemy import JSON, Row, case, cast, func, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from procure_runtime.db import among, dialect_of, insert_rows, update_many, upsert_insert
+from procure_runtime.db import (
+    among,
+    dialect_of,
+    insert_rows,
+    lock_order,
+    update_many,
+    upsert_insert,
+)
 from procure_shipping.domain import Units
 from procure_shipping.models import charges, delivered_items, deliveries, ready_items
 
@@ -25,7 +32,7 @@ async def lock_charges(session: AsyncSession, ids: set[str]) -> dict[str, Row[An
         await session.execute(
             select(charges)
             .where(among(charges.c.id, ids, dialect_of(session)))
-            .order_by(charges.c.id)
+            .order_by(*lock_order(dialect_of(session), charges.c.id))
             .with_for_update()
         )
     ).all()

@@ -470,3 +470,28 @@ async def _parked(inventory, count: int) -> bool:
     parked = inventory.runtime.metadata.tables["parked"]
     async with inventory.runtime.db.session() as session:
         return len((await session.execute(select(parked.c.event_id))).all()) == count
+
+
+@pytest.mark.parametrize("topic", ["opportunity.won", "charge.created"])
+async def test_a_charge_announced_again_under_a_new_event_id_fails_its_pick_once(
+    inventory, topic: str
+) -> None:
+    """An outside producer's replay gives the same charge a new event id, so the inbox
+    does not catch it. A listing whose pick failed leaves no picked reservation behind;
+    a second `pick.failed` for it would have quotes send its units to procurement twice."""
+    loc = await inventory.location()
+    doc = await inventory.product()
+    charge = f.charge(_as_product(doc), 2, reservations=[("no-such-res", loc, 2)])
+    announced = (
+        f.opportunity_won(charge) if topic == "opportunity.won" else f.charge_created(charge)
+    )
+    spec = spec_for_topic(topic)
+    first = await inventory.kafka.publish(spec, announced)
+    [failed] = await inventory.kafka.read_events("pick.failed", 1, settle=0.5)
+    assert (failed.data["charge_id"], failed.data["quantity"]) == (charge.id, 2)
+
+    again = await inventory.kafka.publish(spec, announced)
+    assert again.id != first.id
+
+    await eventually(lambda: _applied(inventory, again.id))
+    assert len(await inventory.kafka.read_events("pick.failed", 2, timeout=1.0)) == 1

@@ -115,6 +115,17 @@ opportunities = Table(
     Column("closed_at", UTCDateTime(), nullable=True),
 )
 
+# Each reservation listed on a charge, once converted into its pick (or its failure):
+# the same charge announced again under a new event id (a producer's replay) converts
+# nothing twice, so quotes is never told twice that units must be ordered.
+conversions = Table(
+    "conversions",
+    metadata,
+    Column("charge_id", String(200), primary_key=True),
+    Column("reservation_id", String(200), primary_key=True),
+    Column("converted_at", UTCDateTime(), nullable=False, default=utcnow),
+)
+
 # The audit trail of stock: every change of on hand, with its cause.
 movements = Table(
     "movements",

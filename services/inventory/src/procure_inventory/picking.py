@@ -19,9 +19,9 @@ from procure_inventory.domain import (
     per_reservation,
     why_not_usable,
 )
-from procure_inventory.models import opportunities, reservations
+from procure_inventory.models import conversions, opportunities, reservations
 from procure_runtime import UnitOfWork
-from procure_runtime.db import insert_ignore, insert_rows, upsert_insert, utcnow
+from procure_runtime.db import insert_ignore, insert_rows, rows_affected, upsert_insert, utcnow
 
 RESERVED = spec_for_topic("stock.reserved")
 RELEASED = spec_for_topic("stock.released")
@@ -141,6 +141,16 @@ async def pick_reservation(
     row = await locked_reservation(uow, reservation_id)
     if row and row.status == ReservationStatus.PICKED and row.charge_id == claim.charge_id:
         return  # this charge was converted already (the same win published twice)
+    first = await uow.session.execute(
+        insert_ignore(conversions, uow.dialect).values(
+            charge_id=claim.charge_id, reservation_id=reservation_id, converted_at=utcnow()
+        )
+    )
+    if not rows_affected(first):
+        # The same charge announced again under a new event id (the inbox sees a new
+        # event): its listing was settled already, and a failed one left no picked row to
+        # tell. A second pick.failed would have quotes order those units twice.
+        return
     refused = why_not_usable(row, claim)
     plan = convert(listed, None if refused else row.quantity)
     if plan.pick:

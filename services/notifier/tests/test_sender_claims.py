@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from procure_devstack.smtp import SmtpSink
 from procure_devstack.testing import eventually
@@ -271,3 +271,51 @@ async def test_a_recipient_refused_for_good_fails_and_is_not_retried(db, sink, q
     [row] = await _rows(db)
     assert (row.status, row.attempts) == ("failed", 1)
     assert "550" in row.last_error and sink.messages == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "status", "mailed"),
+    [
+        ("554 5.6.0 Message content rejected", "failed", []),
+        ("452 4.3.1 Insufficient system storage", "sent", [["r0@example.com"]]),
+    ],
+    ids=["5xx", "4xx"],
+)
+async def test_a_message_refused_at_data_fails_only_for_good(
+    db, sink, quick_smtp, reply: str, status: str, mailed: list[list[str]]
+) -> None:
+    """A 5xx to DATA refuses this message (its size, its content): the same mail would be
+    refused again, so it fails instead of being retried for ever. A 4xx is retried."""
+    await _due(db, 1)
+    sink.fail_next(1, reply)
+    sender = Sender(db, quick_smtp(sink.port))
+    await _send_until_none_due(sender)
+    await asyncio.sleep(0.5)  # past the backoff (0.2 s): a retry is due by now
+    await _send_until_none_due(sender)
+    [row] = await _rows(db)
+    assert (row.status, row.attempts) == (status, 1 if status == "failed" else 2)
+    assert reply[:3] in row.last_error
+    assert [m.rcpt_tos for m in sink.messages] == mailed
+
+
+async def test_a_row_stored_with_an_unmailable_address_fails_without_a_send(
+    db, sink, quick_smtp
+) -> None:
+    """Rows recorded before addresses were checked (an older notifier's) may hold one no
+    server takes; it fails at once instead of being retried for ever."""
+    await _due(db, 2)
+    async with db.session() as session:
+        await session.execute(
+            update(notifications)
+            .where(notifications.c.event_id == "e0")
+            .values(recipient="carl\r\nBcc: x@example.com")
+        )
+    sender = Sender(db, quick_smtp(sink.port))
+    await _send_until_none_due(sender)
+    await asyncio.sleep(0.5)  # past the backoff: a retry would be due by now
+    await _send_until_none_due(sender)
+    rows = {r.event_id: r for r in await _rows(db)}
+    assert (rows["e0"].status, rows["e0"].attempts) == ("failed", 1)
+    assert rows["e0"].last_error == "unmailable address: not a mailbox"
+    assert rows["e1"].status == "sent"
+    assert [m.rcpt_tos for m in sink.messages] == [["r1@example.com"]]

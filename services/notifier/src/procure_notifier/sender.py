@@ -1,6 +1,6 @@
 """The sender: mails the `pending` rows of the notification log through SMTP, marks them
 `sent`, or keeps them with `last_error` and retries with exponential backoff (`failed`
-only when the server refuses the recipient for good, with a 5xx).
+only when the server refuses the recipient or the message for good, with a 5xx).
 
 Due rows are claimed a few at a time, by one statement that moves their
 `next_attempt_at` a lease ahead (on PostgreSQL under `FOR UPDATE SKIP LOCKED`), so
@@ -37,7 +37,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Update
 
-from procure_notifier.domain import NotificationStatus
+from procure_notifier.domain import NotificationStatus, unmailable
 from procure_notifier.models import notifications
 from procure_runtime.db import Database, run_alone, utcnow
 from procure_runtime.errors import describe
@@ -340,6 +340,14 @@ class Sender:
 
     async def _send(self, row: Any) -> None:
         attempts = row.attempts  # counted by the claim
+        if (reason := unmailable(row.recipient)) is not None:
+            # Stored before addresses were checked as rows are recorded: no server would
+            # take it, and some would never answer it with a 5xx to end the retries.
+            await self._finish(
+                row.id, NotificationStatus.FAILED, error=f"unmailable address: {reason}"
+            )
+            log.error("recipient unmailable; not retried", recipient=row.recipient, reason=reason)
+            return
         try:
             await asyncio.wait_for(self.deliver(row), self.smtp.deadline_s)
         except asyncio.CancelledError:
@@ -347,8 +355,9 @@ class Sender:
         except Exception as exc:
             if _refused_for_good(exc):
                 await self._finish(row.id, NotificationStatus.FAILED, error=describe(exc, 2000))
+                refused = "message" if isinstance(exc, aiosmtplib.SMTPDataError) else "recipient"
                 log.error(
-                    "recipient refused; not retried", recipient=row.recipient, error=repr(exc)
+                    f"{refused} refused; not retried", recipient=row.recipient, error=repr(exc)
                 )
                 return
             retry_at = utcnow() + self.smtp.backoff(attempts)
@@ -452,9 +461,14 @@ class Sender:
 
 
 def _refused_for_good(exc: Exception) -> bool:
-    """The server refused the recipient with a 5xx: final. aiosmtplib raises
-    `SMTPRecipientsRefused` for any reply to RCPT but 250/251, so a 4xx (greylisting, a
-    busy server) is retried like any other failure."""
+    """The server refused the recipient, or this message at DATA (too large, its content
+    refused), with a 5xx: final, as the same mail would meet the same answer. aiosmtplib
+    raises `SMTPRecipientsRefused` for any reply to RCPT but 250/251 and `SMTPDataError`
+    for any to DATA but 250/354, so a 4xx (greylisting, a busy or full server) is
+    retried like any other failure. A 5xx to MAIL FROM is retried: it refuses the
+    configured sender, so every mail would fail until the configuration is fixed."""
+    if isinstance(exc, aiosmtplib.SMTPDataError):
+        return exc.code >= 500
     return (
         isinstance(exc, aiosmtplib.SMTPRecipientsRefused)
         and bool(exc.recipients)

@@ -7,6 +7,7 @@ import pytest
 
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
+from procure_contracts.shapes import Person
 from procure_devstack import factories as f
 from procure_devstack.smtp import SmtpSink
 from procure_devstack.testing import KafkaProbe, eventually, running, token
@@ -14,6 +15,13 @@ from procure_notifier.app import build
 
 pytestmark = pytest.mark.kafka
 READY = spec_for_topic("salesorder.ready_to_fulfill")
+WON = spec_for_topic("opportunity.won")
+
+
+async def _ready_to_fulfill(kafka: KafkaProbe, so_id: str, owner: Person) -> None:
+    """A sales order won, then ready to fulfill: one mail, to its owner."""
+    await kafka.publish(WON, f.opportunity_won(sales_order_id=so_id, so_owner=owner))
+    await kafka.publish(READY, ev.SalesOrderReadyToFulfillV1(sales_order_id=so_id, owner=owner))
 
 
 async def _rows(http, settings):
@@ -33,9 +41,7 @@ async def test_starttls_with_a_trusted_certificate(
             running(app, runtime) as http,
             KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
         ):
-            await kafka.publish(
-                READY, ev.SalesOrderReadyToFulfillV1(sales_order_id="so-1", owner=owner)
-            )
+            await _ready_to_fulfill(kafka, "so-1", owner)
             await eventually(lambda: sink.messages, timeout=30)
             [msg] = sink.messages
             assert msg.tls and msg.rcpt_tos == [owner.email.lower()]
@@ -56,9 +62,7 @@ async def test_tls_refuses_a_server_whose_certificate_does_not_verify(
             KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
         ):
             owner = f.person("Sam Sales")
-            await kafka.publish(
-                READY, ev.SalesOrderReadyToFulfillV1(sales_order_id="so-2", owner=owner)
-            )
+            await _ready_to_fulfill(kafka, "so-2", owner)
 
             async def refused():
                 rows = await _rows(http, settings)

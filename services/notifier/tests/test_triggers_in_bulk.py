@@ -1,7 +1,11 @@
 """A run of one trigger's events (a PO, a receipt, a delivery, a cancellation, an
 approval asked for or decided, a charge made) queues its mails in the statements of one
 event, and queues what one event at a time queues: the same mails to the same people,
-word for word; a run naming a charge not known yet parks only the event that names it."""
+word for word; a run naming a charge not known yet parks only the event that names it.
+Topics are not ordered with each other: the mails are the same whether the stakeholder
+directory (`opportunity.won`, `charge.created`) comes before the triggers that need it
+or after them, as a trigger parks until its charges, and the sales orders they name,
+are known."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -125,3 +129,68 @@ async def test_a_trigger_naming_an_unknown_charge_parks_alone(
     finally:
         await runtime.db.engine.dispose()
     assert {event_id for event_id, *_ in mails} == {CloudEvent.from_bytes(pos[0].value).id}
+
+
+SO_OWNER = f.person("Sally Order")
+
+
+def events() -> dict[str, Record]:
+    quoted = f.charge(f.product(), quantity=2)
+    direct = f.charge(f.product(), quantity=1)
+    won = f.opportunity_won(quoted, sales_order_id="so-1", so_owner=SO_OWNER)
+    team = ["pat@example.com"]
+    named = {
+        "won": ("opportunity.won", won),
+        "created": ("charge.created", f.charge_created(direct, sales_order_id="so-1")),
+        "asked": ("approval.requested", f.approval_requested(quoted, "so-1", purchasing_team=team)),
+        "forwarded": (
+            "charge.forwarded",
+            ev.ChargeForwardedV1(
+                charge_id=quoted.id,
+                sales_order_id="so-1",
+                product=quoted.product,
+                quantity=2,
+                purchasing_team=team,
+            ),
+        ),
+        "direct on order": ("po.submitted", po(1, direct)),  # names only the direct charge
+        "quoted on order": ("po.submitted", po(2, quoted)),
+        "ready": (
+            "salesorder.ready_to_fulfill",
+            ev.SalesOrderReadyToFulfillV1(sales_order_id="so-1", owner=won.sales_order.owner),
+        ),
+    }
+    return {name: record(topic, data, n) for n, (name, (topic, data)) in enumerate(named.items())}
+
+
+async def mails_in_order(
+    records: list[Record], database_url: Callable[[str], str], name: str, tmp_path: Path
+) -> tuple[list[tuple[Any, ...]], int]:
+    runtime = await fed_directly("notifier", database_url(name), tmp_path / name)
+    try:
+        for r in records:  # one event a fetch, the order the topics happened to deliver
+            await runtime.consumer.process_batch([r])
+        while await runtime.consumer.sweep_parked():
+            pass
+        return sorted(await queued(runtime)), await runtime.consumer.parked_count()
+    finally:
+        await runtime.db.engine.dispose()
+
+
+async def test_the_mails_do_not_depend_on_when_the_directory_arrives(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    r = events()
+    natural = [r[n] for n in r]
+    # The direct charge first, every trigger, and its sales order's opportunity.won last.
+    late = [r["created"], *(r[n] for n in r if n not in ("won", "created")), r["won"]]
+    first, parked_first = await mails_in_order(natural, database_url, "natural", tmp_path)
+    second, parked_second = await mails_in_order(late, database_url, "late", tmp_path)
+    assert (parked_first, parked_second) == (0, 0)
+    assert first == second
+    by_type: dict[str, set[str]] = {}
+    for _, kind, recipient, *_ in first:
+        by_type.setdefault(kind, set()).add(recipient)
+    assert SO_OWNER.email in by_type["on_order"]  # the direct charge's sales order owner
+    ready = [body for _, kind, _, _, body, _ in first if kind == "ready_to_fulfill"]
+    assert len(ready) == 1 and all(c in ready[0] for c in ("Ticket", "so-1"))

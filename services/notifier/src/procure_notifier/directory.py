@@ -93,9 +93,25 @@ async def sales_orders_charges(
     return out
 
 
+async def known_sales_orders(session: AsyncSession, ids: Iterable[str]) -> set[str]:
+    """Those of the sales orders the directory has."""
+    query = _orders_by_id(dialect_of(session))
+    return set(await session.scalars(query, {"ids": sorted(set(ids))}))
+
+
+@functools.cache
+def _orders_by_id(dialect: str) -> Select[Any]:
+    return select(sales_orders.c.id).where(among_param(sales_orders.c.id, "ids", dialect))
+
+
 def _query(where: Any) -> Select[Any]:
     return (
-        select(charges, sales_orders.c.owner.label("so_owner"), sales_orders.c.opportunity_owner)
+        select(
+            charges,
+            sales_orders.c.id.label("so_id"),
+            sales_orders.c.owner.label("so_owner"),
+            sales_orders.c.opportunity_owner,
+        )
         .outerjoin(sales_orders, sales_orders.c.id == charges.c.sales_order_id)
         .where(where)
         .order_by(charges.c.id)
@@ -131,4 +147,5 @@ def _info(row: Any) -> ChargeInfo:
         project_lead=_person(parent.get("project_lead")),
         opportunity_owner=_person(row.opportunity_owner) if row.quoted else None,
         sales_order_owner=_person(row.so_owner),
+        order_known=row.sales_order_id is None or row.so_id is not None,
     )

@@ -47,6 +47,7 @@ class ChargeInfo:
     project_lead: Person | None = None  # projects
     opportunity_owner: Person | None = None  # quoted items only
     sales_order_owner: Person | None = None
+    order_known: bool = True  # False: its sales order's opportunity.won not seen yet
 
     @property
     def parent(self) -> str:

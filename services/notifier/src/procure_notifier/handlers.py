@@ -40,24 +40,28 @@ def _product(product: Product) -> str:
 def _queue_item(
     data: ev.ApprovalRequestedV1 | ev.ChargeForwardedV1, known: dict[str, ChargeInfo]
 ) -> Item:
-    """The line for a charge on its way to the queue; its parent when the charge is known
+    """The line for a charge on its way to the queue, with its parent from the directory
     (those events do not carry it)."""
-    charge = known.get(data.charge_id)
     return Item(
         _product(data.product),
         data.quantity,
         data.charge_id,
-        charge.parent if charge else None,
+        known[data.charge_id].parent,
         data.sales_order_id,
     )
 
 
 async def _known(uow: UnitOfWork, charge_ids: Iterable[str]) -> dict[str, ChargeInfo]:
-    """The charges an event names; parks the event until every one of them is known."""
+    """The charges an event names; parks the event until every one of them is known, and
+    so is the sales order each names. Topics are not ordered with each other: a direct
+    charge (`charge.created`) can come before the `opportunity.won` of its sales order,
+    and a mail made meanwhile would miss that order's owner for good."""
     wanted = set(charge_ids)
     known = await directory.charge_infos(uow.session, wanted)
     if missing := sorted(wanted - known.keys()):
         raise Park(f"charges not seen yet (opportunity.won / charge.created): {missing}")
+    if orders := sorted({str(c.sales_order_id) for c in known.values() if not c.order_known}):
+        raise Park(f"sales orders not seen yet (opportunity.won): {orders}")
     return known
 
 
@@ -106,10 +110,9 @@ async def on_charge_created(items: list[Applying]) -> None:
 async def on_approval_requested(items: list[Applying]) -> None:
     """The purchasing team named in the event is told; a run looks up its charges (for
     their parents, if known) in one query."""
-    session = items[0].uow.session
-    if not await is_enabled(session, T.APPROVAL_REQUESTED):
+    if not await is_enabled(items[0].uow.session, T.APPROVAL_REQUESTED):
         return
-    known = await directory.charge_infos(session, [i.data.charge_id for i in items])
+    known = await _known(items[0].uow, [i.data.charge_id for i in items])
     for i in items:
         data: ev.ApprovalRequestedV1 = i.data
         notice = Notice(
@@ -145,11 +148,10 @@ def _decided(data: ev.ApprovalDecidedV1) -> tuple[Notice, Lines]:
 async def on_charge_forwarded(items: list[Applying]) -> None:
     """The team in the event is the setting in force when purchasing queued the units.
     A run looks its charges up in one query."""
-    session = items[0].uow.session
-    if not await is_enabled(session, T.FORWARDED_TO_PURCHASING):
+    if not await is_enabled(items[0].uow.session, T.FORWARDED_TO_PURCHASING):
         return
     told = [i for i in items if i.data.purchasing_team]
-    known = await directory.charge_infos(session, [i.data.charge_id for i in told])
+    known = await _known(items[0].uow, [i.data.charge_id for i in told])
     for i in told:
         data: ev.ChargeForwardedV1 = i.data
         item = _queue_item(data, known)
@@ -233,12 +235,16 @@ def _canceled(data: ev.ShipmentCanceledV1) -> tuple[Notice, Lines]:
 
 @handlers.on_batch(spec_for_topic("salesorder.ready_to_fulfill"))
 async def on_ready_to_fulfill(items: list[Applying]) -> None:
-    """Only the owner is told; the event names them, so nothing waits for the directory.
+    """Only the owner is told (the event names them), with the order's charges: it waits
+    until the directory has the sales order, whose `opportunity.won` may come after it.
     A run reads its sales orders' charges in one query."""
     session = items[0].uow.session
     if not await is_enabled(session, T.READY_TO_FULFILL):
         return
-    charges = await directory.sales_orders_charges(session, [i.data.sales_order_id for i in items])
+    so_ids = [i.data.sales_order_id for i in items]
+    if missing := sorted(set(so_ids) - await directory.known_sales_orders(session, so_ids)):
+        raise Park(f"sales orders not seen yet (opportunity.won): {missing}")
+    charges = await directory.sales_orders_charges(session, so_ids)
     for i in items:
         data: ev.SalesOrderReadyToFulfillV1 = i.data
         lines = [item_of(c, c.quantity) for c in charges.get(data.sales_order_id, [])]

@@ -208,6 +208,9 @@ async def test_a_refused_smtp_login_keeps_the_password_out_of_last_error_and_log
             ):
                 await eventually(lambda: healthy(http), timeout=60)
                 owner = f.person("Sam Sales")
+                # The ready mail waits for its sales order in the stakeholder directory.
+                won = f.opportunity_won(sales_order_id="so-9", so_owner=owner)
+                await kafka.publish(spec_for_topic("opportunity.won"), won)
                 await kafka.publish(
                     READY, ev.SalesOrderReadyToFulfillV1(sales_order_id="so-9", owner=owner)
                 )

@@ -1,5 +1,5 @@
 """Inventory's pure rules: R1 arithmetic, what may be reserved, serial counts, and how
-a won charge's listed reservations become picks."""
+a won charge's listed reservations become picks, and the order deliveries apply in."""
 
 from types import SimpleNamespace
 
@@ -12,6 +12,7 @@ from procure_inventory.domain import (
     InsufficientStock,
     NotReservable,
     OpportunityClosed,
+    OutOfOrder,
     ReservationsExceedQuantity,
     SameLocation,
     SerialsMismatch,
@@ -24,6 +25,7 @@ from procure_inventory.domain import (
     check_transfer,
     check_won_charge,
     convert,
+    in_seq_order,
     per_reservation,
     why_not_usable,
 )
@@ -138,3 +140,31 @@ def test_a_direct_charge_takes_any_opportunitys_reservation_of_its_product() -> 
     assert "picked" in str(why_not_usable(_reservation(status="picked"), direct))
     with_item = Claim("ch-1", "p-1", "qi-1", None)
     assert "quote item" in str(why_not_usable(_reservation(quote_item_id="qi-2"), with_item))
+
+
+def test_a_charges_deliveries_apply_in_seq_order_without_a_gap() -> None:
+    last: dict[str, int | None] = {"ch-1": 2}
+    assert in_seq_order(last, [("ch-1", 3), ("ch-2", 1)]) == [True, True]
+    assert last == {"ch-1": 3, "ch-2": 1}
+    # two items of one charge in one event, listed in any order
+    assert in_seq_order(last, [("ch-1", 5), ("ch-1", 4)]) == [True, True]
+    assert last["ch-1"] == 5
+
+
+def test_a_seq_applied_already_is_not_new() -> None:
+    last: dict[str, int | None] = {"ch-1": 3}
+    assert in_seq_order(last, [("ch-1", 2), ("ch-1", 3), ("ch-1", 4)]) == [False, False, True]
+    assert last == {"ch-1": 4}
+
+
+def test_a_gap_parks_the_whole_event_and_changes_nothing() -> None:
+    last: dict[str, int | None] = {"ch-1": 1}
+    with pytest.raises(OutOfOrder, match="seq 3 waits for seq 2"):
+        in_seq_order(last, [("ch-2", 1), ("ch-1", 3)])
+    assert last == {"ch-1": 1}  # ch-2's seq 1 is not taken either
+
+
+def test_a_charge_delivered_before_seqs_were_followed_applies_as_it_comes() -> None:
+    last: dict[str, int | None] = {"ch-old": None}
+    assert in_seq_order(last, [("ch-old", 7), ("ch-old", 2)]) == [True, True]
+    assert last == {"ch-old": None}

@@ -298,7 +298,7 @@ def _delivery(charge_id: str, product_id: str, loc: str | None, quantity: int, s
             ev.DeliveredItem(
                 item_id=unique("it-"),
                 charge_id=charge_id,
-                seq=1,
+                seq=kw.pop("seq", 1),
                 product_id=product_id,
                 quantity=quantity,
                 location_id=loc,
@@ -362,7 +362,7 @@ async def test_receipt_delivery_and_cancel_leave_stock_where_it_started(inventor
     assert await inventory.kafka.read_events("units.picked", 1, timeout=1.0) == []
 
     # The restored units are held for the charge again: they can be delivered again.
-    again = _delivery(charge_id, product_id, loc, 1, ["X2"])
+    again = _delivery(charge_id, product_id, loc, 1, ["X2"], seq=3)
     await inventory.kafka.publish(DELIVERED, again)
     await eventually(lambda: _level_is(inventory, product_id, loc, stock(4, picked=1)))
 
@@ -378,11 +378,11 @@ async def test_a_delivery_of_many_items_takes_each_ones_units_and_serials(invent
     await inventory.kafka.publish(RECEIVED, receipt)
     await eventually(lambda: _level_is(inventory, product_id, loc, stock(5, picked=4)))
 
-    def item(charge_id: str, quantity: int, serials: list[str], transfer_id: str):
+    def item(charge_id: str, quantity: int, serials: list[str], transfer_id: str, seq: int = 1):
         return ev.DeliveredItem(
             item_id=unique("it-"),
             charge_id=charge_id,
-            seq=1,
+            seq=seq,
             product_id=product_id,
             quantity=quantity,
             location_id=loc,
@@ -401,7 +401,7 @@ async def test_a_delivery_of_many_items_takes_each_ones_units_and_serials(invent
     await eventually(lambda: _level_is(inventory, product_id, loc, stock(3, picked=2)))
     copy = await inventory.kafka.publish(
         DELIVERED, delivery.model_copy(update={"delivery_id": "copy"})
-    )  # a new event, the same transfers: applied already
+    )  # a new event, the same seqs: applied already
     await eventually(lambda: _applied(inventory, copy.id))
     assert await inventory.level(product_id, loc) == stock(3, picked=2)
     trail = await inventory.transfers(product_id=product_id)
@@ -414,7 +414,7 @@ async def test_a_delivery_of_many_items_takes_each_ones_units_and_serials(invent
         drop_ship=False,
         destination=f.address(),
         delivered_by=f.person("Sam Shipper"),
-        items=[item(b, 1, [], unique("tr-")), item(c, 1, [], unique("tr-"))],
+        items=[item(b, 1, [], unique("tr-"), seq=2), item(c, 1, [], unique("tr-"))],
     )
     await inventory.kafka.publish(DELIVERED, waits)
     await eventually(lambda: _parked(inventory, 1))

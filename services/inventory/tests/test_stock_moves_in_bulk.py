@@ -9,10 +9,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from procure_contracts import events as ev
 from procure_contracts.status import POStatus
 from procure_devstack import factories as f
 from procure_devstack.testing import both_ways, counted, fed_directly, record
 from procure_inventory.models import holds, movements, serials, stock
+from procure_runtime.consumer import Record
 
 
 def receipt(n: int, *lines: tuple[str | None, str, str | None, int, list[str]], **kw: Any):
@@ -105,15 +107,24 @@ async def test_a_serial_received_twice_in_a_run_is_refused(
     assert [s[:2] for s in state["serials"]] == [("p-2", "S1"), ("p-2", "S2")]
 
 
-def delivery(n: int, *items: tuple[str, str, str, int, list[str], str | None], **kw: Any):
-    """Items as (charge id, product id, location id, units, serials, transfer id)."""
+def delivery(
+    n: int, *items: tuple[str, int, str, str | None, int, list[str], str | None], **kw: Any
+):
+    """Items as (charge id, seq, product id, location id, units, serials, transfer id)."""
     return f.shipment_delivered(
         n,
         *(
             f.delivered_item(
-                f"it-{n}-{i}", c, p, units, location_id=loc, serials=s, transfer_id=transfer
+                f"it-{n}-{i}",
+                c,
+                p,
+                units,
+                seq=seq,
+                location_id=loc,
+                serials=s,
+                transfer_id=transfer,
             )
-            for i, (c, p, loc, units, s, transfer) in enumerate(items)
+            for i, (c, seq, p, loc, units, s, transfer) in enumerate(items)
         ),
         drop_ship=kw.get("drop_ship", False),
     )
@@ -124,12 +135,14 @@ async def test_a_run_of_deliveries_leaves_what_one_at_a_time_leaves(
 ) -> None:
     stocked = [record("units.received", data, i) for i, data in enumerate(RECEIPTS[:4])]
     deliveries = [
-        delivery(1, ("ch-1", "p-1", "loc-1", 1, [], "tr-1")),
-        delivery(2, ("ch-2", "p-2", "loc-1", 1, [], "tr-2")),  # the oldest held serial
-        delivery(3, ("ch-1", "p-1", "loc-1", 1, [], "tr-3"), ("ch-2", "p-1", "loc-1", 1, [], None)),
-        delivery(4, ("ch-1", "p-1", "loc-1", 1, [], "tr-1")),  # tr-1 again: applied already
-        delivery(5, ("ch-2", "p-2", "loc-1", 1, [], "tr-5")),  # the next serial
-        delivery(6, ("ch-1", "p-1", "loc-2", 1, [], None), drop_ship=True),  # not from stock
+        delivery(1, ("ch-1", 1, "p-1", "loc-1", 1, [], "tr-1")),
+        delivery(2, ("ch-2", 1, "p-2", "loc-1", 1, [], "tr-2")),  # the oldest held serial
+        delivery(
+            3, ("ch-1", 2, "p-1", "loc-1", 1, [], "tr-3"), ("ch-2", 2, "p-1", "loc-1", 1, [], None)
+        ),
+        delivery(4, ("ch-1", 1, "p-1", "loc-1", 1, [], "tr-1")),  # seq 1 again: applied already
+        delivery(5, ("ch-2", 3, "p-2", "loc-1", 1, [], "tr-5")),  # the next serial
+        delivery(6, ("ch-1", 3, "p-1", "loc-2", 1, [], None), drop_ship=True),  # not from stock
     ]
     run = [record("shipment.delivered", d, 10 + i) for i, d in enumerate(deliveries)]
     together, [_, ran], [_, ran_each] = await both_ways(
@@ -146,3 +159,94 @@ async def test_a_run_of_deliveries_leaves_what_one_at_a_time_leaves(
     assert together["serials"] == []
 
     assert [counted(ran, "INSERT", "movements"), counted(ran_each, "INSERT", "movements")] == [1, 4]
+
+
+def cancellation(
+    n: int, of: ev.ShipmentDeliveredV1, *seqs: int, reversal: str
+) -> ev.ShipmentCanceledV1:
+    """Delivery `of` canceled, its items taking `seqs` in turn."""
+    return ev.ShipmentCanceledV1(
+        delivery_id=of.delivery_id,
+        reason="refused at the door",
+        canceled_by=f.person("Dee Driver"),
+        items=[
+            ev.CanceledItem(
+                item_id=f"it-c{n}-{i}",
+                charge_id=item.charge_id,
+                seq=seq,
+                product_id=item.product_id,
+                quantity=item.quantity,
+                location_id=item.location_id,
+                serials=item.serials,
+                transfer_id=f"{reversal}-{i}" if item.location_id else None,
+                original_transfer_id=item.transfer_id,
+            )
+            for i, (item, seq) in enumerate(zip(of.items, seqs, strict=True))
+        ],
+    )
+
+
+async def test_a_charges_deliveries_and_cancellations_apply_in_seq_order_whatever_comes_first(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Shipping's history of two charges: ch-1's drop-ship and location-less deliveries
+    move no stock but take seqs 1-2 before a delivery from stock (seq 3); ch-2's serial S1
+    is delivered, the delivery canceled, then S1 and S2 delivered (seqs 1-3). Fed with
+    each charge's history backwards, every event first parks on the seq it waits for;
+    the end state is the one of shipping's order, and nothing stays parked. Without the
+    order, ch-2's last delivery took S1 first: its first delivery and the cancellation
+    that needs it waited for ever."""
+    stocked = [record("units.received", data, i) for i, data in enumerate(RECEIPTS[:2])]
+    first = delivery(1, ("ch-2", 1, "p-2", "loc-1", 1, ["S1"], "tr-1"))
+    history = [
+        delivery(2, ("ch-1", 1, "p-1", None, 3, [], None), drop_ship=True),
+        delivery(3, ("ch-1", 2, "p-1", None, 1, [], None)),
+        delivery(4, ("ch-1", 3, "p-1", "loc-1", 2, [], "tr-4")),
+        first,
+        cancellation(1, first, 2, reversal="tr-back"),
+        delivery(5, ("ch-2", 3, "p-2", "loc-1", 2, ["S1", "S2"], "tr-5")),
+    ]
+    topic = {
+        ev.ShipmentDeliveredV1: "shipment.delivered",
+        ev.ShipmentCanceledV1: "shipment.canceled",
+    }
+    records = [record(topic[type(e)], e, 10 + i) for i, e in enumerate(history)]
+
+    async def fed(order: list[Record], name: str) -> tuple[dict[str, Any], list[int]]:
+        runtime = await fed_directly("inventory", database_url(name), tmp_path / name)
+        try:
+            await runtime.consumer.process_batch(stocked)
+            parked = []
+            for r in order:
+                await runtime.consumer.process(r)
+                while await runtime.consumer.sweep_parked():
+                    pass  # what the parking loop does after an event applies
+                parked.append(await runtime.consumer.parked_count())
+            return await end_state(runtime), parked
+        finally:
+            await runtime.db.engine.dispose()
+
+    natural, parked = await fed(records, "natural")
+    assert parked == [0] * 6
+    backwards, parked = await fed(records[:3][::-1] + records[3:][::-1], "backwards")
+    assert parked == [1, 2, 0, 1, 2, 0]  # each charge's first applies, then the rest
+    for state in (natural, backwards):
+        assert state["holds"] == [
+            ("ch-1", "p-1", "loc-1", 0),
+            ("ch-2", "p-1", "loc-1", 1),
+            ("ch-2", "p-2", "loc-1", 0),
+        ]
+        assert state["serials"] == []
+    by_charge = {
+        c: [m for m in state["movements"] if m[2] == c]
+        for state in (natural,)
+        for c in ("ch-1", "ch-2")
+    }
+    for c, moves in by_charge.items():
+        assert [m for m in backwards["movements"] if m[2] == c] == moves
+    assert [(m[0], m[5]) for m in by_charge["ch-2"] if m[1] == "p-2"] == [
+        ("receipt", ["S1", "S2"]),
+        ("delivery", ["S1"]),
+        ("cancellation", ["S1"]),
+        ("delivery", ["S1", "S2"]),
+    ]

@@ -24,12 +24,13 @@ def alembic_config(script_location: Path, connection: Any = None, url: str | Non
     return cfg
 
 
-async def upgrade(db: Database, script_location: Path) -> None:
+async def upgrade(db: Database, script_location: Path, revision: str = "head") -> None:
+    """To `revision` (a test may stop short of head to build an older schema)."""
     async with db.engine.begin() as conn:
         if db.dialect == "postgresql":
             await conn.execute(text(_LOCK))
         await conn.run_sync(
-            lambda sync: command.upgrade(alembic_config(script_location, sync), "head")
+            lambda sync: command.upgrade(alembic_config(script_location, sync), revision)
         )
 
 

@@ -188,3 +188,32 @@ def check_won_charge(quantity: int, listed: list[int]) -> None:
         raise ReservationsExceedQuantity(
             f"reservations hold {sum(listed)} units but the charge has only {quantity}"
         )
+
+
+class OutOfOrder(Exception):
+    """A delivery or cancellation whose `seq` is not the next of its charge (R13): one
+    before it has not been applied yet."""
+
+
+def in_seq_order(last: dict[str, int | None], items: list[tuple[str, int]]) -> list[bool]:
+    """Which of one event's items (charge id, seq) are new, in shipping's per-charge
+    order, updating `last` (charge id -> last seq applied) only if the whole event may
+    apply. A seq at or below the charge's last was applied already; the new ones must
+    follow it without a gap, else `OutOfOrder`. Items that move no stock here (drop-ship,
+    no location) still take their seq. A charge whose last seq is None was delivered
+    before inventory followed seqs: its items apply in the order they come, as then."""
+    after = dict(last)
+    new: dict[int, bool] = {}
+    for n, (charge_id, seq) in sorted(enumerate(items), key=lambda x: (x[1][0], x[1][1])):
+        applied = after.get(charge_id, 0)
+        if applied is None:
+            new[n] = True
+        elif seq <= applied:
+            new[n] = False
+        elif seq == applied + 1:
+            new[n] = True
+            after[charge_id] = seq
+        else:
+            raise OutOfOrder(f"charge {charge_id}: seq {seq} waits for seq {applied + 1}")
+    last.update(after)
+    return [new[n] for n in range(len(items))]

@@ -3,6 +3,11 @@ reservations (R2), direct charges pick theirs (R4), pick requests pick (R7), rec
 stock units (R11), deliveries take them out and canceled deliveries put them back (R13,
 R15)."""
 
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from procure_contracts import CloudEvent
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
@@ -12,9 +17,11 @@ from procure_inventory.domain import (
     Cause,
     Claim,
     Outcome,
+    OutOfOrder,
     ReservationsExceedQuantity,
     SerialConflict,
     check_won_charge,
+    in_seq_order,
 )
 from procure_inventory.picking import (
     close_opportunities,
@@ -142,25 +149,31 @@ async def on_shipment_delivered(items: list[Applying]) -> None:
     """Each item with a location leaves stock there; it must be held for its charge
     already, else the receipt or pick that stocks it has not been seen yet: park. A run
     of deliveries, of hundreds of items each or of one, costs a fixed number of
-    statements: its items leave stock together, as one delivery's do."""
+    statements: its items leave stock together, as one delivery's do. Each charge's
+    deliveries and cancellations apply in shipping's `seq` order (a gap parks)."""
     session = items[0].uow.session
-    deliveries: list[ev.ShipmentDeliveredV1] = [
-        item.data for item in items if not item.data.drop_ship
-    ]
+    deliveries: list[tuple[ev.ShipmentDeliveredV1, list[ev.DeliveredItem]]] = []
+    async with _in_seq_order(session, [i for item in items for i in item.data.items]) as new:
+        for item in items:  # drop-ship items move no stock, but take their seq
+            data: ev.ShipmentDeliveredV1 = item.data
+            is_new = new(data.items)
+            if not data.drop_ship:
+                deliveries.append((data, [i for i, n in zip(data.items, is_new, strict=True) if n]))
     done = await stock.existing_movements(
-        session, [i.transfer_id for d in deliveries for i in d.items if i.transfer_id]
+        session, [i.transfer_id for _, fresh in deliveries for i in fresh if i.transfer_id]
     )
     taken: list[tuple[ev.ShipmentDeliveredV1, ev.DeliveredItem]] = []
-    for data in deliveries:  # a transfer applied already, or by an earlier delivery of the run
+    for data, fresh in deliveries:  # a transfer applied already (a charge delivered
+        # before seqs were followed), or by an earlier delivery of the run
         mine = [
             i
-            for i in data.items
+            for i in fresh
             if i.location_id is not None and not (i.transfer_id and i.transfer_id in done)
         ]
         done.update(i.transfer_id for i in mine if i.transfer_id)
         taken += [(data, i) for i in mine]
     if not taken:
-        return  # applied already (shipping published these deliveries twice)
+        return  # applied already, or nothing from stock
     moving = [(i.charge_id, i.product_id, str(i.location_id), i.quantity) for _, i in taken]
     try:
         numbers = await stock.deliver(session, moving, [i.serials for _, i in taken])
@@ -189,10 +202,13 @@ async def on_shipment_delivered(items: list[Applying]) -> None:
 async def on_shipment_canceled(
     uow: UnitOfWork, data: ev.ShipmentCanceledV1, event: CloudEvent
 ) -> None:
-    """R15: back into stock at the original location, held for the charge again."""
+    """R15: back into stock at the original location, held for the charge again, in
+    the charge's seq order with its deliveries."""
     session = uow.session
-    for item in data.items:
-        if item.location_id is None:
+    async with _in_seq_order(session, data.items) as new:
+        fresh = new(data.items)
+    for item, is_new in zip(data.items, fresh, strict=True):
+        if item.location_id is None or not is_new:
             continue
         if item.transfer_id and await stock.movement_exists(session, item.transfer_id):
             continue  # applied already
@@ -219,3 +235,22 @@ async def on_shipment_canceled(
             reference=data.delivery_id,
             moved_by=data.canceled_by,
         )
+
+
+@asynccontextmanager
+async def _in_seq_order(
+    session: AsyncSession, items: Sequence[ev.DeliveredItem | ev.CanceledItem]
+) -> AsyncIterator[Callable[[Sequence[ev.DeliveredItem | ev.CanceledItem]], list[bool]]]:
+    """Yields a function telling, for one event's items in turn, which are new in their
+    charges' seq order (an event out of order parks); then records the seqs taken."""
+    last = await stock.last_seqs(session, {i.charge_id for i in items})
+    before = dict(last)
+
+    def new(of: Sequence[ev.DeliveredItem | ev.CanceledItem]) -> list[bool]:
+        try:
+            return in_seq_order(last, [(i.charge_id, i.seq) for i in of])
+        except OutOfOrder as exc:
+            raise Park(str(exc)) from None
+
+    yield new
+    await stock.save_seqs(session, before, last)

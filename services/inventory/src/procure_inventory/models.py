@@ -126,6 +126,18 @@ conversions = Table(
     Column("converted_at", UTCDateTime(), nullable=False, default=utcnow),
 )
 
+# Per charge, the last of shipping's delivery and cancellation `seq`s applied (R13), so
+# that they apply in shipping's order whatever topic or partition brought them first: a
+# later delivery taking the units an earlier one was waiting for would leave both, and the
+# earlier one's cancellation, parked for good. Null: a charge delivered before inventory
+# followed seqs (migration 0005), whose events apply as they come.
+delivery_order = Table(
+    "delivery_order",
+    metadata,
+    Column("charge_id", String(200), primary_key=True),
+    Column("last_seq", Integer, nullable=True),
+)
+
 # The audit trail of stock: every change of on hand, with its cause.
 movements = Table(
     "movements",

@@ -10,10 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from procure_contracts.shapes import Person
 from procure_inventory.domain import Cause, SerialConflict, StockLevel
-from procure_inventory.models import holds, movements, serials, stock
+from procure_inventory.models import delivery_order, holds, movements, serials, stock
 from procure_runtime.db import (
+    among,
     dialect_of,
     insert_ignore,
+    insert_many,
     lock_order,
     rows_affected,
     update_many,
@@ -431,3 +433,33 @@ def movement(
 
 async def movement_exists(session: AsyncSession, transfer_id: str) -> bool:
     return bool(await session.scalar(select(movements.c.seq).where(movements.c.id == transfer_id)))
+
+
+# --- shipping's per-charge order of deliveries and cancellations (R13) -----------------
+
+
+async def last_seqs(session: AsyncSession, charge_ids: set[str]) -> dict[str, int | None]:
+    """Each charge's last delivery or cancellation `seq` applied (0: none yet; None: see
+    `models.delivery_order`), its row locked until the transaction ends: another instance
+    applying the same charge's next event waits, then reads what this one wrote."""
+    if not charge_ids:
+        return {}
+    ids = sorted(charge_ids)
+    dialect = dialect_of(session)
+    await insert_many(session, delivery_order, [{"charge_id": c, "last_seq": 0} for c in ids])
+    rows = await session.execute(
+        select(delivery_order.c.charge_id, delivery_order.c.last_seq)
+        .where(among(delivery_order.c.charge_id, ids, dialect))
+        .order_by(*lock_order(dialect, delivery_order.c.charge_id))
+        .with_for_update()
+    )
+    return {charge_id: last for charge_id, last in rows.all()}
+
+
+async def save_seqs(
+    session: AsyncSession, before: dict[str, int | None], after: dict[str, int | None]
+) -> None:
+    changed = [
+        {"charge_id": c, "last_seq": s} for c, s in sorted(after.items()) if s != before.get(c)
+    ]
+    await update_many(session, delivery_order, "charge_id", changed)

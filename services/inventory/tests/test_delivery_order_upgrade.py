@@ -1,0 +1,56 @@
+"""Upgrading inventory to follow shipping's per-charge seqs (migration 0005): which seqs a
+charge already known here used cannot be told from its database (drop-ship deliveries and
+items with no location left no trace), so such a charge keeps applying its deliveries as
+they come; any other starts at seq 1."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import insert, select
+
+import procure_inventory
+from procure_devstack import factories as f
+from procure_devstack.testing import fed_directly, record
+from procure_inventory.models import delivery_order, holds, stock
+from procure_runtime import migrate
+from procure_runtime.db import Database
+
+MIGRATIONS = Path(procure_inventory.__file__).parent / "migrations"
+
+
+async def test_charges_known_before_the_upgrade_apply_deliveries_as_they_come(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    url = database_url("seq_upgrade")
+    db = Database(url)
+    try:
+        await migrate.upgrade(db, MIGRATIONS, "0004")
+        async with db.engine.begin() as conn:  # ch-old: 2 units received, held for it
+            await conn.execute(
+                insert(stock).values(product_id="p-1", location_id="loc-1", on_hand=2, picked=2)
+            )
+            await conn.execute(
+                insert(holds).values(
+                    charge_id="ch-old", product_id="p-1", location_id="loc-1", quantity=2
+                )
+            )
+        await migrate.upgrade(db, MIGRATIONS)
+    finally:
+        await db.dispose()
+
+    runtime = await fed_directly("inventory", url, tmp_path)
+    try:
+        old = f.delivered_item("it-1", "ch-old", "p-1", 1, seq=5, transfer_id="tr-1")
+        new = f.delivered_item("it-2", "ch-new", "p-1", 1, seq=2, transfer_id="tr-2")
+        for n, item in enumerate([old, new]):
+            await runtime.consumer.process(
+                record("shipment.delivered", f.shipment_delivered(n, item), n)
+            )
+        async with runtime.db.session() as session:
+            order = {c: s for c, s in await session.execute(select(delivery_order))}
+            level = (await session.execute(select(stock.c.on_hand, stock.c.picked))).one()
+        assert order == {"ch-old": None}  # ch-new's row went with its parked transaction
+        assert tuple(level) == (1, 1)  # ch-old's delivery applied
+        assert await runtime.consumer.parked_count() == 1  # ch-new's waits for seq 1
+    finally:
+        await runtime.db.engine.dispose()

@@ -199,7 +199,7 @@ async def test_refused_receipts_change_nothing(receiving: Receiving) -> None:
         (url, [line(plain.line_id, 1, None)], 422, "invalid", "location is required"),
         (url, [line(plain.line_id, 1, "loc-x")], 422, "unknown-reference", "loc-x"),
         (url, [line(serial.line_id, 1, serials=[])], 422, "invalid", "exactly 1 distinct"),
-        (url, [line(serial.line_id, 1, serials=["A"])], 422, "invalid", "received before"),
+        (url, [line(serial.line_id, 1, serials=["A"])], 409, "conflict", "received before"),
         # one bad line refuses the whole receipt, good lines included
         (
             url,
@@ -256,7 +256,8 @@ async def test_closing_a_line_publishes_the_exact_rest(receiving: Receiving) -> 
     wrong_line = await http.post(
         f"/purchase-orders/{po.po.id}/lines/nope/close", headers=auth, json={"reason": "x"}
     )
-    assert wrong_line.status_code == 422
+    assert wrong_line.status_code == 404  # an unknown id in the path
+    assert wrong_line.json()["type"].endswith("not-found")
     page = (await http.get("/receiving", headers=auth)).json()
     assert po.po.id not in [i["po_id"] for i in page["items"]]
     history = (await http.get(f"/purchase-orders/{po.po.id}", headers=auth)).json()

@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from procure_contracts import events as ev
 from procure_contracts.shapes import Id, Quantity
 from procure_receiving.domain import (
-    BadSerials,
     NotReceivable,
     PurchaseOrder,
     ReceiptLine,
+    SerialsReceivedBefore,
     apply_receipt,
     check_receipt,
     close_line,
@@ -204,7 +204,7 @@ async def _check_references(
                 )
             )
             if again := sorted(seen.all()):
-                raise BadSerials(f"serial numbers received before: {', '.join(again)}")
+                raise SerialsReceivedBefore(f"serial numbers received before: {', '.join(again)}")
 
 
 async def _record_serials(
@@ -218,7 +218,9 @@ async def _record_serials(
             [{"product_id": product_id, "serial": s, "receipt_id": receipt_id} for s in r.serials],
         )
     except IntegrityError:
-        raise BadSerials("a serial number of this receipt was just received elsewhere") from None
+        raise SerialsReceivedBefore(
+            "a serial number of this receipt was just received elsewhere"
+        ) from None
 
 
 @router.post("/purchase-orders/{po_id}/lines/{line_id}/close")

@@ -5,11 +5,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from procure_contracts.status import POStatus
-from procure_runtime.errors import Conflict, Invalid
+from procure_runtime.errors import Conflict, Invalid, NotFound
 
 
 class LineNotOnPO(Invalid):
     pass
+
+
+class NoSuchLine(NotFound):
+    """A line id in the path that is not on the PO."""
 
 
 class OverReceipt(Conflict):
@@ -22,6 +26,10 @@ class LocationRequired(Invalid):
 
 class BadSerials(Invalid):
     pass
+
+
+class SerialsReceivedBefore(Conflict):
+    """R10: serials receiving has received already, a conflict with what it holds."""
 
 
 class NotReceivable(Conflict):
@@ -119,7 +127,7 @@ def close_line(po: PurchaseOrder, line_id: str) -> int:
     """R9: close a line whose rest the vendor cannot deliver; returns that exact rest."""
     line = po.lines.get(line_id)
     if line is None:
-        raise LineNotOnPO(f"line {line_id!r} is not on PO {po.number}")
+        raise NoSuchLine(f"line {line_id!r} is not on PO {po.number}")
     if po.status not in RECEIVABLE:
         raise NotReceivable(f"PO {po.number} is {po.status}: its lines cannot be closed")
     if line.complete:

@@ -132,7 +132,7 @@ async def test_list_shows_an_undecodable_record_with_its_error_headers_and_repla
         assert len(await read_dead_letters("quotes", settings)) == 2
 
 
-def test_the_procure_command_lists_and_refuses_unknown_ids(
+def test_the_procure_command_lists_replays_all_and_refuses_unknown_ids(
     service_settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = service_settings("quotes")
@@ -142,6 +142,9 @@ def test_the_procure_command_lists_and_refuses_unknown_ids(
     assert capsys.readouterr().out == f"0 dead letter(s) on {settings.topic('dlq.quotes')}\n"
     assert main(["dlq", "replay", "quotes", "--id", "nope"]) == 2
     assert "no dead letter with position or event id 'nope'" in capsys.readouterr().err
+    # The spec's form, with no --id: every dead letter (here none).
+    assert main(["dlq", "replay", "quotes"]) == 0
+    assert capsys.readouterr().out == "nothing to replay\n"
 
 
 async def _status(http, url: str, headers: dict[str, str], status: int) -> bool:

@@ -90,6 +90,17 @@ def test_token_rejects_bad_roles(
     assert "known roles: " + ", ".join(ROLES) in err
 
 
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # the dev secret
+def test_token_takes_roles_as_separate_words_too(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PROCURE_JWT_SECRET", raising=False)
+    token = _token(capsys, "--roles", "sales", "billing,receiving", "--sub", "p-1")
+    claims = jwt.decode(token, DEV_JWT_SECRET, algorithms=["HS256"])
+    assert claims["roles"] == ["sales", "billing", "receiving"]
+    assert claims["sub"] == "p-1"
+
+
 def test_token_needs_roles(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["token"])

@@ -4,7 +4,7 @@ Commands::
 
     procure up [--detach]        Kafka + SMTP sink + every service, waits for /readyz
     procure down                 stop what `up` started (idempotent)
-    procure token --roles R,...  print a JWT for the services' HTTP APIs
+    procure token --roles R...   print a JWT for the services' HTTP APIs
     procure tail TOPIC...        print the events on topics, one line each
 
 State lives under ``PROCURE_DATA_DIR`` (default ``./var``)::
@@ -636,11 +636,14 @@ def parse_roles(text: str) -> list[str]:
     return roles
 
 
-def _roles_arg(text: str) -> list[str]:
-    try:
-        return parse_roles(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+class _Roles(argparse.Action):
+    """``--roles sales,billing`` or ``--roles sales billing`` (or both at once)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        try:
+            setattr(namespace, self.dest, parse_roles(",".join(values)))
+        except ValueError as exc:
+            parser.error(f"argument --roles: {exc}")
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -672,7 +675,11 @@ def _register_token(sub: Any) -> None:
         description="Print a bearer token signed with PROCURE_JWT_SECRET (or the dev secret).",
     )
     p.add_argument(
-        "--roles", type=_roles_arg, required=True, help="comma-separated, e.g. sales,billing"
+        "--roles",
+        nargs="+",
+        action=_Roles,
+        required=True,
+        help="comma- or space-separated, e.g. sales,billing",
     )
     p.add_argument("--sub", default="dev-user", help="person id (default dev-user)")
     p.add_argument("--name", default=None, help="display name (default: the sub)")

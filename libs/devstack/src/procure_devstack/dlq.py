@@ -298,7 +298,8 @@ def _run(coro: object) -> int:
 def cmd_dlq(args: argparse.Namespace) -> int:
     if args.action == "list":
         return _run(list_dead_letters(args.service))
-    return _run(replay_dead_letters(args.service, args.ids, all_=args.all))
+    # `procure dlq replay SERVICE`, the spec's form, replays them all; --id narrows it.
+    return _run(replay_dead_letters(args.service, args.ids, all_=args.all or not args.ids))
 
 
 @command
@@ -317,7 +318,7 @@ def _register_dlq(sub: object) -> None:
         a.add_argument("service", choices=SERVICES, metavar="SERVICE", help=", ".join(SERVICES))
         a.set_defaults(handler=cmd_dlq, ids=[], all=False)
     replay = actions.choices["replay"]
-    chosen = replay.add_mutually_exclusive_group(required=True)
+    chosen = replay.add_mutually_exclusive_group()
     chosen.add_argument(
         "--id",
         dest="ids",
@@ -325,4 +326,6 @@ def _register_dlq(sub: object) -> None:
         metavar="EVENT_OR_OFFSET",
         help="event id, P/OFFSET, or OFFSET; repeat --id for several",
     )
-    chosen.add_argument("--all", action="store_true", help="replay every dead letter")
+    chosen.add_argument(
+        "--all", action="store_true", help="replay every dead letter (the default without --id)"
+    )

@@ -22,6 +22,11 @@ Quantity = Annotated[
     int, Field(gt=0, le=MAX_UNITS, description="A positive number of units, at most 2147483647")
 ]
 NonNegative = Annotated[int, Field(ge=0, le=MAX_UNITS)]
+#: The largest amount the services store (a `Numeric(18, 2)` column).
+MAX_AMOUNT = Decimal("9999999999999999.99")
+#: A money amount a request gives (a price, a cost, a threshold): one the services can
+#: store, refused with a 422 where it enters rather than by a database later.
+Amount = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2)]
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 
 

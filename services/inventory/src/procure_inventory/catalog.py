@@ -1,7 +1,6 @@
 """The catalog over HTTP: products, vendors and locations. Every create or change is
 published to its compacted topic (`catalog.*`), so other services keep replicas."""
 
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -10,7 +9,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from procure_contracts.registry import spec_for_topic
-from procure_contracts.shapes import Address, Id, Location, Product, Vendor
+from procure_contracts.shapes import Address, Amount, Id, Location, Product, Vendor
 from procure_inventory.models import locations, products, vendors
 from procure_inventory.stock import new_id
 from procure_runtime import Conflict, NotFound, UnitOfWork, UnknownReference
@@ -25,7 +24,6 @@ LOCATIONS = spec_for_topic("catalog.locations")
 router = APIRouter(tags=["catalog"])
 Reader = Annotated[Principal, Depends(authenticated)]
 Keeper = Annotated[Principal, Depends(require("inventory"))]
-Amount = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2)]
 Text = Annotated[str, Field(min_length=1, max_length=300)]
 
 

@@ -1,14 +1,13 @@
 """Purchasing's HTTP routes (thin): procurement settings, purchase approvals (R5) and
 the Purchasing & Fulfillment queue with picks (R6, R7)."""
 
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import and_, or_, select, update
 
-from procure_contracts.shapes import Id, Quantity
+from procure_contracts.shapes import Amount, Id, Quantity
 from procure_contracts.status import ApprovalStatus
 from procure_purchasing import approvals as approval_rules
 from procure_purchasing import fulfillment, picks
@@ -30,7 +29,7 @@ Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 
 
 class SettingsIn(BaseModel):
-    approval_threshold: Decimal | None = Field(ge=0, max_digits=18, decimal_places=2)
+    approval_threshold: Amount | None
     purchasing_team: list[Email] = Field(default_factory=list, max_length=200)
 
 

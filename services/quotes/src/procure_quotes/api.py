@@ -14,6 +14,7 @@ from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
 from procure_contracts.shapes import (
     Address,
+    Amount,
     ChargeSpec,
     Id,
     Organization,
@@ -24,6 +25,7 @@ from procure_contracts.shapes import (
     ReservationRef,
 )
 from procure_quotes import views
+from procure_quotes.domain import check_extended
 from procure_quotes.models import (
     charges,
     claimed_ids,
@@ -96,7 +98,7 @@ class OpportunityIn(Body):
 class QuoteItemIn(Body):
     product_id: str = Field(min_length=1)
     quantity: Quantity
-    unit_price: Decimal | None = Field(None, ge=0)
+    unit_price: Amount | None = None
 
 
 class WinSalesOrder(Body):
@@ -200,6 +202,8 @@ async def add_quote_item(
         opp = await _opportunity(uow.session, opp_id, lock=True)
         _must_be_open(opp)
         product = await _product(uow.session, body.product_id)
+        unit_price = body.unit_price if body.unit_price is not None else product.unit_price
+        check_extended(body.quantity, product.unit_cost, unit_price)
         item_id = _new_id()
         await uow.session.execute(
             quote_items.insert().values(
@@ -207,7 +211,7 @@ async def add_quote_item(
                 opportunity_id=opp_id,
                 product=product,
                 quantity=body.quantity,
-                unit_price=body.unit_price if body.unit_price is not None else product.unit_price,
+                unit_price=unit_price,
             )
         )
         return next(i for i in await _items(uow.session, opp_id) if i["id"] == item_id)
@@ -314,7 +318,7 @@ class ChargeIn(Body):
     owner: Person | None = None
     product_id: str = Field(min_length=1)
     quantity: Quantity
-    unit_price: Decimal | None = Field(None, ge=0)
+    unit_price: Amount | None = None
     organization: Organization
     ship_to: Address
     sales_order_id: Id | None = None
@@ -324,6 +328,8 @@ class ChargeIn(Body):
 async def create_charge(body: ChargeIn, request: Request, user: Sales) -> dict[str, Any]:
     async with _runtime(request).transaction() as uow:
         product = await _product(uow.session, body.product_id)
+        unit_price = body.unit_price if body.unit_price is not None else product.unit_price
+        check_extended(body.quantity, product.unit_cost, unit_price)
         charge_id = await id_for_new(uow.session, charges.c.id, body.id, _new_id, "charge")
         await _claim(uow.session, "charge", [charge_id])
         so_id = body.sales_order_id
@@ -338,7 +344,7 @@ async def create_charge(body: ChargeIn, request: Request, user: Sales) -> dict[s
                 parent=body.parent,
                 product=product,
                 quantity=body.quantity,
-                unit_price=body.unit_price if body.unit_price is not None else product.unit_price,
+                unit_price=unit_price,
                 ship_to=body.ship_to,
             ),
             organization=body.organization,

@@ -11,7 +11,9 @@ must wait (`TooEarly`) until what it depends on has been applied.
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
+from procure_contracts.shapes import MAX_AMOUNT
 from procure_contracts.status import UnitStatus
+from procure_runtime.errors import Invalid
 
 
 class ReservationsExceedQuantity(ValueError):
@@ -43,6 +45,19 @@ def route_charge(quantity: int, subject_to_procurement: bool, reserved: list[int
 
 def extended_cost(units: int, unit_cost: Decimal) -> Decimal:
     return (unit_cost * units).quantize(Decimal("0.01"))
+
+
+class AmountTooLarge(Invalid):
+    pass
+
+
+def check_extended(units: int, unit_cost: Decimal, unit_price: Decimal) -> None:
+    """A charge's units at their unit cost (which purchasing stores to weigh an approval)
+    and at their unit price must be amounts the services can store: refused where the
+    charge is made, not by purchasing's database after it was accepted."""
+    for what, unit in (("cost", unit_cost), ("price", unit_price)):
+        if unit * units > MAX_AMOUNT:
+            raise AmountTooLarge(f"{units} units at unit {what} {unit} exceed {MAX_AMOUNT}")
 
 
 @dataclass(frozen=True)

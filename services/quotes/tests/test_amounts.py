@@ -1,0 +1,75 @@
+"""Amounts a request gives must be ones the services can store (`Numeric(18, 2)`): a
+unit price beyond it, with more than two decimals, or a charge whose units at their unit
+cost or price exceed it is a 422 that changes nothing. Before, a quote item's price was
+refused by the database (a 500 for a value asyncpg cannot encode), and a direct charge
+was accepted (202) and then lost or retried by quotes' and purchasing's consumers."""
+
+import pytest
+
+from procure_contracts.registry import spec_for_topic
+from procure_devstack import factories as f
+from procure_devstack.testing import KafkaProbe, eventually, running, token
+from procure_quotes.app import build
+
+pytestmark = pytest.mark.kafka
+
+HUGE = ["1E+300000", "1E-20000", "1e20", "12.345"]
+
+
+async def test_unpayable_amounts_are_refused_where_they_enter(service_settings) -> None:
+    settings = service_settings("quotes")
+    app, runtime = build(settings)
+    cheap, dear = f.product(), f.product(unit_cost="1000000000000000.00", unit_price="1.00")
+    async with (
+        running(app, runtime) as http,
+        KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
+    ):
+        for product in (cheap, dear):
+            await kafka.publish(spec_for_topic("catalog.products"), product)
+        sales = {"Authorization": f"Bearer {token(settings, 'sales')}"}
+        opp = await http.post(
+            "/opportunities",
+            headers=sales,
+            json={
+                "name": "Fit-out",
+                "owner": f.person().model_dump(),
+                "organization": f.organization().model_dump(),
+            },
+        )
+        items_url = f"/opportunities/{opp.json()['id']}/items"
+
+        async def added(body: dict) -> int:
+            return (await http.post(items_url, headers=sales, json=body)).status_code
+
+        await eventually(lambda: _is(added({"product_id": dear.id, "quantity": 9}), 201))
+        refused = [
+            *({"product_id": cheap.id, "quantity": 1, "unit_price": p} for p in HUGE),
+            {"product_id": dear.id, "quantity": 10},  # 10 x 10^15 at unit cost
+            {"product_id": cheap.id, "quantity": 2, "unit_price": "9000000000000000.00"},
+        ]
+        for body in refused:
+            answer = await http.post(items_url, headers=sales, json=body)
+            assert answer.status_code == 422, (body, answer.text)
+            assert answer.headers["content-type"].startswith("application/problem+json")
+        over = await http.post(items_url, headers=sales, json=refused[-2])
+        assert "exceed 9999999999999999.99" in over.json()["detail"]
+        opp_now = (await http.get(f"/opportunities/{opp.json()['id']}", headers=sales)).json()
+        assert [i["quantity"] for i in opp_now["items"]] == [9]  # the first only
+
+        charge = {
+            "parent": f.parent().model_dump(),
+            "organization": f.organization().model_dump(),
+            "ship_to": f.address().model_dump(),
+        }
+        for body in refused:
+            answer = await http.post("/charges", headers=sales, json={**charge, **body})
+            assert answer.status_code == 422, (body, answer.text)
+        assert await kafka.read_events("charge.created", 1, timeout=1.0) == []
+        ok = await http.post(
+            "/charges", headers=sales, json={**charge, "product_id": dear.id, "quantity": 9}
+        )
+        assert ok.status_code == 202, ok.text
+
+
+async def _is(call, code: int) -> bool:
+    return (await call) == code

@@ -63,6 +63,52 @@ async def test_a_nul_character_in_input_is_refused_with_a_4xx_on_postgresql(
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
+# BUG 3 (all services, the runtime; found by an audit): JSON may escape half of a UTF-16
+# surrogate pair alone ("\\ud800"). FastAPI's parser (the standard library's) accepts it,
+# pydantic's str accepts it, and then no UTF-8 encoder does: asyncpg failed to send it,
+# SQLite raised UnicodeEncodeError, and the event serializer refused it in the outbox,
+# each a 500. Now refused with a 422 before any handler runs; a whole pair is fine.
+LONE = b'"a\\ud800"'
+OPPORTUNITY = b'{"name": %s, "owner": {"id": "p-1", "name": %s, "email": "pat@example.com"}, '
+OPPORTUNITY += b'"organization": {"id": "o", "name": "O", "address": {"name": "A", '
+OPPORTUNITY += b'"line1": "1", "city": "X", "postal_code": "1", "country": "US"}}}'
+
+
+@pytest.mark.parametrize(
+    ("service", "url", "body"),
+    [
+        ("quotes", "/opportunities", OPPORTUNITY % (LONE, b'"Pat"')),
+        ("quotes", "/opportunities", OPPORTUNITY % (b'"Fit-out"', LONE)),  # in a JSON column
+        ("inventory", "/vendors", b'{"name": %s, "email": "v@example.com"}' % LONE),
+        (
+            "purchasing",
+            "/settings",
+            b'{"approval_threshold": null, "purchasing_team": [%s]}' % LONE,
+        ),
+    ],
+)
+async def test_a_lone_surrogate_in_a_body_is_refused_with_a_422(
+    service: str, url: str, body: bytes, service_settings
+) -> None:
+    settings = service_settings(service)
+    app, runtime = importlib.import_module(f"procure_{service}.app").build(settings)
+    admin = {
+        "Authorization": f"Bearer {token(settings, 'admin')}",
+        "Content-Type": "application/json",
+    }
+    method = "PUT" if url == "/settings" else "POST"
+    async with running(app, runtime), problem_client(app) as http:
+        response = await http.request(method, url, headers=admin, content=body)
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert "surrogate" in response.json()["detail"]
+        if service == "quotes":  # an emoji, escaped as a pair, is stored and read back
+            pair = OPPORTUNITY % (b'"Fit-out \\ud83d\\ude00"', b'"Pat"')
+            made = await http.request(method, url, headers=admin, content=pair)
+            assert made.status_code == 201, made.text
+            assert made.json()["name"] == "Fit-out \U0001f600"
+
+
 # BUG 2 (all services, the runtime): the OpenAPI documents every 422 as FastAPI's
 # `HTTPValidationError` in `application/json` ({"detail": [{"loc", "msg", "type"}]}), but
 # the services answer 422 with RFC 9457 `application/problem+json` whose `detail` is a

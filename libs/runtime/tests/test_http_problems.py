@@ -23,7 +23,8 @@ rows = Table(
 
 async def test_a_value_the_database_refuses_as_data_is_a_422_not_a_500(postgres_url) -> None:
     """On PostgreSQL, SQLAlchemy's asyncpg adapter raises a data exception (SQLSTATE class
-    22) as a plain `DBAPIError`: without the mapping it reached the catch-all as a 500."""
+    22) as a plain `DBAPIError`: without the mapping it reached the catch-all as a 500. A
+    value asyncpg cannot encode raises before the server sees it."""
     db = Database(postgres_url("problems"))
     async with db.engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
@@ -46,6 +47,7 @@ async def test_a_value_the_database_refuses_as_data_is_a_422_not_a_500(postgres_
                 {"code": "too long"},  # 22001
                 {"amount": "1e20"},  # 22003: over Numeric(18, 2)
                 {"units": 2**40},  # 22000 from the driver: out of int32 range
+                {"amount": "1E+300000"},  # asyncpg cannot encode it (its adapter says 22000)
             ):
                 response = await http.post("/rows", json=body)
                 assert response.status_code == 422, (body, response.text)

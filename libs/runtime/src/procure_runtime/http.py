@@ -4,6 +4,7 @@ input is never a 500), pagination, and the ops endpoints (/healthz, /readyz, /me
 
 import base64
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -77,13 +78,39 @@ def _has_nul(request: Request, body: bytes) -> bool:
     )
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _has_lone_surrogate(body: bytes) -> bool:
+    """JSON can escape half of a UTF-16 surrogate pair alone (`"\\ud800"`). Python's
+    parser, which FastAPI uses, accepts it, but no UTF-8 text holds it: PostgreSQL's
+    driver, SQLite and the event serializer all failed on it (a 500 or a 503). A pair, as
+    an emoji is escaped, is one character and fine."""
+    if not _SURROGATE_ESCAPE.search(body):
+        return False
+    try:
+        json.dumps(json.loads(body), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    except (ValueError, RecursionError):
+        return False  # not JSON: the route's validation answers it
+    return False
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.middleware("http")
-    async def _refuse_nul(request: Request, call_next: Any) -> Response:
+    async def _refuse_unstorable_text(request: Request, call_next: Any) -> Response:
         body = await request.body() if request.method in ("POST", "PUT", "PATCH") else b""
         if _has_nul(request, body):
             return problem(
                 422, "invalid", "Unprocessable request", "NUL characters are not allowed"
+            )
+        if _has_lone_surrogate(body):
+            return problem(
+                422,
+                "invalid",
+                "Unprocessable request",
+                "unpaired UTF-16 surrogates (\\ud800-\\udfff alone) are not allowed",
             )
         return await call_next(request)
 

@@ -250,3 +250,32 @@ async def test_a_charges_deliveries_and_cancellations_apply_in_seq_order_whateve
         ("cancellation", ["S1"]),
         ("delivery", ["S1", "S2"]),
     ]
+
+
+async def test_tens_of_thousands_of_serials_come_in_go_out_and_come_back(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """A line of 33,000 serialized units: more serials than a statement may have
+    parameters (32,767 for asyncpg, 32,766 variables for SQLite). Each serial went into
+    an IN list of its own parameter; the driver's refusal was taken for an outage and the
+    event retried without end, stalling the consumer."""
+    numbers = [f"SN{i:06d}" for i in range(33_000)]
+    received = receipt(1, ("ch-1", "p-9", "loc-1", len(numbers), numbers))
+    out = delivery(1, ("ch-1", 1, "p-9", "loc-1", len(numbers), numbers, "tr-1"))
+    runtime = await fed_directly("inventory", database_url("many_serials"), tmp_path)
+    try:
+        await runtime.consumer.process(record("units.received", received, 1))
+        await runtime.consumer.process(record("shipment.delivered", out, 2))
+        state = await end_state(runtime)
+        assert [m[0] for m in state["movements"]] == ["receipt", "delivery"]
+        assert state["serials"] == [] and state["holds"] == [("ch-1", "p-9", "loc-1", 0)]
+        assert state["movements"][1][5] == numbers
+
+        back = cancellation(1, out, 2, reversal="tr-back")
+        await runtime.consumer.process(record("shipment.canceled", back, 3))
+        state = await end_state(runtime)
+        assert len(state["serials"]) == len(numbers)
+        assert state["holds"] == [("ch-1", "p-9", "loc-1", len(numbers))]
+        assert await runtime.consumer.parked_count() == 0
+    finally:
+        await runtime.db.engine.dispose()

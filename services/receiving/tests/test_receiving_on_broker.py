@@ -345,3 +345,25 @@ async def test_a_receipt_with_the_clients_id_is_received_once(receiving: Receivi
     assert sorted(e.data["receipt_id"] for e in events) == sorted([first_id, racing_id])
     other_history = (await http.get(f"/purchase-orders/{other.po.id}", headers=auth)).json()
     assert other_history["receipts"] == []
+
+
+async def test_a_line_of_tens_of_thousands_of_serials_is_received(receiving: Receiving) -> None:
+    """More serials than a statement may have parameters (asyncpg: 32,767). Checking that
+    none was received before took one parameter each: the driver refused the statement
+    and the receipt was a 503 however often it was retried."""
+    count = 33_000
+    po = po_submitted((count + 1, True))
+    [line] = po.lines
+    loc = await receiving.know(po)
+    numbers = [f"SN{i:06d}" for i in range(count)]
+    body = {"line_id": line.line_id, "quantity": count, "location_id": loc, "serials": numbers}
+    answer = await receiving.http.post(
+        f"/purchase-orders/{po.po.id}/receipts", headers=receiving.auth, json={"lines": [body]}
+    )
+    assert answer.status_code == 201, answer.text[:500]
+    again = await receiving.http.post(  # and the check still finds them
+        f"/purchase-orders/{po.po.id}/receipts",
+        headers=receiving.auth,
+        json={"lines": [{**body, "quantity": 1, "serials": ["SN000007"]}]},
+    )
+    assert again.status_code == 409 and "SN000007" in again.json()["detail"], again.text

@@ -259,11 +259,17 @@ async def _serials_for(
         for n in taken:
             free.remove(n)
         out.append(taken)
-    gone = [(p, n) for (_, p, _, _), numbers in zip(taking, out, strict=True) for n in numbers]
-    if gone:
-        await session.execute(
-            serials.delete().where(tuple_(serials.c.product_id, serials.c.serial).in_(gone))
-        )
+    gone: dict[str, list[str]] = {}
+    for (_, product_id, _, _), numbers in zip(taking, out, strict=True):
+        gone.setdefault(product_id, []).extend(numbers)
+    dialect = dialect_of(session)
+    for product_id, numbers in sorted(gone.items()):  # a product or two a delivery
+        if numbers:
+            await session.execute(
+                serials.delete().where(
+                    serials.c.product_id == product_id, among(serials.c.serial, numbers, dialect)
+                )
+            )
     return out
 
 
@@ -293,7 +299,8 @@ async def add_serials(
     existing = (
         await session.scalars(
             select(serials.c.serial).where(
-                serials.c.product_id == product_id, serials.c.serial.in_(numbers)
+                serials.c.product_id == product_id,
+                among(serials.c.serial, numbers, dialect_of(session)),
             )
         )
     ).all()
@@ -332,7 +339,7 @@ async def move_serials(
         return True
     where = and_(
         serials.c.product_id == product_id,
-        serials.c.serial.in_(numbers),
+        among(serials.c.serial, numbers, dialect_of(session)),
         serials.c.location_id == at,
         serials.c.charge_id.is_(None) if held_for is None else serials.c.charge_id == held_for,
     )

@@ -36,6 +36,8 @@ from procure_runtime.auth import Principal, authenticated, require
 from procure_runtime.db import (
     CLIENT_ID_DOC,
     ClientId,
+    among,
+    dialect_of,
     id_for_new,
     rows_affected,
     update_many,
@@ -200,7 +202,7 @@ async def _check_references(
             seen = await session.scalars(
                 select(received_serials.c.serial).where(
                     received_serials.c.product_id == product_id,
-                    received_serials.c.serial.in_(r.serials),
+                    among(received_serials.c.serial, r.serials, dialect_of(session)),
                 )
             )
             if again := sorted(seen.all()):

@@ -123,19 +123,25 @@ def _b64(value: dict[str, Any]) -> str:
 
 def bad_credentials(settings: Any) -> dict[str, dict[str, str]]:
     """Requests that must all be 401: no token, and tokens that claim `admin` but are not
-    valid (wrong secret, expired, unsigned, no subject, not a JWT, wrong scheme)."""
+    valid (wrong secret, expired, unsigned, no subject or one no person id can be, not a
+    JWT, wrong scheme)."""
     secret = settings.jwt_secret.get_secret_value()
     claims = {"sub": "mallory", "name": "M", "email": "m@example.com", "roles": ["admin"]}
     forged = make_token("not-the-secret-" * 3, roles=["admin"], **_named(claims))
     expired = make_token(secret, roles=["admin"], ttl_s=-60, **_named(claims))
     unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
     no_subject = jwt.encode({"roles": ["admin"]}, secret, algorithm="HS256")
+    empty_subject = make_token(secret, roles=["admin"], **_named({**claims, "sub": ""}))
+    long_subject = make_token(secret, roles=["admin"], **_named({**claims, "sub": "x" * 201}))
     return {
         "no token": {},
         "wrong secret": {"Authorization": f"Bearer {forged}"},
         "expired": {"Authorization": f"Bearer {expired}"},
         "alg none": {"Authorization": f"Bearer {unsigned}"},
         "no subject": {"Authorization": f"Bearer {no_subject}"},
+        # a person id is 1-200 characters: such a token's writes were a 500
+        "empty subject": {"Authorization": f"Bearer {empty_subject}"},
+        "subject too long": {"Authorization": f"Bearer {long_subject}"},
         "not a jwt": {"Authorization": "Bearer not-a-jwt"},
         "basic auth": {"Authorization": "Basic YWRtaW46YWRtaW4="},
     }

@@ -67,6 +67,8 @@ def decode_token(secret: str, token: str) -> Principal:
     roles = claims.get("roles") or []
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise Unauthorized("invalid token: `roles` must be a list of strings")
+    if not 1 <= len(str(claims["sub"])) <= 200:  # the `Person.id` a write records
+        raise Unauthorized("invalid token: `sub` must be a person id of 1 to 200 characters")
     return Principal(
         id=str(claims["sub"]),
         name=str(claims.get("name") or claims["sub"]),

@@ -7,7 +7,7 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
@@ -349,6 +349,22 @@ async def test_disabled_type_and_forwarding_without_team_send_nothing(
         assert changed.status_code == 200
         assert changed.json()["enabled"] == {**initial["enabled"], "on_order": False}
         assert (await http.get("/settings", headers=sales)).json() == changed.json()
+        # Rows are upserted (locked) in one order whatever the body's: two admins sending
+        # the same types in opposite orders could otherwise deadlock (one gets a 503).
+        both = {"received": True, "delivered": True}
+        written: list[str] = []
+
+        def seen(conn, cursor, statement: str, parameters, *args) -> None:
+            if statement.startswith("INSERT INTO notification_settings"):
+                written.extend(p for p in parameters if p in both)
+
+        event.listen(runtime.db.engine.sync_engine, "before_cursor_execute", seen)
+        try:
+            again = await http.put("/settings", json={"enabled": both}, headers=admin)
+        finally:
+            event.remove(runtime.db.engine.sync_engine, "before_cursor_execute", seen)
+        assert again.status_code == 200
+        assert written == sorted(both)
 
         await kafka.publish(S("opportunity.won"), won)
         await kafka.publish(S("po.submitted"), _po([(ticket, 2)]))

@@ -1,9 +1,14 @@
 """The catalog over HTTP, published to compacted topics that a consumer started later
 can read to the latest version of every product, vendor and location."""
 
+import asyncio
+
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from sqlalchemy import update
+
+from procure_inventory.models import vendors
 
 pytestmark = pytest.mark.kafka
 
@@ -63,6 +68,40 @@ async def test_vendor_change_republishes_the_products_that_embed_it(inventory) -
     assert (await inventory.get(f"/products/{product['id']}"))["vendor"]["email"] == (
         "orders@parts.example"
     )
+
+
+@pytest.mark.parametrize("db_backend", ["postgresql"])  # SQLite has one writer at a time
+async def test_a_product_saved_while_its_vendor_changes_embeds_the_changed_vendor(
+    inventory, db_backend: str
+) -> None:
+    """A vendor change republishes the products it finds; a product saved with that
+    vendor meanwhile, not yet committed, is not among them. It read the vendor without a
+    lock, as it was, and kept it: the replicas held the old name and email until the
+    next edit. It now waits for the vendor's change and embeds it."""
+    vendor = await inventory.vendor()
+    body = {
+        "sku": "SKU-RACE",
+        "name": "Widget",
+        "is_inventory": True,
+        "subject_to_procurement": True,
+        "serialized": False,
+        "unit_cost": "1.00",
+        "unit_price": "2.00",
+        "vendor_id": vendor["id"],
+    }
+    async with inventory.runtime.db.engine.connect() as change:  # the vendor change, open
+        await change.execute(
+            update(vendors).where(vendors.c.id == vendor["id"]).values(email="new@parts.example")
+        )
+        saving = asyncio.create_task(
+            inventory.http.post("/products", json=body, headers=inventory.auth("inventory"))
+        )
+        await asyncio.sleep(0.5)
+        await change.commit()
+    saved = await saving
+    assert saved.status_code == 201, saved.text
+    [event] = await inventory.kafka.read_events("catalog.products", 1)
+    assert event.data["vendor"]["email"] == "new@parts.example"
 
 
 async def test_refused_catalog_writes_change_nothing(inventory) -> None:

@@ -54,8 +54,11 @@ class ProductIn(BaseModel):
 # --- reading ------------------------------------------------------------------------------
 
 
-async def vendor(session: AsyncSession, vendor_id: str) -> Vendor | None:
-    row = (await session.execute(select(vendors).where(vendors.c.id == vendor_id))).first()
+async def vendor(session: AsyncSession, vendor_id: str, *, share: bool = False) -> Vendor | None:
+    """With `share`, the row is locked against change (FOR SHARE) until the transaction
+    ends: a product saved with it embeds the vendor as it will stay."""
+    query = select(vendors).where(vendors.c.id == vendor_id)
+    row = (await session.execute(query.with_for_update(read=True) if share else query)).first()
     return Vendor(id=row.id, name=row.name, email=row.email) if row else None
 
 
@@ -190,7 +193,9 @@ async def change_location(location_id: str, body: LocationIn, request: Request, 
 
 async def _save_product(request: Request, id_: str, body: ProductIn, new: bool) -> Any:
     async with request.app.state.runtime.transaction() as uow:
-        if body.vendor_id and await vendor(uow.session, body.vendor_id) is None:
+        # Shared lock: a vendor change committing meanwhile would republish the products
+        # it found, without this one, which would keep the vendor as it was read here.
+        if body.vendor_id and await vendor(uow.session, body.vendor_id, share=True) is None:
             raise UnknownReference(f"vendor {body.vendor_id!r} does not exist")
         same_sku = await uow.session.scalar(
             select(products.c.id).where(products.c.sku == body.sku, products.c.id != id_)

@@ -136,3 +136,27 @@ async def test_a_pick_of_an_unknown_charge_parks_alone(
     finally:
         await runtime.db.engine.dispose()
     assert [(r[0], r[2]) for r in state["ready"]] == [(known.id, 1)]
+
+
+async def test_a_charge_described_twice_keeps_its_first_description(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Another producer announcing a known charge id again (a `charge.created` with
+    another ship-to and no sales order) changes nothing, as in quotes and the notifier:
+    it took the charge off its sales order and moved its Ready item and packing list to
+    the other address."""
+    ch = f.charge(f.product(), quantity=1)
+    won = f.opportunity_won(ch, sales_order_id="so-first")
+    again = f.charge_created(ch, ship_to=f.address("Elsewhere", city="Shelbyville"))
+    runs = [
+        [record("opportunity.won", won, 0)],
+        [record("charge.created", again, 1), record("charge.created", again, 2)],
+    ]
+
+    async def described(runtime: Any) -> list[tuple[Any, ...]]:
+        async with runtime.db.session() as session:
+            rows = await session.execute(select(charges))
+            return [(r.id, r.sales_order_id, r.destination["city"]) for r in rows]
+
+    together, _, _ = await both_ways("shipping", database_url, tmp_path, [], runs, described)
+    assert together == [(ch.id, "so-first", "Springfield")]

@@ -3,11 +3,13 @@ drop-shipped units delivered at once (R12)."""
 
 from typing import Any
 
+from sqlalchemy import bindparam, func, update
+
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
 from procure_contracts.shapes import Address, ChargeSpec
 from procure_runtime import Applying, EventHandlers, Park, UnitOfWork
-from procure_runtime.db import insert_ignore, insert_many, update_many
+from procure_runtime.db import insert_ignore, insert_many
 from procure_runtime.replica import replicate
 from procure_shipping.models import charges, delivered_items, deliveries, metadata
 from procure_shipping.store import add_ready_many, lock_charges, new_id, next_seq
@@ -46,23 +48,43 @@ async def on_charge_created(items: list[Applying]) -> None:
 async def remember_charges(
     uow: UnitOfWork, described: list[tuple[ChargeSpec, Address, str | None]]
 ) -> None:
-    """Store each charge's description; one known only from `charge.ready` is completed.
-    The last description of a charge id wins, as it would one event at a time."""
+    """Store each charge's description. The first one of a charge id wins, as in quotes
+    and the notifier: a charge id announced again (by another producer, say) changes
+    nothing. One known only from `charge.ready` (no parent) is completed; that event
+    came from quotes with the first description's destination and product."""
     values: dict[str, dict[str, Any]] = {}
     for charge, destination, sales_order_id in described:
-        values[charge.id] = {
-            "id": charge.id,
-            "sales_order_id": sales_order_id,
-            "product": charge.product,
-            "destination": destination,
-            "parent": charge.parent,
-        }
+        values.setdefault(
+            charge.id,
+            {
+                "id": charge.id,
+                "sales_order_id": sales_order_id,
+                "product": charge.product,
+                "destination": destination,
+                "parent": charge.parent,
+            },
+        )
     if not values:
         return
     rows = [{**v, "next_seq": 1} for v in values.values()]
     new = {row.id for row in await insert_many(uow.session, charges, rows, charges.c.id)}
-    # known from `charge.ready` already: complete them
-    await update_many(uow.session, charges, "id", [v for k, v in values.items() if k not in new])
+    known = [
+        {"k_id": k, "v_parent": v["parent"], "v_so": v["sales_order_id"]}
+        for k, v in values.items()
+        if k not in new
+    ]
+    if known:
+        await uow.session.execute(_COMPLETE, known)
+
+
+_COMPLETE = (
+    update(charges)
+    .where(charges.c.id == bindparam("k_id"), charges.c.parent.is_(None))
+    .values(
+        parent=bindparam("v_parent", type_=charges.c.parent.type),
+        sales_order_id=func.coalesce(charges.c.sales_order_id, bindparam("v_so")),
+    )
+)
 
 
 @handlers.on_batch(spec_for_topic("charge.ready"))

@@ -495,3 +495,28 @@ async def test_a_charge_announced_again_under_a_new_event_id_fails_its_pick_once
 
     await eventually(lambda: _applied(inventory, again.id))
     assert len(await inventory.kafka.read_events("pick.failed", 2, timeout=1.0)) == 1
+
+
+async def test_an_opportunity_won_again_under_new_ids_settles_nothing_again(inventory) -> None:
+    """An opportunity wins one sales order (R3). Its won published again under a new
+    sales order and new charge ids (an outside producer's retry that made its ids
+    afresh) is ignored, as quotes ignores it: its listings would only fail their picks
+    (the reservation is picked already) for charges quotes never stored."""
+    loc = await inventory.location()
+    doc = await inventory.product()
+    await inventory.adjust(doc["id"], loc, 2)
+    reserved = await inventory.reserve(doc["id"], loc, 2, opportunity_id="opp-twice")
+    assert reserved.status_code == 201, reserved.text
+    res_id = reserved.json()["id"]
+    first = f.charge(_as_product(doc), 2, reservations=[(res_id, loc, 2)])
+    won = f.opportunity_won(first, opportunity_id="opp-twice", sales_order_id="so-a")
+    await inventory.kafka.publish(WON, won)
+    [picked] = await inventory.kafka.read_events("units.picked", 1, settle=0.5)
+    assert (picked.data["charge_id"], picked.data["quantity"]) == (first.id, 2)
+
+    second = f.charge(_as_product(doc), 2, reservations=[(res_id, loc, 2)])
+    retried = f.opportunity_won(second, opportunity_id="opp-twice", sales_order_id="so-b")
+    again = await inventory.kafka.publish(WON, retried)
+    await eventually(lambda: _applied(inventory, again.id))
+    assert await inventory.kafka.read_events("pick.failed", 1, timeout=1.0) == []
+    assert len(await inventory.kafka.read_events("units.picked", 2, timeout=1.0)) == 1

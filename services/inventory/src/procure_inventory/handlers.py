@@ -26,6 +26,7 @@ from procure_inventory.domain import (
 from procure_inventory.picking import (
     close_opportunities,
     opportunities_holding,
+    opportunities_won,
     pick_listed,
     pick_on_request,
     release_opportunity,
@@ -45,12 +46,19 @@ async def on_opportunity_won(items: list[Applying]) -> None:
     for item in items:
         for charge in item.data.charges:
             _check_listed(charge)
-    await close_opportunities(items[0].uow, [i.data.opportunity.id for i in items], Outcome.WON)
-    holding = await opportunities_holding(
-        items[0].uow.session, [i.data.opportunity.id for i in items]
-    )
+    session = items[0].uow.session
+    opportunity_ids = [i.data.opportunity.id for i in items]
+    # An opportunity wins once (R3), as quotes has it: a later won of it (an outside
+    # producer's retry under new ids) would only fail its picks, whose units quotes,
+    # which ignores that won, would never hear of.
+    won_before = await opportunities_won(session, opportunity_ids)
+    await close_opportunities(items[0].uow, opportunity_ids, Outcome.WON)
+    holding = await opportunities_holding(session, opportunity_ids)
     for item in items:
         data = item.data
+        if data.opportunity.id in won_before:
+            log.info("opportunity won already; event ignored", opportunity_id=data.opportunity.id)
+            continue
         procured = [c for c in data.charges if c.product.subject_to_procurement]
         if not any(c.reservations for c in procured) and data.opportunity.id not in holding:
             continue  # nothing reserved: nothing to pick or release

@@ -93,6 +93,16 @@ async def lock_open_opportunity(uow: UnitOfWork, opportunity_id: str) -> None:
     check_open(opportunity_id, outcome)
 
 
+async def opportunities_won(session: Any, opportunity_ids: list[str]) -> set[str]:
+    """Those of the opportunities recorded as won already."""
+    rows = await session.scalars(
+        select(opportunities.c.id).where(
+            opportunities.c.id.in_(set(opportunity_ids)), opportunities.c.outcome == Outcome.WON
+        )
+    )
+    return set(rows)
+
+
 async def opportunities_holding(session: Any, opportunity_ids: list[str]) -> set[str]:
     """Those of the opportunities that still have an active reservation."""
     rows = await session.scalars(

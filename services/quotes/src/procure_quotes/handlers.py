@@ -128,7 +128,9 @@ async def on_opportunity_won(items: list[Applying]) -> None:
     for item in items:
         if id(item) not in kept:
             log.info(
-                "sales order exists already; event ignored", sales_order_id=item.data.sales_order.id
+                "sales order exists, or its opportunity was won already; event ignored",
+                sales_order_id=item.data.sales_order.id,
+                opportunity_id=item.data.opportunity.id,
             )
     if not won:
         return

@@ -61,7 +61,11 @@ sales_orders = Table(
     "sales_orders",
     metadata,
     Column("id", String(200), primary_key=True),
-    Column("opportunity_id", String(200), nullable=True),
+    # Unique: winning creates one sales order (R3). A second `opportunity.won` of an
+    # opportunity under another sales order id (an outside producer's retry that made new
+    # ids) is refused by the insert that stores it, and ignored, instead of ordering
+    # everything again. Null for none (SQL lets nulls repeat).
+    Column("opportunity_id", String(200), nullable=True, unique=True),
     Column("status", String(32), nullable=False),
     Column("owner", JSON, nullable=False),
     Column("organization", JSON, nullable=False),

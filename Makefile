@@ -16,7 +16,8 @@ test: setup kafka-jars postgres lint
 	$(UV) run pytest $(PYTEST_ARGS)
 
 setup: system-deps
-	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@# A Debian python3 refuses a plain pip install (PEP 668): then into the user's site.
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv 2>/dev/null || python3 -m pip install --quiet --user --break-system-packages uv
 	$(UV) sync --frozen
 
 # Java, Maven and PostgreSQL come with our machines; install them where they do not.

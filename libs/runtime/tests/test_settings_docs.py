@@ -54,3 +54,15 @@ def test_the_gathering_variables_the_table_names_are_the_ones_read(monkeypatch) 
     monkeypatch.setenv("PROCURE_FETCH_MIN_BYTES", "4096")
     settings = ServiceSettings(service="probe")
     assert fetch_options(settings) == (4096, 80)
+
+
+def test_every_variable_the_settings_read_has_a_row() -> None:
+    table = OPERATIONS.read_text()
+    names = [
+        str(name)
+        for field in ServiceSettings.model_fields.values()
+        if isinstance(field.validation_alias, AliasChoices)
+        for name in field.validation_alias.choices
+    ]
+    assert len(names) >= 10
+    assert [name for name in names if f"`{name}`" not in table] == []

@@ -520,3 +520,27 @@ async def test_an_opportunity_won_again_under_new_ids_settles_nothing_again(inve
     await eventually(lambda: _applied(inventory, again.id))
     assert await inventory.kafka.read_events("pick.failed", 1, timeout=1.0) == []
     assert len(await inventory.kafka.read_events("units.picked", 2, timeout=1.0)) == 1
+
+
+async def test_a_reservation_listed_on_two_charges_of_a_won_is_picked_for_both(inventory) -> None:
+    """R2: exactly the quantities listed on the won's charges become picks. An outside
+    producer may list one reservation on two charges (with no quote item to tell them
+    apart): the first charge's pick released the rest at once, so the second one's
+    units failed their pick and were ordered from a vendor while the stock was freed."""
+    loc = await inventory.location()
+    doc = await inventory.product()
+    await inventory.adjust(doc["id"], loc, 6)
+    reserved = await inventory.reserve(doc["id"], loc, 6, opportunity_id="opp-shared")
+    res_id = reserved.json()["id"]
+    a = f.charge(_as_product(doc), 3, reservations=[(res_id, loc, 3)])
+    b = f.charge(_as_product(doc), 2, reservations=[(res_id, loc, 2)])
+    await inventory.kafka.publish(WON, f.opportunity_won(a, b, opportunity_id="opp-shared"))
+
+    picked = await inventory.kafka.read_events("units.picked", 2, settle=0.5)
+    assert sorted((e.data["charge_id"], e.data["quantity"]) for e in picked) == sorted(
+        [(a.id, 3), (b.id, 2)]
+    )
+    assert await inventory.kafka.read_events("pick.failed", 1, timeout=0.5) == []
+    [released] = await inventory.kafka.read_events("stock.released", 1, settle=0.5)
+    assert released.data["quantity"] == 1  # the unit neither charge listed
+    assert await inventory.level(doc["id"], loc) == stock(6, picked=5)

@@ -65,7 +65,7 @@ async def on_opportunity_won(items: list[Applying]) -> None:
         correlation = data.sales_order.id
         for charge in procured:
             claim = Claim(charge.id, charge.product.id, charge.quote_item_id, data.opportunity.id)
-            await pick_listed(item.uow, claim, charge, correlation)
+            await pick_listed(item.uow, claim, charge, correlation, rest_later=True)
         await release_opportunity(item.uow, data.opportunity.id, correlation)
 
 
@@ -79,7 +79,7 @@ async def on_charge_created(uow: UnitOfWork, data: ev.ChargeCreatedV1, event: Cl
         return  # quotes routes these units without a pick (R3)
     _check_listed(charge)
     claim = Claim(charge.id, charge.product.id, charge.quote_item_id, None)
-    await pick_listed(uow, claim, charge, data.sales_order_id or charge.id)
+    await pick_listed(uow, claim, charge, data.sales_order_id or charge.id, rest_later=False)
 
 
 def _check_listed(charge: ChargeSpec) -> None:

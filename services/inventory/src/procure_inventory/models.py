@@ -97,7 +97,7 @@ reservations = Table(
     Column("location_id", String(200), nullable=False),
     Column("quantity", Integer, nullable=False),
     Column("status", String(16), nullable=False),  # active | released | picked
-    Column("charge_id", String(200), nullable=True),  # the charge it was picked for
+    Column("charge_id", String(200), nullable=True),  # the (first) charge it was picked for
     Column("picked", Integer, nullable=False, default=0),
     Column("reserved_by", JSON, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False, default=utcnow),

@@ -47,15 +47,20 @@ async def locked_reservation(uow: UnitOfWork, reservation_id: str) -> Any:
 
 
 async def release(uow: UnitOfWork, row: Any, correlation: str | None = None) -> None:
-    """Give back everything an active reservation holds."""
-    if not await stock.change(uow.session, row.product_id, row.location_id, reserved=-row.quantity):
+    """Give back everything an active reservation still holds. One that charges of the
+    won being settled picked from already (`pick_listed` with `rest_later`) is closed as
+    picked, the rest released."""
+    held = row.quantity - row.picked
+    if not await stock.change(uow.session, row.product_id, row.location_id, reserved=-held):
         raise RuntimeError(f"stock of reservation {row.id} holds less than it reserved")
+    status = ReservationStatus.PICKED if row.picked else ReservationStatus.RELEASED
     await uow.session.execute(
         update(reservations)
         .where(reservations.c.id == row.id)
-        .values(status=ReservationStatus.RELEASED, closed_at=utcnow())
+        .values(status=status, closed_at=utcnow())
     )
-    uow.emit(RELEASED, reservation_event(row, row.quantity), correlationid=correlation)
+    if held:
+        uow.emit(RELEASED, reservation_event(row, held), correlationid=correlation)
 
 
 @functools.cache
@@ -136,18 +141,29 @@ async def release_opportunity(
             await release(uow, row, correlation=correlation)
 
 
-async def pick_listed(uow: UnitOfWork, claim: Claim, charge: ChargeSpec, correlation: str) -> None:
-    """Convert the reservations listed on a won or direct charge into picks for it."""
+async def pick_listed(
+    uow: UnitOfWork, claim: Claim, charge: ChargeSpec, correlation: str, *, rest_later: bool
+) -> None:
+    """Convert the reservations listed on a won or direct charge into picks for it. With
+    `rest_later` (a won opportunity, whose other charges may list the same reservation,
+    and whose settling ends with `release_opportunity`), what a reservation holds beyond
+    the listed units stays reserved for them instead of being released at once."""
     listed = [(ref.id, ref.quantity) for ref in charge.reservations]
     for reservation_id, units in per_reservation(listed):
-        await pick_reservation(uow, claim, reservation_id, units, correlation)
+        await pick_reservation(uow, claim, reservation_id, units, correlation, rest_later)
 
 
 async def pick_reservation(
-    uow: UnitOfWork, claim: Claim, reservation_id: str, listed: int, correlation: str
+    uow: UnitOfWork,
+    claim: Claim,
+    reservation_id: str,
+    listed: int,
+    correlation: str,
+    rest_later: bool = False,
 ) -> None:
     """Convert a reservation listed on a charge into a pick for it; what it no longer
-    holds fails (`pick.failed`), what it holds beyond the listed quantity is released."""
+    holds fails (`pick.failed`), what it holds beyond the listed quantity is released
+    (with `rest_later`, left reserved for the won's other charges: `pick_listed`)."""
     row = await locked_reservation(uow, reservation_id)
     if row and row.status == ReservationStatus.PICKED and row.charge_id == claim.charge_id:
         return  # this charge was converted already (the same win published twice)
@@ -162,7 +178,7 @@ async def pick_reservation(
         # tell. A second pick.failed would have quotes order those units twice.
         return
     refused = why_not_usable(row, claim)
-    plan = convert(listed, None if refused else row.quantity)
+    plan = convert(listed, None if refused else row.quantity - row.picked)
     if plan.pick:
         moved = await stock.change(
             uow.session, row.product_id, row.location_id, reserved=-plan.pick, picked=plan.pick
@@ -178,17 +194,18 @@ async def pick_reservation(
             correlation,
             reservation_id=row.id,
         )
+        done = not (rest_later and plan.release)  # else still reserved: `release` closes it
         await uow.session.execute(
             update(reservations)
             .where(reservations.c.id == row.id)
             .values(
-                status=ReservationStatus.PICKED,
-                charge_id=claim.charge_id,
-                picked=plan.pick,
-                closed_at=utcnow(),
+                status=ReservationStatus.PICKED if done else ReservationStatus.ACTIVE,
+                charge_id=func.coalesce(reservations.c.charge_id, claim.charge_id),
+                picked=reservations.c.picked + plan.pick,
+                closed_at=utcnow() if done else None,
             )
         )
-        if plan.release:
+        if plan.release and not rest_later:
             await stock.change(uow.session, row.product_id, row.location_id, reserved=-plan.release)
             uow.emit(RELEASED, reservation_event(row, plan.release), correlationid=correlation)
     if plan.shortfall:

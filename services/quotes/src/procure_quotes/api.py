@@ -31,6 +31,7 @@ from procure_quotes.models import (
     claimed_ids,
     metadata,
     opportunities,
+    picked_reservations,
     quote_items,
     reservations,
     sales_orders,
@@ -136,7 +137,9 @@ async def _items(session: Any, opp_id: str) -> list[dict[str, Any]]:
     held = (
         await session.execute(
             select(reservations).where(
-                reservations.c.opportunity_id == opp_id, reservations.c.released.is_(False)
+                reservations.c.opportunity_id == opp_id,
+                reservations.c.released.is_(False),
+                reservations.c.id.not_in(select(picked_reservations.c.id)),
             )
         )
     ).all()

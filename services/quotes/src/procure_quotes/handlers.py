@@ -27,6 +27,7 @@ from procure_quotes.models import (
     charges,
     metadata,
     opportunities,
+    picked_reservations,
     reservations,
     sales_orders,
 )
@@ -417,6 +418,10 @@ async def _ledger_run(
 @handlers.on_batch(topic("units.picked"))
 async def on_units_picked(items: list[Applying]) -> None:
     await _ledger_run(items, _picked)
+    taken = sorted({i.data.reservation_id for i in items if i.data.reservation_id})
+    if taken:  # their quote items no longer hold them (the opportunity's page, the wizard)
+        session = items[0].uow.session
+        await insert_many(session, picked_reservations, [{"id": r} for r in taken])
 
 
 def _picked(item: Applying) -> Change:

@@ -57,6 +57,15 @@ reservations = Table(
     Column("released", Boolean, nullable=False, default=False),
 )
 
+# Reservations inventory has picked for a charge (a `units.picked` naming one): no longer
+# held for their quote item, though no `stock.released` says so when a charge took them
+# whole. Apart from `reservations` so that either event may come first.
+picked_reservations = Table(
+    "picked_reservations",
+    metadata,
+    Column("id", String(200), primary_key=True),
+)
+
 sales_orders = Table(
     "sales_orders",
     metadata,

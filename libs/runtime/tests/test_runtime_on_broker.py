@@ -227,6 +227,29 @@ async def test_bad_records_go_to_the_dead_letter_topic_byte_for_byte(service_set
         await eventually(lambda: _count_is(runtime, charges, 1, id=valid.charge.id))
 
 
+async def test_records_with_headers_that_are_not_text_are_applied(service_settings) -> None:
+    """Kafka header values are any bytes, or none. FastStream's parser decoded each as
+    UTF-8 and, failing, dropped the whole fetched batch: its events were never applied
+    nor dead-lettered, and the next batch's offsets were committed past them."""
+    settings = service_settings("probe")
+    app, runtime = build(settings)
+    sent = [f.charge_created() for _ in range(3)]
+    headers: list[list[tuple[str, bytes | None]]] = [
+        [("trace", b"\xff\xfe not utf-8")],
+        [("empty", None)],
+        [("fine", b"text")],
+    ]
+    async with running(app, runtime), _probe(settings) as kafka:
+        for data, extra in zip(sent, headers, strict=True):
+            event = new_event(CREATED.type, data, source="/tests", subject=data.charge.id)
+            await kafka.send_raw(
+                "charge.created", event.to_bytes(), data.charge.id.encode(), headers=extra
+            )
+        for data in sent:
+            await eventually(lambda data=data: _count_is(runtime, charges, 1, id=data.charge.id))
+        assert await kafka.read("dlq.probe", timeout=0.5) == []
+
+
 async def test_a_valid_record_is_decoded_in_one_pass(service_settings, monkeypatch) -> None:
     """Envelope and data validated together (`typed_envelope`), to the same event and
     data as the two passes give; those run only for a record the one pass refuses."""

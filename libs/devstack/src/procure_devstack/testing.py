@@ -71,12 +71,19 @@ class KafkaProbe:
         return f"{self.prefix}{name}"
 
     async def send_raw(
-        self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes | None]] | None = None,
     ) -> None:
         assert self._producer is not None
         if partition is not None:
             await self._knows_partition(self.topic(topic), partition)
-        await self._producer.send_and_wait(self.topic(topic), value, key=key, partition=partition)
+        await self._producer.send_and_wait(
+            self.topic(topic), value, key=key, partition=partition, headers=headers
+        )
 
     async def _knows_partition(self, name: str, partition: int, timeout: float = 10.0) -> None:
         """Wait until the producer's metadata holds `partition` of `name`. aiokafka

@@ -3,6 +3,7 @@ broker, the outbox relay and the parking lot. A service's `app.py` builds one an
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from itertools import chain
 from pathlib import Path
@@ -45,6 +46,27 @@ async def _the_message(msg: KafkaMessage) -> KafkaMessage:
     fast_depends resolves one in a worker thread, a thread hop for every fetch
     (bench/levers.md, lever 45)."""
     return msg
+
+
+async def _any_headers(
+    records: tuple[ConsumerRecord, ...], original: Callable[..., Awaitable[Any]]
+) -> Any:
+    """The subscriber's parser: FastStream's, given headers it can read. It decodes every
+    header value as UTF-8 text, where Kafka allows any bytes or none: one such header
+    made it raise, and FastStream dropped the whole fetched batch (logged, never applied
+    nor dead-lettered; the next batch's offsets committed past it). The runtime reads no
+    header, so such values are only made readable; the records are untouched otherwise."""
+    try:
+        return await original(records)
+    except (UnicodeDecodeError, AttributeError):
+        readable = tuple(
+            dataclasses.replace(
+                r,
+                headers=[(k, (v or b"").decode("utf-8", "replace").encode()) for k, v in r.headers],
+            )
+            for r in records
+        )
+        return await original(readable)
 
 
 # How an idle consumer fetches: any record answers the fetch, else the broker holds it
@@ -152,6 +174,7 @@ class ServiceRuntime:
             ack_policy=AckPolicy.MANUAL,
             auto_offset_reset="earliest",
             decoder=_the_message,
+            parser=_any_headers,
             batch=True,
             max_records=s.consume_batch,
             fetch_min_bytes=fetch_min_bytes,

@@ -38,7 +38,7 @@ from procure_contracts.registry import (
 )
 from procure_contracts.shapes import Shape
 from procure_runtime import metrics
-from procure_runtime.db import Database, insert_ignore, insert_many, utcnow
+from procure_runtime.db import Database, insert_ignore, insert_many, rows_affected, utcnow
 from procure_runtime.errors import describe
 from procure_runtime.logging import bind, get_logger
 from procure_runtime.outbox import write_effects
@@ -464,18 +464,18 @@ class Consumer:
             except _Duplicate:
                 return self._duplicate(record)
             except Reject as exc:
-                if from_parking:
-                    await self._unpark(d.event.id)
-                return await self.dead_letter(record, "rejected", exc.reason, attempts=attempts)
+                return await self._give_up(
+                    record, d, "rejected", exc.reason, attempts, from_parking
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 metrics.FAILED.labels(self.settings.service, record.topic).inc()
                 if is_data_exception(exc):  # a retry would meet it again, the consumer held
-                    if from_parking:
-                        await self._unpark(d.event.id)
                     reason = f"the database refused a value: {describe(exc, 1900)}"
-                    return await self.dead_letter(record, "invalid-data", reason, attempts=attempts)
+                    return await self._give_up(
+                        record, d, "invalid-data", reason, attempts, from_parking
+                    )
                 if is_transient(exc):
                     log.warning("infrastructure error; retrying", error=repr(exc), attempt=attempts)
                     attempts -= 1  # outages do not count towards dead-lettering
@@ -483,10 +483,8 @@ class Consumer:
                     log.error(
                         "handler keeps failing; dead-lettering", error=repr(exc), attempts=attempts
                     )
-                    if from_parking:
-                        await self._unpark(d.event.id)
-                    return await self.dead_letter(
-                        record, "handler-error", repr(exc), attempts=attempts
+                    return await self._give_up(
+                        record, d, "handler-error", repr(exc), attempts, from_parking
                     )
                 else:
                     log.warning("handler failed; retrying", error=repr(exc), attempt=attempts)
@@ -504,9 +502,13 @@ class Consumer:
                     raise _Duplicate
                 uow = UnitOfWork(session, self.source, cause=d.event)
                 await d.handler(uow, d.data, d.event)
-                if from_parking:
+                if from_parking:  # settled here, unless another instance settled it first
                     parked = self.metadata.tables["parked"]
-                    await session.execute(delete(parked).where(parked.c.event_id == d.event.id))
+                    gone = await session.execute(
+                        delete(parked).where(parked.c.event_id == d.event.id)
+                    )
+                    if rows_affected(gone) != 1:
+                        raise _Duplicate
                 await write_effects(session, self.metadata, [uow])
         except Park as park:  # the whole transaction, inbox row included, was rolled back
             async with self.db.session() as session:
@@ -597,6 +599,34 @@ class Consumer:
         metrics.PARKED.labels(self.settings.service, record.topic).inc()
         log.info("parked", reason=reason)
 
+    async def _give_up(
+        self,
+        record: Record,
+        d: _Decoded,
+        error_type: str,
+        message: str,
+        attempts: int,
+        from_parking: bool,
+    ) -> Outcome:
+        if from_parking:
+            return await self._dead_letter_parked(record, d.event.id, error_type, message, attempts)
+        return await self.dead_letter(record, error_type, message, attempts=attempts)
+
+    async def _dead_letter_parked(
+        self, record: Record, event_id: str, error_type: str, message: str, attempts: int
+    ) -> Outcome:
+        """Dead-letter a parked event once, and never lose it: its row is deleted in a
+        transaction that commits only after the broker took the dead letter (a crash or
+        a stop before that leaves the row, to be tried again). Another instance's sweep
+        applying the event meanwhile deletes the same row in its own transaction: the
+        first to delete it settles the event, and the other does nothing."""
+        parked = self.metadata.tables["parked"]
+        async with self.db.session() as session:
+            gone = await session.execute(delete(parked).where(parked.c.event_id == event_id))
+            if rows_affected(gone) != 1:
+                return Outcome.DUPLICATE
+            return await self.dead_letter(record, error_type, message, attempts=attempts)
+
     async def _unpark(self, event_id: str) -> None:
         parked = self.metadata.tables["parked"]
         async with self.db.session() as session:
@@ -657,13 +687,13 @@ class Consumer:
             elif outcome is Outcome.DUPLICATE:
                 await self._unpark(row.event_id)
             elif outcome is Outcome.PARKED and row.parked_at < deadline:
-                await self.dead_letter(
+                await self._dead_letter_parked(
                     record,
+                    row.event_id,
                     "parked-timeout",
                     f"parked since {row.parked_at.isoformat()}: {row.reason}",
-                    attempts=row.attempts + 1,
+                    row.attempts + 1,
                 )
-                await self._unpark(row.event_id)
         return applied
 
     async def parked_count(self) -> int:

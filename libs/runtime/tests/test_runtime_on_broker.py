@@ -250,6 +250,31 @@ async def test_records_with_headers_that_are_not_text_are_applied(service_settin
         assert await kafka.read("dlq.probe", timeout=0.5) == []
 
 
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+async def test_records_compressed_by_another_producer_are_applied(
+    service_settings, codec: str
+) -> None:
+    """Outside systems publish into the platform with their producers' settings, which
+    may compress. Without the codecs installed, a snappy, lz4 or zstd batch stopped its
+    partition: the client retried the same fetch without end, nothing dead-lettered."""
+    from aiokafka import AIOKafkaProducer
+
+    settings = service_settings("probe")
+    app, runtime = build(settings)
+    data = f.charge_created()
+    event = new_event(CREATED.type, data, source="/tests", subject=data.charge.id)
+    producer = AIOKafkaProducer(compression_type=codec, **client_kwargs(settings), acks="all")
+    async with running(app, runtime):
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                settings.topic("charge.created"), event.to_bytes(), key=data.charge.id.encode()
+            )
+        finally:
+            await producer.stop()
+        await eventually(lambda: _count_is(runtime, charges, 1, id=data.charge.id))
+
+
 async def test_a_valid_record_is_decoded_in_one_pass(service_settings, monkeypatch) -> None:
     """Envelope and data validated together (`typed_envelope`), to the same event and
     data as the two passes give; those run only for a record the one pass refuses."""

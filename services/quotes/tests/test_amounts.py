@@ -73,3 +73,39 @@ async def test_unpayable_amounts_are_refused_where_they_enter(service_settings) 
 
 async def _is(call, code: int) -> bool:
     return (await call) == code
+
+
+async def test_a_request_whose_event_would_be_too_large_is_refused(service_settings) -> None:
+    """Free text is not bounded by the contract, so a request could make an event over
+    what the broker takes (1 MiB by default). It was accepted (202), and the outbox
+    relay, refused that record for good, published nothing of the service after it."""
+    settings = service_settings("quotes")
+    app, runtime = build(settings)
+    product = f.product()
+    async with (
+        running(app, runtime) as http,
+        KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
+    ):
+        await kafka.publish(spec_for_topic("catalog.products"), product)
+        sales = {"Authorization": f"Bearer {token(settings, 'sales')}"}
+        body = {
+            "product_id": product.id,
+            "quantity": 1,
+            "organization": f.organization().model_dump(),
+            "ship_to": f.address().model_dump(),
+        }
+        parent = f.parent().model_dump()
+        huge = {**body, "id": "ch-huge", "parent": {**parent, "name": "P" * 1_100_000}}
+        fine = {**body, "id": "ch-fine", "parent": parent}
+
+        async def answered(body: dict) -> int:
+            return (await http.post("/charges", headers=sales, json=body)).status_code
+
+        await eventually(lambda: _is(answered(fine), 202))  # once the product is known
+        refused = await http.post("/charges", headers=sales, json=huge)
+        assert refused.status_code == 422, refused.text[:300]
+        assert "events are at most 1,000,000" in refused.json()["detail"]
+        [made] = await kafka.read_events("charge.created", 1, settle=1.0)
+        assert made.data["charge"]["id"] == "ch-fine"
+        again = await http.post("/charges", headers=sales, json={**huge, "parent": parent})
+        assert again.status_code == 202, again.text  # its id was not taken by the refusal

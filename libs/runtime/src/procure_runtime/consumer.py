@@ -41,7 +41,7 @@ from procure_runtime import metrics
 from procure_runtime.db import Database, insert_ignore, insert_many, rows_affected, utcnow
 from procure_runtime.errors import describe
 from procure_runtime.logging import bind, get_logger
-from procure_runtime.outbox import write_effects
+from procure_runtime.outbox import EventTooLarge, write_effects
 from procure_runtime.settings import ServiceSettings
 from procure_runtime.uow import UnitOfWork
 
@@ -466,6 +466,10 @@ class Consumer:
             except Reject as exc:
                 return await self._give_up(
                     record, d, "rejected", exc.reason, attempts, from_parking
+                )
+            except EventTooLarge as exc:  # the same event would make the same one again
+                return await self._give_up(
+                    record, d, "rejected", exc.detail, attempts, from_parking
                 )
             except asyncio.CancelledError:
                 raise

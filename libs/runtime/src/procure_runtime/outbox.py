@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from procure_runtime import metrics
 from procure_runtime.db import Database, among_param, insert_together, run_alone, utcnow
+from procure_runtime.errors import Invalid
 from procure_runtime.kafka import producer_options
 from procure_runtime.logging import get_logger
 from procure_runtime.settings import ServiceSettings
@@ -34,11 +35,21 @@ log = get_logger("procure.outbox")
 BATCH = 500
 HEADERS = [("content-type", b"application/cloudevents+json")]  # CloudEvents, structured mode
 _PARTITIONER = DefaultPartitioner()
+# The largest event the outbox takes: under Kafka's default limits (a broker's
+# message.max.bytes and a producer's max_request_size, 1 MiB each, the record's framing
+# included). The producer refuses a larger record for good, and the relay, retrying the
+# first rows in order, would publish nothing after it again.
+MAX_EVENT_BYTES = 1_000_000
+
+
+class EventTooLarge(Invalid):
+    """The change would publish an event over `MAX_EVENT_BYTES`: refused before anything
+    is stored (422 to a request; an event that leads to it is dead-lettered)."""
 
 
 def _outbox_rows(outgoing: list[Outgoing]) -> list[dict[str, Any]]:
     now = utcnow()
-    return [
+    rows = [
         {
             "event_id": o.event.id,
             "topic": o.spec.topic,
@@ -48,6 +59,13 @@ def _outbox_rows(outgoing: list[Outgoing]) -> list[dict[str, Any]]:
         }
         for o in outgoing
     ]
+    for row in rows:
+        if len(row["value"]) > MAX_EVENT_BYTES:
+            raise EventTooLarge(
+                f"the {row['topic']} event this makes would be {len(row['value']):,} bytes; "
+                f"events are at most {MAX_EVENT_BYTES:,}: split it into smaller ones"
+            )
+    return rows
 
 
 async def write_effects(session: AsyncSession, metadata: MetaData, uows: list[UnitOfWork]) -> None:

@@ -69,9 +69,9 @@ class OffsetCommitter:
             consumer = self._consumer
             if consumer is None or not self._pending:
                 return
-            # Only the partitions this instance holds now. The others wait for the next
-            # assignment (`assigned`): those that come back are committed then, the rest
-            # are their new owner's, which re-reads them and whose inbox skips them.
+            # Only the partitions this instance holds now. The others are their new
+            # owner's, which re-reads them from the group's committed offset and whose
+            # inbox skips what was applied here (`assigned` forgets them).
             held = consumer.assignment()
             offsets = {tp: o for tp, o in self._pending.items() if tp in held}
             if not offsets:
@@ -95,12 +95,13 @@ class OffsetCommitter:
                 self._due.set()
 
     def assigned(self, partitions: set[TopicPartition]) -> None:
-        """A rebalance gave this instance `partitions`: the positions done on any other
-        are no longer its to commit; those on these go with the next commit."""
-        self._pending = {tp: o for tp, o in self._pending.items() if tp in partitions}
-        if self._pending:
-            self._due.set()
-            self._ensure_task()
+        """A rebalance gave this instance `partitions`. Every position still pending is
+        forgotten: the revoke before it committed what was done by then, and a batch done
+        after it may be older than what another owner committed meanwhile, so committing
+        it could move the group's offset back (a replay of records dead-lettered or
+        skipped there, which no inbox row covers). Reading again from the committed
+        offset replays at most that batch, and the inbox skips what it applied."""
+        self._pending = {}
 
     async def stop(self) -> None:
         """Stop the background task (`flush` first: this commits nothing)."""

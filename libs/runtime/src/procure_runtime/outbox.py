@@ -49,22 +49,23 @@ class EventTooLarge(Invalid):
 
 def _outbox_rows(outgoing: list[Outgoing]) -> list[dict[str, Any]]:
     now = utcnow()
-    rows = [
-        {
-            "event_id": o.event.id,
-            "topic": o.spec.topic,
-            "key": o.key,
-            "value": o.event.to_bytes(),
-            "created_at": now,
-        }
-        for o in outgoing
-    ]
-    for row in rows:
-        if len(row["value"]) > MAX_EVENT_BYTES:
+    rows = []
+    for o in outgoing:
+        value = o.event.to_bytes()
+        if len(value) > MAX_EVENT_BYTES:
             raise EventTooLarge(
-                f"the {row['topic']} event this makes would be {len(row['value']):,} bytes; "
+                f"the {o.spec.topic} event this makes would be {len(value):,} bytes; "
                 f"events are at most {MAX_EVENT_BYTES:,}: split it into smaller ones"
             )
+        rows.append(
+            {
+                "event_id": o.event.id,
+                "topic": o.spec.topic,
+                "key": o.key,
+                "value": value,
+                "created_at": now,
+            }
+        )
     return rows
 
 

@@ -109,6 +109,39 @@ async def test_a_lone_surrogate_in_a_body_is_refused_with_a_422(
             assert made.json()["name"] == "Fit-out \U0001f600"
 
 
+# BUG 4 (shipping, receiving; found by an audit): a delivery's items and a receipt's
+# lines were unbounded lists, each looked up in one statement whose parameters tens of
+# thousands overflowed: the driver's refusal read as an outage, a 503 on every retry.
+# Now as bounded as a pick list (1,000 items) or a PO (2,000 lines): a 422.
+@pytest.mark.parametrize(
+    ("service", "url", "body"),
+    [
+        ("shipping", "/deliveries", {"items": [{"item_id": f"i{n}"} for n in range(1001)]}),
+        (
+            "shipping",
+            "/deliveries/d-1/cancel",
+            {"items": [{"item_id": f"i{n}"} for n in range(1001)]},
+        ),
+        (
+            "receiving",
+            "/purchase-orders/po-1/receipts",
+            {"lines": [{"line_id": f"l{n}", "quantity": 1} for n in range(2001)]},
+        ),
+    ],
+)
+@pytest.mark.parametrize("db_backend", ["sqlite"])
+async def test_a_list_longer_than_a_request_may_hold_is_a_422(
+    service: str, url: str, body, db_backend: str, service_settings
+) -> None:
+    settings = service_settings(service)
+    app, runtime = importlib.import_module(f"procure_{service}.app").build(settings)
+    admin = {"Authorization": f"Bearer {token(settings, 'admin')}"}
+    async with running(app, runtime), problem_client(app) as http:
+        response = await http.post(url, headers=admin, json=body)
+    assert response.status_code == 422, response.text[:300]
+    assert "at most" in response.json()["detail"]
+
+
 # BUG 2 (all services, the runtime): the OpenAPI documents every 422 as FastAPI's
 # `HTTPValidationError` in `application/json` ({"detail": [{"loc", "msg", "type"}]}), but
 # the services answer 422 with RFC 9457 `application/problem+json` whose `detail` is a

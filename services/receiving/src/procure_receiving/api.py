@@ -60,7 +60,8 @@ class ReceiptLineIn(BaseModel):
 
 class ReceiptIn(BaseModel):
     id: ClientId | None = Field(None, description=CLIENT_ID_DOC.format("receipt"))
-    lines: list[ReceiptLineIn] = Field(min_length=1)
+    # A PO has at most 2,000 lines (1,000 items and 1,000 stock lines, purchasing's limits).
+    lines: list[ReceiptLineIn] = Field(min_length=1, max_length=2000)
     vendor_invoice: str | None = Field(default=None, max_length=200)
 
 

@@ -39,13 +39,18 @@ class ItemIn(BaseModel):
     serials: list[Serial] | None = None
 
 
+# At most as many items as a pick or packing list takes: the items are looked up in one
+# statement, whose parameters a list of tens of thousands would overflow (a 503).
+MAX_ITEMS = 1000
+
+
 class DeliveryIn(BaseModel):
     id: ClientId | None = Field(None, description=CLIENT_ID_DOC.format("delivery"))
-    items: list[ItemIn] = Field(min_length=1)
+    items: list[ItemIn] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
 class CancelIn(BaseModel):
-    items: list[ItemIn] | None = Field(default=None, min_length=1)
+    items: list[ItemIn] | None = Field(default=None, min_length=1, max_length=MAX_ITEMS)
     reason: str | None = Field(default=None, max_length=2000)
 
 

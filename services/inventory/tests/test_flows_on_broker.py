@@ -544,3 +544,24 @@ async def test_a_reservation_listed_on_two_charges_of_a_won_is_picked_for_both(i
     [released] = await inventory.kafka.read_events("stock.released", 1, settle=0.5)
     assert released.data["quantity"] == 1  # the unit neither charge listed
     assert await inventory.level(doc["id"], loc) == stock(6, picked=5)
+
+
+async def test_a_direct_charge_not_subject_to_procurement_releases_what_it_lists(
+    inventory,
+) -> None:
+    """R3: reservations listed on a charge not subject to procurement are ignored, and
+    inventory releases them. A won's went with the rest of its opportunity's; a direct
+    charge's stayed reserved until their opportunity closed. (The product's flag has to
+    have changed since the reservation was made, which only subject products take.)"""
+    loc = await inventory.location()
+    doc = await inventory.product()
+    await inventory.adjust(doc["id"], loc, 3)
+    reserved = await inventory.reserve(doc["id"], loc, 2, opportunity_id=unique("opp-"))
+    res_id = reserved.json()["id"]
+    now_not_subject = _as_product(doc, subject_to_procurement=False)
+    charge = f.charge(now_not_subject, 2, reservations=[(res_id, loc, 2)])
+    await inventory.kafka.publish(CREATED, f.charge_created(charge))
+    [released] = await inventory.kafka.read_events("stock.released", 1, settle=0.5)
+    assert (released.data["reservation_id"], released.data["quantity"]) == (res_id, 2)
+    assert await inventory.level(doc["id"], loc) == stock(3)
+    assert await inventory.kafka.read_events("units.picked", 1, timeout=0.5) == []

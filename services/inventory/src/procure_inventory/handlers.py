@@ -29,6 +29,7 @@ from procure_inventory.picking import (
     opportunities_won,
     pick_listed,
     pick_on_request,
+    release_listed,
     release_opportunity,
 )
 from procure_runtime import Applying, EventHandlers, Park, Reject, UnitOfWork
@@ -75,11 +76,16 @@ async def on_charge_created(uow: UnitOfWork, data: ev.ChargeCreatedV1, event: Cl
     as awaiting their pick, so they become picks (or fail) here. No opportunity was won:
     nothing else is released."""
     charge = data.charge
-    if not charge.reservations or not charge.product.subject_to_procurement:
-        return  # quotes routes these units without a pick (R3)
-    _check_listed(charge)
+    if not charge.reservations:
+        return
     claim = Claim(charge.id, charge.product.id, charge.quote_item_id, None)
-    await pick_listed(uow, claim, charge, data.sales_order_id or charge.id, rest_later=False)
+    correlation = data.sales_order_id or charge.id
+    if not charge.product.subject_to_procurement:
+        # R3: quotes routes these units without a pick; the reservations are released
+        await release_listed(uow, claim, charge, correlation)
+        return
+    _check_listed(charge)
+    await pick_listed(uow, claim, charge, correlation, rest_later=False)
 
 
 def _check_listed(charge: ChargeSpec) -> None:

@@ -153,6 +153,19 @@ async def pick_listed(
         await pick_reservation(uow, claim, reservation_id, units, correlation, rest_later)
 
 
+async def release_listed(
+    uow: UnitOfWork, claim: Claim, charge: ChargeSpec, correlation: str
+) -> None:
+    """R3: the reservations listed on a direct charge whose product is not subject to
+    procurement are released (a won's go with the rest of its opportunity's). Only those
+    the charge could have picked: a listing that names another product's or quote item's
+    reservation releases nothing of it."""
+    for reservation_id, _ in per_reservation([(r.id, r.quantity) for r in charge.reservations]):
+        row = await locked_reservation(uow, reservation_id)
+        if why_not_usable(row, claim) is None:
+            await release(uow, row, correlation=correlation)
+
+
 async def pick_reservation(
     uow: UnitOfWork,
     claim: Claim,

@@ -3,6 +3,9 @@ a NUL character in input was a 500 on PostgreSQL (now a 422 problem on every dat
 and 422 answers did not match what the OpenAPI declared (now problem+json, declared)."""
 
 import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import jsonschema
@@ -21,6 +24,18 @@ def problem_client(app) -> httpx.AsyncClient:
     """A client that shows a crash as the 500 a real client gets, not as an exception."""
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://svc")
+
+
+@asynccontextmanager
+async def served(
+    service: str, service_settings: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+    """The service running, a `problem_client` on it and an admin's headers."""
+    settings = service_settings(service)
+    app, runtime = importlib.import_module(f"procure_{service}.app").build(settings)
+    admin = {"Authorization": f"Bearer {token(settings, 'admin')}"}
+    async with running(app, runtime), problem_client(app) as http:
+        yield http, admin
 
 
 # BUG 1 (all services, PostgreSQL only): a NUL character (U+0000) anywhere in a string
@@ -54,10 +69,7 @@ def problem_client(app) -> httpx.AsyncClient:
 async def test_a_nul_character_in_input_is_refused_with_a_4xx_on_postgresql(
     service: str, method: str, url: str, body, db_backend: str, service_settings
 ) -> None:
-    settings = service_settings(service)
-    app, runtime = importlib.import_module(f"procure_{service}.app").build(settings)
-    admin = {"Authorization": f"Bearer {token(settings, 'admin')}"}
-    async with running(app, runtime), problem_client(app) as http:
+    async with served(service, service_settings) as (http, admin):
         response = await http.request(method, url, headers=admin, json=body)
     assert 400 <= response.status_code < 500, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -90,14 +102,9 @@ OPPORTUNITY += b'"line1": "1", "city": "X", "postal_code": "1", "country": "US"}
 async def test_a_lone_surrogate_in_a_body_is_refused_with_a_422(
     service: str, url: str, body: bytes, service_settings
 ) -> None:
-    settings = service_settings(service)
-    app, runtime = importlib.import_module(f"procure_{service}.app").build(settings)
-    admin = {
-        "Authorization": f"Bearer {token(settings, 'admin')}",
-        "Content-Type": "application/json",
-    }
     method = "PUT" if url == "/settings" else "POST"
-    async with running(app, runtime), problem_client(app) as http:
+    async with served(service, service_settings) as (http, admin):
+        admin = {**admin, "Content-Type": "application/json"}
         response = await http.request(method, url, headers=admin, content=body)
         assert response.status_code == 422, response.text
         assert response.headers["content-type"].startswith("application/problem+json")
@@ -133,10 +140,7 @@ async def test_a_lone_surrogate_in_a_body_is_refused_with_a_422(
 async def test_a_list_longer_than_a_request_may_hold_is_a_422(
     service: str, url: str, body, db_backend: str, service_settings
 ) -> None:
-    settings = service_settings(service)
-    app, runtime = importlib.import_module(f"procure_{service}.app").build(settings)
-    admin = {"Authorization": f"Bearer {token(settings, 'admin')}"}
-    async with running(app, runtime), problem_client(app) as http:
+    async with served(service, service_settings) as (http, admin):
         response = await http.post(url, headers=admin, json=body)
     assert response.status_code == 422, response.text[:300]
     assert "at most" in response.json()["detail"]
@@ -199,10 +203,7 @@ def paginated_lists(spec: dict) -> list[tuple[str, dict[str, str]]]:
 async def test_a_cursor_that_no_list_gave_out_is_a_422_never_a_5xx(
     service: str, db_backend: str, service_settings
 ) -> None:
-    settings = service_settings(service)
-    app, runtime = importlib.import_module(f"procure_{service}.app").build(settings)
-    admin = {"Authorization": f"Bearer {token(settings, 'admin')}"}
-    async with running(app, runtime), problem_client(app) as http:
+    async with served(service, service_settings) as (http, admin):
         lists = paginated_lists((await http.get("/openapi.json")).json())
         assert lists, f"{service} has no paginated list"
         for path, query in lists:
@@ -249,10 +250,7 @@ ADJUSTMENT = {"product_id": "p-1", "location_id": "l-1", "reason": "count"}
 async def test_a_quantity_past_what_the_database_holds_is_refused_as_invalid(
     service: str, url: str, body: dict, db_backend: str, service_settings
 ) -> None:
-    settings = service_settings(service)
-    app, runtime = importlib.import_module(f"procure_{service}.app").build(settings)
-    admin = {"Authorization": f"Bearer {token(settings, 'admin')}"}
-    async with running(app, runtime), problem_client(app) as http:
+    async with served(service, service_settings) as (http, admin):
         answer = await http.post(url, headers=admin, json=body)
     assert answer.status_code == 422, answer.text
     assert answer.json()["type"].endswith(":invalid")

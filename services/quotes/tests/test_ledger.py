@@ -131,3 +131,26 @@ def test_any_arrival_order_gives_the_same_statuses(order: list[int]) -> None:
     led = apply_with_parking(order)
     assert units(led) == {U.DELIVERED: 5, U.NEED_TO_ORDER: 1}
     assert led == apply_with_parking(list(range(len(EVENTS))))
+
+
+def test_only_deliveries_and_cancellations_change_what_a_sales_order_reads() -> None:
+    """A sales order's status and `can_fulfill` read `order_view` alone (R16), so the
+    steps that leave it (asking approval, an approval given, ordering, receiving,
+    closing a line, picking) need not read or lock the order."""
+    led = Ledger(quantity=4)
+    view = led.order_view
+    for step in (
+        lambda x: x.request_approval("a1", 1),
+        lambda x: x.decide("a1", 1, approved=True),
+        lambda x: x.order("l1", 2),
+        lambda x: x.receive("l1", 1),
+        lambda x: x.close_line("l1"),
+        lambda x: x.pick(1),
+    ):
+        led = step(led)
+        assert led.order_view == view
+    picked = Ledger(quantity=2).pick(1)
+    delivered = picked.deliver(1, 1)
+    assert delivered.order_view == (1, False) != picked.order_view == (0, False)
+    assert delivered.cancel_delivery(2, 1).order_view == (0, False)
+    assert delivered.decide("a2", 1, approved=False).order_view == (1, True)

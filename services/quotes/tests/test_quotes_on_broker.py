@@ -2,6 +2,7 @@
 Won Opportunity Wizard, the ledger across topics, can_fulfill, Approve & Post."""
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import event, text
@@ -471,16 +472,18 @@ async def test_posting_works_in_every_status_and_refusals_change_nothing(service
 
 
 async def test_a_bulk_event_reads_each_charge_and_sales_order_once(service_settings) -> None:
-    """A PO of many lines loads its charges (with their PO lines and approvals) once: the
-    sales orders' refresh uses the ledgers just saved and reads only the orders' other
-    charges, and only the order columns it needs (not their address documents)."""
+    """A PO of many lines loads its charges (with their PO lines and approvals) once, and
+    leaves their sales order unread: ordering changes nothing an order reads of a charge.
+    A delivery of many items does too; its refresh of their sales order uses the ledgers
+    just saved and reads only the order's other charge, and only the order columns it
+    needs (not their address documents)."""
     settings = service_settings("quotes")
     app, runtime = build(settings)
     bought = [f.charge(f.product(unit_cost="5.00"), 2) for _ in range(3)]
     won = f.opportunity_won(*bought, f.charge(f.product(procurement=False), 1))
     po = ev.PORef(
         id="po-9",
-        number="PO-000009",
+        number="PO-9",
         vendor=f.vendor(),
         ship_to=ev.POShipTo(kind="location", location_id="loc-1"),
     )
@@ -494,6 +497,16 @@ async def test_a_bulk_event_reads_each_charge_and_sales_order_once(service_setti
         )
         for n, c in enumerate(bought)
     ]
+    received = f.units_received(
+        9,
+        *(
+            f.received_line(f"line-{n}", c.product.id, 2, charge_id=c.id)
+            for n, c in enumerate(bought)
+        ),
+    )
+    delivered = f.shipment_delivered(
+        9, *(f.delivered_item(f"item-{n}", c.id, c.product.id, 2) for n, c in enumerate(bought))
+    )
     sales = auth(settings, "sales")
     statements: list[tuple[str, int]] = []  # (the statement, how many values it binds)
 
@@ -501,6 +514,20 @@ async def test_a_bulk_event_reads_each_charge_and_sales_order_once(service_setti
         # On PostgreSQL a list of ids travels as one array parameter (`among`).
         values = sum(len(p) if isinstance(p, list) else 1 for p in parameters)
         statements.append((" ".join(statement.lower().split()), values))
+
+    async def reads_of(topic: str, data: Any) -> list[tuple[str, int]]:
+        engine = runtime.db.engine.sync_engine
+        statements.clear()
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            await kafka.publish(T(topic), data)
+            await eventually(lambda: _inbox_has(settings.database_url, topic))
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        return list(statements)
+
+    def ledger_loads(reads: list[tuple[str, int]]) -> list[str]:
+        return [s for s, _ in reads if s.startswith("select charges.id, charges.sales_order_id,")]
 
     async with running(app, runtime) as http, probe(settings) as kafka:
         await kafka.publish(T("opportunity.won"), won)
@@ -510,28 +537,34 @@ async def test_a_bulk_event_reads_each_charge_and_sales_order_once(service_setti
             return True
 
         await eventually(routed)
-        engine = runtime.db.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", seen)
-        try:
-            await kafka.publish(
-                T("po.submitted"),
-                ev.POSubmittedV1(po=po, lines=lines, submitted_by=f.person()),
-            )
-            await eventually(lambda: _inbox_has(settings.database_url, "po.submitted"))
-        finally:
-            event.remove(engine, "before_cursor_execute", seen)
+        ordered = await reads_of(
+            "po.submitted", ev.POSubmittedV1(po=po, lines=lines, submitted_by=f.person())
+        )
         for c in bought:
             charge = await get_json(http, f"/charges/{c.id}", sales)
             assert nonzero(charge["units"]) == {"On Order": 2}
-    reads = [(s, n) for s, n in statements if s.startswith("select")]
-    # PO lines and approvals: those of the PO's 3 charges, then of the order's fourth
+        await kafka.publish(T("units.received"), received)
+        await eventually(lambda: _inbox_has(settings.database_url, "units.received"))
+        shipped = await reads_of("shipment.delivered", delivered)
+        for c in bought:
+            charge = await get_json(http, f"/charges/{c.id}", sales)
+            assert nonzero(charge["units"]) == {"Delivered/Shipped": 2}
+    # The PO's lines are inserted as ordered, not inserted empty and then updated.
+    assert not [s for s, _ in ordered if s.startswith("update charge_po_lines")], ordered
+    ordered = [(s, n) for s, n in ordered if s.startswith("select")]
+    shipped = [(s, n) for s, n in shipped if s.startswith("select")]
+    for table in ("charge_po_lines", "approvals"):
+        assert [n for s, n in ordered if f" from {table} " in s] == [3], ordered
+    assert len(ledger_loads(ordered)) == 1, ordered
+    assert not [s for s, _ in ordered if " from sales_orders" in s], ordered
+    # The delivery: PO lines and approvals of its 3 charges, then of the order's fourth
     # charge alone (not of all 4 again).
     for table in ("charge_po_lines", "approvals"):
-        assert [n for s, n in reads if f" from {table} " in s] == [3, 1], reads
-    ledgers = [s for s, _ in reads if s.startswith("select charges.id, charges.sales_order_id,")]
-    assert len(ledgers) == 2, ledgers
-    assert all(" where charges.id in " in s or " where charges.id = any " in s for s in ledgers)
-    orders = [s for s, _ in reads if " from sales_orders" in s]
+        assert [n for s, n in shipped if f" from {table} " in s] == [3, 1], shipped
+    loads = ledger_loads(shipped)
+    assert len(loads) == 2, loads
+    assert all(" where charges.id in " in s or " where charges.id = any " in s for s in loads)
+    orders = [s for s, _ in shipped if " from sales_orders" in s]
     assert orders and not any("organization" in s or "ship_to" in s for s in orders), orders
 
 

@@ -199,6 +199,13 @@ class Ledger:
         return replace(self, lines={**self.lines, line_id: line}).checked()
 
     @property
+    def order_view(self) -> tuple[int, bool]:
+        """All a sales order's status and `can_fulfill` read of this charge (R16): a
+        step that leaves it as it was (an order, a receipt, a pick, an approval asked)
+        cannot change the order, which then is neither read nor locked."""
+        return self.delivered_units, self.can_fulfill
+
+    @property
     def can_fulfill(self) -> bool:
         """Every unit Delivered/Shipped or Canceled: `units()`'s two counts, worked out
         without building the other four (it is asked of every new charge)."""

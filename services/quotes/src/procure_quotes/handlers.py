@@ -3,7 +3,7 @@
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, Update, select, update
@@ -23,7 +23,6 @@ from procure_quotes.domain import (
     route_charge,
 )
 from procure_quotes.models import (
-    charge_po_lines,
     charges,
     metadata,
     opportunities,
@@ -354,6 +353,9 @@ class Change:
     steps: dict[str, list[tuple[Step, str]]]
     extra: dict[str, dict[str, object]] | None = None  # charge id -> more columns to set
     location_id: str | None = None
+    # The PO lines the event submits (`charge_po_lines` rows but for their units), stored
+    # once the steps have ordered them: inserted as the run leaves them, never updated.
+    new_lines: list[dict[str, Any]] = field(default_factory=list)
 
 
 async def apply(
@@ -395,13 +397,19 @@ async def apply_each(changes: list[Change]) -> None:
                 raise Park(f"charge {charge_id}: {exc}") from None
             said = "; ".join(summary for _, summary in charge_steps)
             ledger.record(change.uow, row, change.event, said, location_id=change.location_id)
-            if after != before:  # the sales order's view derives from its charges' ledgers only
-                touched.add(row.sales_order_id)
-                after_this[charge_id] = now[charge_id] = after
+            if after != before:
+                now[charge_id] = after
+                if after.order_view != before.order_view:  # all its sales order reads of it
+                    touched.add(row.sales_order_id)
+                    after_this[charge_id] = after
             extra.setdefault(charge_id, {}).update((change.extra or {}).get(charge_id, {}))
         turns.append(ledger.Turn(change.uow, touched, after_this))
+    submitted = {row["line_id"]: row for c in reversed(changes) for row in c.new_lines}
     await ledger.save(
-        session, dialect, [(cid, first[cid], now[cid], extra.get(cid, {})) for cid in now]
+        session,
+        dialect,
+        [(cid, first[cid], now[cid], extra.get(cid, {})) for cid in now],
+        submitted,
     )
     await ledger.refresh_in_turn(turns, known=first)
 
@@ -505,11 +513,11 @@ async def on_queue_change(items: list[Applying]) -> None:
 
 @handlers.on_batch(topic("po.submitted"))
 async def on_po_submitted(items: list[Applying]) -> None:
-    new_lines = []
     changes = []
     for item in items:
         data: ev.POSubmittedV1 = item.data
         steps: dict[str, list[tuple[Step, str]]] = {}
+        new_lines: list[dict[str, Any]] = []
         for line in data.lines:
             if line.charge_id is None:
                 continue
@@ -519,7 +527,6 @@ async def on_po_submitted(items: list[Applying]) -> None:
                     "charge_id": line.charge_id,
                     "po_id": data.po.id,
                     "po_number": data.po.number,
-                    "ordered": 0,
                 }
             )
             steps.setdefault(line.charge_id, []).append(
@@ -529,13 +536,8 @@ async def on_po_submitted(items: list[Applying]) -> None:
                 )
             )
         if steps:
-            changes.append(Change(item.uow, item.event, steps))
+            changes.append(Change(item.uow, item.event, steps, new_lines=new_lines))
     if changes:
-        # Before the ledgers load, which read each charge's PO lines. A line of a later
-        # event of the run is in its charge's ledger from the start, with nothing
-        # ordered: it counts for no status until its own event orders it.
-        uow = items[0].uow
-        await uow.session.execute(insert_ignore(charge_po_lines, uow.dialect), new_lines)
         await apply_each(changes)
 
 

@@ -4,6 +4,7 @@ and the sales order consequences of a ledger change (In Progress, can_fulfill, R
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Select, Table, select, update
@@ -23,6 +24,7 @@ from procure_runtime.db import (
     custom_plans,
     dialect_of,
     insert_ignore,
+    insert_many,
     lock_order,
     update_many,
     utcnow,
@@ -133,12 +135,21 @@ async def load(
 
 
 async def save(
-    session: AsyncSession, dialect: str, changes: list[tuple[str, Ledger, Ledger, dict[str, Any]]]
+    session: AsyncSession,
+    dialect: str,
+    changes: list[tuple[str, Ledger, Ledger, dict[str, Any]]],
+    submitted: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """Write what changed between each charge's ledger before and after (plus `extra`
-    columns), as few statements as the changes allow: one executemany per shape of update."""
+    columns), as few statements as the changes allow: one executemany per shape of update.
+    `submitted`: line id -> the `charge_po_lines` row (but for its units) of a PO line
+    new to its charge's ledger, inserted with its units as they are now. Inserting the
+    lines with nothing ordered before the ledgers loaded, then updating each, cost
+    quotes' ledger a statement execution for every line (bench/levers.md, lever 64).
+    A line id a row of another charge holds already is left as it is."""
     charge_updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     line_updates: list[dict[str, Any]] = []
+    line_inserts: list[dict[str, Any]] = []
     approval_rows: list[dict[str, Any]] = []
     for charge_id, before, after, extra in changes:
         values = {
@@ -151,14 +162,11 @@ async def save(
             charge_updates.setdefault(tuple(sorted(values)), []).append({"id": charge_id, **values})
         for line_id, line in after.lines.items():
             if before.lines.get(line_id) != line:
-                line_updates.append(
-                    {
-                        "line_id": line_id,
-                        "ordered": line.ordered,
-                        "received": line.received,
-                        "closed": line.closed,
-                    }
-                )
+                units = {"ordered": line.ordered, "received": line.received, "closed": line.closed}
+                if line_id in before.lines:
+                    line_updates.append({"line_id": line_id, **units})
+                else:
+                    line_inserts.append({**(submitted or {})[line_id], **units})
         for approval_id, a in after.approvals.items():
             if before.approvals.get(approval_id) != a:
                 approval_rows.append(
@@ -174,6 +182,7 @@ async def save(
     for rows in charge_updates.values():
         await update_many(session, charges, "id", rows)
     await update_many(session, charge_po_lines, "line_id", line_updates)
+    await insert_many(session, charge_po_lines, sorted(line_inserts, key=itemgetter("line_id")))
     if approval_rows:
         await session.execute(insert_ignore(approvals, dialect), approval_rows)
         await update_many(

@@ -72,10 +72,11 @@ async def test_a_batch_adds_to_each_charge_once_and_announces_each_event(
                 )
             )
         event.listen(runtime.db.engine.sync_engine, "before_cursor_execute", record)
+        first_a = need_order("ch-a", 2, "10")
         await runtime.consumer.process_batch(
             records(
                 0,
-                (need_order("ch-a", 2, "10"), "ch-a"),  # 20: the queue
+                (first_a, "ch-a"),  # 20: the queue
                 (need_order("ch-b", 1, "150"), "ch-b"),  # 150: waits for approval
                 # The same charges again in the same batch, from a publisher that keys
                 # them otherwise (records of one key are never in one run).
@@ -102,7 +103,16 @@ async def test_a_batch_adds_to_each_charge_once_and_announces_each_event(
         ("ch-a", 1),
     ]
     assert topics.count("approval.requested") == 1
+    # Each announces the charge's first product: the one its row was made with, in the
+    # batch that made it and in a later one alike.
+    assert {d["product"]["id"] for d in forwarded if d["charge_id"] == "ch-a"} == {
+        first_a.product.id
+    }
     # One statement on the charges table for the batch: an upsert, where an insert, an
     # update per row and a read of the queued charges were three (bench/levers.md, lever 30).
     on_charges = [s for s in statements if "charges" in s]
     assert len(on_charges) == 1 and "ON CONFLICT" in on_charges[0], on_charges
+    # It returns no document: the rows it made take the batch's product as it is, with
+    # no JSON to decode and validate (bench/levers.md, lever 65).
+    returning = on_charges[0].split("RETURNING", 1)[1]
+    assert "product" not in returning and "sent" in returning, returning

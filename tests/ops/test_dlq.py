@@ -132,6 +132,24 @@ async def test_list_shows_an_undecodable_record_with_its_error_headers_and_repla
         assert len(await read_dead_letters("quotes", settings)) == 2
 
 
+async def test_a_tombstone_is_listed_as_one_and_replayed_as_one(service_settings) -> None:
+    settings = service_settings("quotes")
+    app, runtime = build(settings)
+    async with running(app, runtime), probe(settings) as kafka:
+        await kafka.send_raw("charge.created", None, key=b"k-1")
+        [letter] = await dead_letters_where(settings, lambda d: True)
+        assert letter.value is None and letter.event is None
+
+        out = io.StringIO()
+        await list_dead_letters("quotes", settings=settings, out=out)
+        line = out.getvalue().splitlines()[0]
+        assert " invalid-json charge.created@0/0 attempts=1 <tombstone: no value> " in line
+
+        await replay_dead_letters("quotes", ["0"], settings=settings, out=io.StringIO())
+        letters = await dead_letters_where(settings, lambda d: True, count=2)
+        assert [(d.key, d.value) for d in letters] == [(b"k-1", None)] * 2
+
+
 def test_the_procure_command_lists_replays_all_and_refuses_unknown_ids(
     service_settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -191,7 +191,9 @@ def _event(type_: str, subject: str, correlation: str, data: dict[str, object]) 
 GARBAGE = b"\x00\x01not json at all"
 
 
-async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+async def _produce(
+    bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]
+) -> None:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
@@ -232,13 +234,14 @@ def _three_records() -> list[tuple[bytes | None, bytes]]:
 def test_tail_prints_events_and_undecodable_records(
     broker: LocalKafka, kafka_env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    asyncio.run(_produce(broker.bootstrap, f"{kafka_env}charge.created", _three_records()))
+    records = [*_three_records(), (b"gone", None)]  # and a tombstone
+    asyncio.run(_produce(broker.bootstrap, f"{kafka_env}charge.created", records))
 
-    code = main(["tail", "charge.created", "--from-beginning", "--max", "3", "--timeout", "60"])
+    code = main(["tail", "charge.created", "--from-beginning", "--max", "4", "--timeout", "60"])
 
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3, lines
+    assert len(lines) == 4, lines
     assert lines[0] == (
         "2024-05-01T12:00:00.123Z charge.created 0@0 key=ch-1 procurement.charge.created.v1 "
         "subject=ch-1 corr=so-1 charge_id=ch-1 quantity=2 posted=False product.id=p-9"
@@ -250,6 +253,7 @@ def test_tail_prints_events_and_undecodable_records(
     stamp, rest = lines[2].split(" ", 1)
     assert rest == f"charge.created 0@2 key=- <undecodable {len(GARBAGE)} bytes>"
     assert datetime.fromisoformat(stamp).tzinfo is not None
+    assert lines[3].split(" ", 1)[1] == "charge.created 0@3 key=gone <tombstone: no value>"
 
 
 @pytest.mark.kafka

@@ -227,6 +227,25 @@ async def test_bad_records_go_to_the_dead_letter_topic_byte_for_byte(service_set
         await eventually(lambda: _count_is(runtime, charges, 1, id=valid.charge.id))
 
 
+async def test_a_tombstone_is_dead_lettered_as_a_tombstone(service_settings) -> None:
+    """A record with no value (a tombstone, as compaction uses) is no event: it goes to
+    the dead-letter topic as it came, with no value, not as an empty one, beside a
+    record whose value is empty."""
+    settings = service_settings("probe")
+    app, runtime = build(settings)
+    valid = f.charge_created()
+    async with running(app, runtime), _probe(settings) as kafka:
+        await kafka.send_raw("charge.created", None, b"gone")
+        await kafka.send_raw("charge.created", b"", b"empty")
+        await kafka.publish(CREATED, valid)
+        dead = await kafka.read("dlq.probe", until=lambda got: len(got) >= 2, settle=1.0)
+        assert {d.key: d.value for d in dead} == {b"gone": None, b"empty": b""}
+        for d in dead:
+            assert d.headers["x-error-type"] == "invalid-json"
+            assert d.headers["x-original-topic"] == f"{settings.topic_prefix}charge.created"
+        await eventually(lambda: _count_is(runtime, charges, 1, id=valid.charge.id))
+
+
 async def test_records_with_headers_that_are_not_text_are_applied(service_settings) -> None:
     """Kafka header values are any bytes, or none. FastStream's parser decoded each as
     UTF-8 and, failing, dropped the whole fetched batch: its events were never applied

@@ -730,7 +730,9 @@ def format_record(record: ConsumerRecord[bytes, bytes], topic: str | None = None
     key = "-" if record.key is None else record.key.decode(errors="replace")
     head = f"{topic or record.topic} {record.partition}@{record.offset} key={key}"
     stamp = datetime.fromtimestamp(record.timestamp / 1000, UTC)
-    raw = record.value or b""
+    if record.value is None:
+        return f"{_iso(stamp)} {head} <tombstone: no value>"
+    raw = record.value
     try:
         event = CloudEvent.from_bytes(raw)
     except ValueError:  # pydantic's ValidationError included

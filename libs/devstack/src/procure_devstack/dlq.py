@@ -48,7 +48,7 @@ class DeadLetter:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone, dead-lettered as it came
     headers: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -60,6 +60,8 @@ class DeadLetter:
         """The envelope, when the value decodes as one."""
         from procure_contracts import CloudEvent
 
+        if self.value is None:
+            return None
         try:
             return CloudEvent.from_bytes(self.value)
         except ValueError:  # pydantic's ValidationError included
@@ -157,7 +159,12 @@ def format_dead_letter(letter: DeadLetter, prefix: str = "") -> str:
         f"{original}@{letter.header('x-original-partition')}/{letter.header('x-original-offset')}"
     )
     event = letter.event
-    what = f"{event.type} id={event.id}" if event else f"<undecodable {len(letter.value)} bytes>"
+    if event:
+        what = f"{event.type} id={event.id}"
+    elif letter.value is None:
+        what = "<tombstone: no value>"
+    else:
+        what = f"<undecodable {len(letter.value)} bytes>"
     return " ".join(
         [
             letter.position,

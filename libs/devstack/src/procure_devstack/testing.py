@@ -36,11 +36,12 @@ class Landed:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone
     headers: dict[str, str]
 
     @property
     def event(self) -> CloudEvent:
+        assert self.value is not None, "a tombstone holds no event"
         return CloudEvent.from_bytes(self.value)
 
     @property
@@ -73,7 +74,7 @@ class KafkaProbe:
     async def send_raw(
         self,
         topic: str,
-        value: bytes,
+        value: bytes | None,
         key: bytes | None = None,
         partition: int | None = None,
         headers: list[tuple[str, bytes | None]] | None = None,
@@ -300,7 +301,7 @@ def jsonl(records: list[Landed]) -> str:
             {
                 "topic": r.topic,
                 "key": r.key and r.key.decode(),
-                "value": r.value.decode(errors="replace"),
+                "value": None if r.value is None else r.value.decode(errors="replace"),
             }
         )
         for r in records

@@ -113,7 +113,7 @@ class Record:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (a record with no value at all)
 
 
 def bulk_last(pending: list[tuple[Record, _T]]) -> list[list[tuple[Record, _T]]]:
@@ -122,7 +122,7 @@ def bulk_last(pending: list[tuple[Record, _T]]) -> list[list[tuple[Record, _T]]]
     small events fetched with a bulk event commit, and their outgoing events leave,
     without waiting for it (lever 47). Order holds within each stream, which is all
     Kafka orders: the services give the same end state in any order across streams."""
-    bulky = {(r.topic, r.partition) for r, _ in pending if len(r.value) >= BULK_BYTES}
+    bulky = {(r.topic, r.partition) for r, _ in pending if len(r.value or b"") >= BULK_BYTES}
     if not bulky:
         return [pending]
     light = [p for p in pending if (p[0].topic, p[0].partition) not in bulky]
@@ -412,6 +412,10 @@ class Consumer:
         return len(applied)
 
     async def _decode(self, record: Record) -> _Decoded | Outcome:
+        if record.value is None:  # dead-lettered as it came: with no value, not an empty one
+            return await self.dead_letter(
+                record, "invalid-json", "a tombstone (no value): no event to apply"
+            )
         # The common case in one pass: a type handled here, on its topic, valid. Anything
         # else is decoded again below, which says what is wrong with it.
         try:

@@ -208,7 +208,7 @@ class OutboxRelay:
         return bool(await asyncio.wait_for(updated, timeout))
 
     async def publish(
-        self, value: bytes, topic: str, *, key: bytes | None, headers: dict[str, str]
+        self, value: bytes | None, topic: str, *, key: bytes | None, headers: dict[str, str]
     ) -> None:
         """One record as it is, acknowledged before this returns (dead letters: the
         consumer commits the offset only after this)."""

@@ -197,7 +197,7 @@ class ServiceRuntime:
                     partition=raw.partition,
                     offset=raw.offset,
                     key=raw.key,
-                    value=raw.value or b"",
+                    value=raw.value,
                 )
                 for raw in raws
             ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -145,6 +146,12 @@ def test_up_summary_names_the_port_the_notifier_mails_an_external_server_on(
     monkeypatch.setenv("PROCURE_SMTP_PORT", "2525")
     stack.print_summary(already=True)
     assert "smtp        mail.example.com:2525   (external)" in capsys.readouterr().out
+    # The devstack does not depend on the notifier: deployed without it, up still answers.
+    monkeypatch.setitem(sys.modules, "procure_notifier.sender", None)  # import fails
+    stack.print_summary(already=True)
+    assert "smtp        -   (the notifier is not installed: no mail is sent)" in (
+        capsys.readouterr().out
+    )
 
 
 # ----------------------------------------------------------------------------- tail

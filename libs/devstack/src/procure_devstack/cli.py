@@ -522,10 +522,13 @@ class Stack:
         if self.sink is not None:
             print(f"  {'smtp sink':<11} {SMTP_HOST}:{SMTP_PORT}   mail in {self.paths.mail}")
         else:  # where the notifier sends: its own reading of PROCURE_SMTP_HOST/PORT
-            from procure_notifier.sender import SmtpSettings
-
-            smtp = SmtpSettings()
-            print(f"  {'smtp':<11} {smtp.host}:{smtp.port}   (external)")
+            try:  # a service of its own: this package does not depend on it
+                from procure_notifier.sender import SmtpSettings
+            except ImportError:
+                print(f"  {'smtp':<11} -   (the notifier is not installed: no mail is sent)")
+            else:
+                smtp = SmtpSettings()
+                print(f"  {'smtp':<11} {smtp.host}:{smtp.port}   (external)")
         token = make_dev_token(
             sub="dev-admin",
             name="Dev Admin",

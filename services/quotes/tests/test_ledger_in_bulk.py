@@ -250,3 +250,30 @@ async def test_a_run_of_created_charges_leaves_what_one_at_a_time_leaves(
     assert emitted.count(["charge", "need_order"]) == 1 and emitted.count(["charge", "ready"]) == 3
 
     assert [counted(ran, "INSERT", "charges"), counted(ran_each, "INSERT", "charges")] == [1, 4]
+
+
+async def test_a_po_line_id_named_for_two_charges_in_a_run_is_stored_for_one(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Line ids are unique to a charge; an outside producer reusing one for another
+    charge in the same run gets one row, whose charge and units belong together (the
+    other is ignored, as a line id stored already is)."""
+    late, early = (f.charge(f.product(), quantity=2, id=i) for i in ("ch-b-9", "ch-a-9"))
+    won = record("opportunity.won", f.opportunity_won(late, early, sales_order_id="so-9"), 0)
+    runtime = await fed_directly("quotes", database_url("line_twice"), tmp_path)
+    try:
+        await runtime.consumer.process_batch([won])
+        await runtime.consumer.process_batch(
+            [
+                record("po.submitted", po(91, late, "l-9", 1), 1),  # ch-b-9 names it first
+                record("po.submitted", po(92, early, "l-9", 2), 2),
+            ]
+        )
+        async with runtime.db.session() as session:
+            rows = (await session.execute(select(charge_po_lines))).all()
+    finally:
+        await runtime.db.engine.dispose()
+    assert [(r.line_id, r.charge_id, r.ordered) for r in rows] in (
+        [("l-9", "ch-b-9", 1)],
+        [("l-9", "ch-a-9", 2)],
+    )

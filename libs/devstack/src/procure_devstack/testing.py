@@ -41,7 +41,8 @@ class Landed:
 
     @property
     def event(self) -> CloudEvent:
-        assert self.value is not None, "a tombstone holds no event"
+        if self.value is None:
+            raise ValueError("a tombstone holds no event")
         return CloudEvent.from_bytes(self.value)
 
     @property

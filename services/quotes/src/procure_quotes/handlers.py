@@ -404,7 +404,9 @@ async def apply_each(changes: list[Change]) -> None:
                     after_this[charge_id] = after
             extra.setdefault(charge_id, {}).update((change.extra or {}).get(charge_id, {}))
         turns.append(ledger.Turn(change.uow, touched, after_this))
-    submitted = {row["line_id"]: row for c in reversed(changes) for row in c.new_lines}
+    submitted = {
+        (row["charge_id"], row["line_id"]): row for c in reversed(changes) for row in c.new_lines
+    }
     await ledger.save(
         session,
         dialect,

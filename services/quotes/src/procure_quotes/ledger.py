@@ -138,11 +138,11 @@ async def save(
     session: AsyncSession,
     dialect: str,
     changes: list[tuple[str, Ledger, Ledger, dict[str, Any]]],
-    submitted: dict[str, dict[str, Any]] | None = None,
+    submitted: dict[tuple[str, str], dict[str, Any]] | None = None,
 ) -> None:
     """Write what changed between each charge's ledger before and after (plus `extra`
     columns), as few statements as the changes allow: one executemany per shape of update.
-    `submitted`: line id -> the `charge_po_lines` row (but for its units) of a PO line
+    `submitted`: (charge id, line id) -> the `charge_po_lines` row (but for its units) of a PO line
     new to its charge's ledger, inserted with its units as they are now. Inserting the
     lines with nothing ordered before the ledgers loaded, then updating each, cost
     quotes' ledger a statement execution for every line (bench/levers.md, lever 64).
@@ -166,7 +166,7 @@ async def save(
                 if line_id in before.lines:
                     line_updates.append({"line_id": line_id, **units})
                 else:
-                    line_inserts.append({**(submitted or {})[line_id], **units})
+                    line_inserts.append({**(submitted or {})[(charge_id, line_id)], **units})
         for approval_id, a in after.approvals.items():
             if before.approvals.get(approval_id) != a:
                 approval_rows.append(

@@ -152,6 +152,13 @@ def test_up_summary_names_the_port_the_notifier_mails_an_external_server_on(
     assert "smtp        -   (the notifier is not installed: no mail is sent)" in (
         capsys.readouterr().out
     )
+    # Installed but broken (a dependency of its own missing) is not "not installed".
+    monkeypatch.delitem(sys.modules, "procure_notifier.sender")
+    monkeypatch.setitem(sys.modules, "aiosmtplib", None)
+    stack.print_summary(already=True)
+    out = capsys.readouterr().out
+    assert "not installed" not in out
+    assert "smtp        -   (the notifier does not import: import of aiosmtplib halted" in out
 
 
 # ----------------------------------------------------------------------------- tail

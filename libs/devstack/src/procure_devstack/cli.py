@@ -71,6 +71,8 @@ SMTP_HOST = "127.0.0.1"
 SMTP_PORT = 1025
 SMTP_NAME = "smtp"
 SMTP_MODULE = "procure_devstack.smtp"
+# The modules whose absence means the notifier is not installed (`procure up`'s summary).
+NOTIFIER_MODULES = ("procure_notifier", "procure_notifier.sender")
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
 
@@ -524,8 +526,12 @@ class Stack:
         else:  # where the notifier sends: its own reading of PROCURE_SMTP_HOST/PORT
             try:  # a service of its own: this package does not depend on it
                 from procure_notifier.sender import SmtpSettings
-            except ImportError:
-                print(f"  {'smtp':<11} -   (the notifier is not installed: no mail is sent)")
+            except ImportError as exc:
+                # Not installed, or installed and broken (a dependency of its own
+                # missing): the second is worth its own words, not "not installed".
+                absent = isinstance(exc, ModuleNotFoundError) and exc.name in NOTIFIER_MODULES
+                why = "is not installed" if absent else f"does not import: {exc}"
+                print(f"  {'smtp':<11} -   (the notifier {why}: no mail is sent)")
             else:
                 smtp = SmtpSettings()
                 print(f"  {'smtp':<11} {smtp.host}:{smtp.port}   (external)")

@@ -102,9 +102,10 @@ def build_service(service: str, settings: Any) -> tuple[Any, Any]:
 
 
 def served_routes(app: Any) -> set[tuple[str, str]]:
-    """(method, template) of every route the app answers, HEAD aside."""
+    """(method, template) of every route the app answers, HEAD aside; the template as
+    OpenAPI and the contract write it (`{so_id}`, not the route's `{so_id:id}`)."""
     return {
-        (method, route.path)
+        (method, route.path_format)
         for route in iter_route_contexts(app.routes)
         for method in route.methods or ()
         if method != "HEAD"

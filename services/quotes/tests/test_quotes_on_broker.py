@@ -3,6 +3,7 @@ Won Opportunity Wizard, the ledger across topics, can_fulfill, Approve & Post.""
 
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import event, text
@@ -85,6 +86,36 @@ async def test_an_external_won_opportunity_routes_every_charge(service_settings)
         }
         assert all(len(c["units"]) == 6 for c in so["charges"])  # zeros included
         assert [t["type"] for t in so["timeline"]] == ["procurement.opportunity.won.v1"] * 3
+
+
+async def test_ids_another_system_made_with_slashes_are_reached_by_their_routes(
+    service_settings,
+) -> None:
+    """An ERP's numbers ("SO/2026/0042") come in `opportunity.won` as they are: a person
+    reads the order and its charge, and acts on them, with the "/" sent as %2F."""
+    settings = service_settings("quotes")
+    app, runtime = build(settings)
+    charge = f.charge(f.product(procurement=False), 1, id=f"CH/{unique()}/1")
+    won = f.opportunity_won(charge, sales_order_id=f"SO/2026/{unique()}")
+    so_url, charge_url = (
+        f"/sales-orders/{quote(won.sales_order.id, safe='')}",
+        f"/charges/{quote(charge.id, safe='')}",
+    )
+    async with running(app, runtime) as http, probe(settings) as kafka:
+        await kafka.publish(T("opportunity.won"), won)
+        so = await eventually(lambda: get_json(http, so_url, auth(settings, "sales")))
+        assert so["id"] == won.sales_order.id
+        assert [c["id"] for c in so["charges"]] == [charge.id]
+        got = await get_json(http, charge_url, auth(settings, "billing"))
+        assert got["id"] == charge.id and got["sales_order_id"] == won.sales_order.id
+        # Acting on it: a person marks the order Fulfilled.
+        fulfill = await http.post(f"{so_url}/fulfill", headers=auth(settings, "sales"))
+        assert fulfill.status_code == 200, fulfill.text
+        assert fulfill.json()["id"] == won.sales_order.id
+        assert fulfill.json()["status"] == "Fulfilled"
+        posted = await http.post(f"{charge_url}/post", headers=auth(settings, "billing"))
+        assert posted.status_code == 200, posted.text
+        assert (posted.json()["id"], posted.json()["posted"]) == (charge.id, True)
 
 
 async def test_a_direct_charge_without_sales_order_is_routed_and_correlated_by_charge(

@@ -3,6 +3,7 @@ problem+json errors, health and metrics. A service's own code is mostly its doma
 
 from procure_runtime.consumer import Applying, EventHandlers, Park, Reject
 from procure_runtime.errors import Conflict, DomainError, Invalid, NotFound, UnknownReference
+from procure_runtime.http import IdConvertor  # registers `{name:id}` for the routes
 from procure_runtime.service import ServiceRuntime
 from procure_runtime.uow import UnitOfWork
 
@@ -11,6 +12,7 @@ __all__ = [
     "Conflict",
     "DomainError",
     "EventHandlers",
+    "IdConvertor",
     "Invalid",
     "NotFound",
     "Park",

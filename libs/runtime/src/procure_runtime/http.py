@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from urllib.parse import unquote
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,7 +17,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy.exc import DataError, IntegrityError
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from procure_runtime.consumer import is_data_exception, is_transient
 from procure_runtime.errors import DomainError, Invalid
@@ -66,6 +69,52 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         (422, "Invalid body or query, or an unknown reference"),
     )
 }
+
+
+# Ids come from other systems too, and may hold "/" (a sales order "SO/2026/0042"). A
+# client sends it as %2F, but the server decodes the path before routing, so the id
+# would split into segments and match no route (a 404 for an order that exists). Every
+# route names its ids `{name:id}`: `KeepEncodedSlashes` routes on the path with %2F (and
+# %25, so that a literal "%2F" in an id stays itself) still encoded, and `IdConvertor`
+# decodes the segment it matched. OpenAPI shows the route as `{name}`.
+
+
+class IdConvertor(Convertor[str]):
+    """One path segment holding an id; %2F and %25 in it are "/" and "%"."""
+
+    regex = "[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value.replace("%2F", "/").replace("%25", "%")
+
+    def to_string(self, value: str) -> str:
+        return value.replace("%", "%25").replace("/", "%2F")
+
+
+register_url_convertor("id", IdConvertor())
+
+_KEPT_ESCAPES = re.compile(r"(%2[fF]|%25)")
+
+
+class KeepEncodedSlashes:
+    """Routes on the request's path decoded but for %2F and %25 (upper-cased), from the
+    path as it came (`raw_path`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw and b"%" in raw:
+            try:
+                text = raw.decode("ascii")
+            except UnicodeDecodeError:
+                text = None  # not a path a server passes on: routed as decoded
+            if text is not None:
+                parts = _KEPT_ESCAPES.split(text)
+                path = "".join(p.upper() if i % 2 else unquote(p) for i, p in enumerate(parts))
+                scope = {**scope, "path": path}
+        await self.app(scope, receive, send)
 
 
 def _has_nul(request: Request, body: bytes) -> bool:
@@ -268,6 +317,7 @@ def create_app(runtime: "ServiceRuntime", *routers: APIRouter) -> FastAPI:
     )
     app.state.runtime = runtime
     install_problem_handlers(app)
+    app.add_middleware(KeepEncodedSlashes)
     app.include_router(ops_router())
     for router in routers:
         app.include_router(router, responses=PROBLEM_RESPONSES)

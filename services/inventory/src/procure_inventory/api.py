@@ -253,7 +253,7 @@ async def list_reservations(
     return page.answer([reservation_view(r) for r in rows], lambda item: item["id"])
 
 
-@router.get("/reservations/{reservation_id}")
+@router.get("/reservations/{reservation_id:id}")
 async def get_reservation(reservation_id: str, request: Request, _u: Reader) -> dict[str, Any]:
     async with request.app.state.runtime.db.session() as session:
         query = select(reservations).where(reservations.c.id == reservation_id)
@@ -263,7 +263,7 @@ async def get_reservation(reservation_id: str, request: Request, _u: Reader) -> 
     return reservation_view(row)
 
 
-@router.delete("/reservations/{reservation_id}")
+@router.delete("/reservations/{reservation_id:id}")
 async def delete_reservation(reservation_id: str, request: Request, _u: Sales) -> dict[str, Any]:
     async with request.app.state.runtime.transaction() as uow:
         row = await locked_reservation(uow, reservation_id)

@@ -109,7 +109,7 @@ async def list_vendors(request: Request, _u: Reader, page: Page = Depends()) -> 
     return await _page(request, vendors, page, vendor)
 
 
-@router.get("/vendors/{vendor_id}")
+@router.get("/vendors/{vendor_id:id}")
 async def get_vendor(vendor_id: str, request: Request, _u: Reader) -> dict[str, Any]:
     return await _one(request, vendor, vendor_id, "vendor")
 
@@ -119,7 +119,7 @@ async def list_locations(request: Request, _u: Reader, page: Page = Depends()) -
     return await _page(request, locations, page, location)
 
 
-@router.get("/locations/{location_id}")
+@router.get("/locations/{location_id:id}")
 async def get_location(location_id: str, request: Request, _u: Reader) -> dict[str, Any]:
     return await _one(request, location, location_id, "location")
 
@@ -129,7 +129,7 @@ async def list_products(request: Request, _u: Reader, page: Page = Depends()) ->
     return await _page(request, products, page, product)
 
 
-@router.get("/products/{product_id}")
+@router.get("/products/{product_id:id}")
 async def get_product(product_id: str, request: Request, _u: Reader) -> dict[str, Any]:
     return await _one(request, product, product_id, "product")
 
@@ -167,7 +167,7 @@ async def create_vendor(body: VendorIn, request: Request, _u: Keeper) -> dict[st
     return await _save_vendor(request, body.id or new_id(), body, new=True)
 
 
-@router.put("/vendors/{vendor_id}")
+@router.put("/vendors/{vendor_id:id}")
 async def change_vendor(vendor_id: str, body: VendorIn, request: Request, _u: Keeper) -> Any:
     return await _save_vendor(request, vendor_id, body, new=False)
 
@@ -186,7 +186,7 @@ async def create_location(body: LocationIn, request: Request, _u: Keeper) -> dic
     return await _save_location(request, body.id or new_id(), body, new=True)
 
 
-@router.put("/locations/{location_id}")
+@router.put("/locations/{location_id:id}")
 async def change_location(location_id: str, body: LocationIn, request: Request, _u: Keeper) -> Any:
     return await _save_location(request, location_id, body, new=False)
 
@@ -215,7 +215,7 @@ async def create_product(body: ProductIn, request: Request, _u: Keeper) -> dict[
     return await _save_product(request, body.id or new_id(), body, new=True)
 
 
-@router.put("/products/{product_id}")
+@router.put("/products/{product_id:id}")
 async def change_product(product_id: str, body: ProductIn, request: Request, _u: Keeper) -> Any:
     """A full replacement of the product (`id` in the body is ignored)."""
     return await _save_product(request, product_id, body, new=False)

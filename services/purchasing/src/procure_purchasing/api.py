@@ -131,14 +131,14 @@ async def _decide(
     return _approval_view(row)
 
 
-@router.post("/approvals/{approval_id}/approve")
+@router.post("/approvals/{approval_id:id}/approve")
 async def approve(
     approval_id: str, request: Request, user: Approver, body: ApproveIn | None = None
 ) -> dict[str, Any]:
     return await _decide(request, approval_id, True, body.note if body else None, user)
 
 
-@router.post("/approvals/{approval_id}/reject")
+@router.post("/approvals/{approval_id:id}/reject")
 async def reject(
     approval_id: str, body: RejectIn, request: Request, user: Approver
 ) -> dict[str, Any]:
@@ -171,7 +171,7 @@ async def list_queue(
     return page.answer(items, lambda i: [i[1], i[0]["item_id"]], view=lambda i: i[0])
 
 
-@router.get("/fulfillment/{item_id}")
+@router.get("/fulfillment/{item_id:id}")
 async def get_item(item_id: str, request: Request, _user: Reader) -> dict[str, Any]:
     async with request.app.state.runtime.db.session() as session:
         row = await fulfillment.charge(session, item_id)
@@ -180,7 +180,7 @@ async def get_item(item_id: str, request: Request, _user: Reader) -> dict[str, A
     return fulfillment.item_detail(row)
 
 
-@router.post("/fulfillment/{item_id}/pick", status_code=202)
+@router.post("/fulfillment/{item_id:id}/pick", status_code=202)
 async def pick(item_id: str, body: PickIn, request: Request, user: Orderer) -> dict[str, Any]:
     async with request.app.state.runtime.transaction() as uow:
         return await picks.request_pick(uow, item_id, body.location_id, body.quantity, user.person)

@@ -117,12 +117,12 @@ async def list_pos(
     return page.answer(views, lambda v: v["number"])
 
 
-@router.get("/purchase-orders/{po_id}")
+@router.get("/purchase-orders/{po_id:id}")
 async def get_po(po_id: str, request: Request, _user: Reader) -> dict[str, Any]:
     return await _view(request, po_id)
 
 
-@router.post("/purchase-orders/{po_id}/lines", status_code=201)
+@router.post("/purchase-orders/{po_id:id}/lines", status_code=201)
 async def add_line(po_id: str, body: LineIn, request: Request, _user: Orderer) -> dict[str, Any]:
     take = orders.Take(body.item_id, body.quantity) if body.item_id else None
     stock = (body.product_id, body.quantity) if body.product_id and body.quantity else None
@@ -131,21 +131,21 @@ async def add_line(po_id: str, body: LineIn, request: Request, _user: Orderer) -
     return await _view(request, po_id)
 
 
-@router.delete("/purchase-orders/{po_id}/lines/{line_id}")
+@router.delete("/purchase-orders/{po_id:id}/lines/{line_id:id}")
 async def remove_line(po_id: str, line_id: str, request: Request, _user: Orderer) -> dict[str, Any]:
     async with request.app.state.runtime.transaction() as uow:
         await orders.remove_line(uow, po_id, line_id)
     return await _view(request, po_id)
 
 
-@router.post("/purchase-orders/{po_id}/submit")
+@router.post("/purchase-orders/{po_id:id}/submit")
 async def submit(po_id: str, request: Request, user: Orderer) -> dict[str, Any]:
     async with request.app.state.runtime.transaction() as uow:
         await orders.submit(uow, po_id, user.person)
     return await _view(request, po_id)
 
 
-@router.post("/purchase-orders/{po_id}/cancel")
+@router.post("/purchase-orders/{po_id:id}/cancel")
 async def cancel(po_id: str, request: Request, _user: Orderer) -> dict[str, Any]:
     async with request.app.state.runtime.transaction() as uow:
         await orders.cancel(uow, po_id)

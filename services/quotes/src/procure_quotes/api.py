@@ -186,7 +186,7 @@ async def create_opportunity(body: OpportunityIn, request: Request, _user: Sales
         return await _opportunity_view(uow.session, await _opportunity(uow.session, opp_id))
 
 
-@router.get("/opportunities/{opp_id}")
+@router.get("/opportunities/{opp_id:id}")
 async def get_opportunity(opp_id: str, request: Request, _user: Reader) -> dict[str, Any]:
     async with _runtime(request).db.session() as session:
         return await _opportunity_view(session, await _opportunity(session, opp_id))
@@ -197,7 +197,7 @@ def _must_be_open(opp: Any) -> None:
         raise Conflict(f"opportunity {opp.id!r} is {opp.status} already")
 
 
-@router.post("/opportunities/{opp_id}/items", status_code=201)
+@router.post("/opportunities/{opp_id:id}/items", status_code=201)
 async def add_quote_item(
     opp_id: str, body: QuoteItemIn, request: Request, _user: Sales
 ) -> dict[str, Any]:
@@ -220,7 +220,7 @@ async def add_quote_item(
         return next(i for i in await _items(uow.session, opp_id) if i["id"] == item_id)
 
 
-@router.delete("/opportunities/{opp_id}/items/{item_id}", status_code=204)
+@router.delete("/opportunities/{opp_id:id}/items/{item_id:id}", status_code=204)
 async def delete_quote_item(opp_id: str, item_id: str, request: Request, _user: Sales) -> Response:
     async with _runtime(request).transaction() as uow:
         _must_be_open(await _opportunity(uow.session, opp_id, lock=True))
@@ -234,7 +234,7 @@ async def delete_quote_item(opp_id: str, item_id: str, request: Request, _user: 
     return Response(status_code=204)
 
 
-@router.post("/opportunities/{opp_id}/win", status_code=202)
+@router.post("/opportunities/{opp_id:id}/win", status_code=202)
 async def win(opp_id: str, body: WinIn, request: Request, user: Sales) -> dict[str, Any]:
     """The Won Opportunity Wizard: a charge per quote item under its parent, one sales
     order; `opportunity.won` carries each charge's active reservations (R2, R3)."""
@@ -297,7 +297,7 @@ async def win(opp_id: str, body: WinIn, request: Request, user: Sales) -> dict[s
     }
 
 
-@router.post("/opportunities/{opp_id}/lose", status_code=202)
+@router.post("/opportunities/{opp_id:id}/lose", status_code=202)
 async def lose(opp_id: str, request: Request, _user: Sales) -> dict[str, Any]:
     async with _runtime(request).transaction() as uow:
         _must_be_open(await _opportunity(uow.session, opp_id, lock=True))
@@ -358,7 +358,7 @@ async def create_charge(body: ChargeIn, request: Request, user: Sales) -> dict[s
     return {"charge_id": charge_id}
 
 
-@router.get("/charges/{charge_id}")
+@router.get("/charges/{charge_id:id}")
 async def get_charge(charge_id: str, request: Request, _user: Reader) -> dict[str, Any]:
     async with _runtime(request).db.session() as session:
         view = await views.one_charge(session, charge_id)

@@ -46,7 +46,7 @@ async def list_sales_orders(
     return page.answer(items, key=lambda so: so["id"])
 
 
-@router.get("/sales-orders/{so_id}")
+@router.get("/sales-orders/{so_id:id}")
 async def get_sales_order(so_id: str, request: Request, _user: Reader) -> dict[str, Any]:
     async with _runtime(request).db.session() as session:
         view = await views.one_sales_order(session, so_id)
@@ -90,12 +90,12 @@ async def _set_status(
         return await views.one_sales_order(session, so_id)  # type: ignore[return-value]
 
 
-@router.post("/sales-orders/{so_id}/fulfill")
+@router.post("/sales-orders/{so_id:id}/fulfill")
 async def fulfill(so_id: str, request: Request, user: Sales) -> dict[str, Any]:
     return await _set_status(request, so_id, SalesOrderStatus.FULFILLED, user)
 
 
-@router.patch("/sales-orders/{so_id}")
+@router.patch("/sales-orders/{so_id:id}")
 async def patch_sales_order(
     so_id: str, body: SalesOrderPatch, request: Request, user: Sales
 ) -> dict[str, Any]:
@@ -135,7 +135,7 @@ async def posted(
     return await _charge_list(request, page, *conditions)
 
 
-@router.post("/charges/{charge_id}/post")
+@router.post("/charges/{charge_id:id}/post")
 async def post_charge(charge_id: str, request: Request, user: Billing) -> dict[str, Any]:
     """Posting is allowed whatever the unit statuses; twice is a conflict."""
     async with _runtime(request).transaction() as uow:

@@ -94,7 +94,7 @@ async def receiving_page(request: Request, _user: Reader, page: SeqPage = Depend
     return page.answer(items, key=lambda item: item[0], view=lambda item: item[1])
 
 
-@router.get("/purchase-orders/{po_id}")
+@router.get("/purchase-orders/{po_id:id}")
 async def get_purchase_order(po_id: str, request: Request, _user: Reader) -> dict[str, Any]:
     async with request.app.state.runtime.db.session() as session:
         return await po_history(session, po_id)
@@ -104,7 +104,7 @@ def _new_id() -> str:
     return str(uuid.uuid4())
 
 
-@router.post("/purchase-orders/{po_id}/receipts", status_code=201)
+@router.post("/purchase-orders/{po_id:id}/receipts", status_code=201)
 async def receive(po_id: str, body: ReceiptIn, request: Request, user: Receiver) -> dict[str, Any]:
     wanted = [
         ReceiptLine(r.line_id, r.quantity, r.location_id, tuple(r.serials)) for r in body.lines
@@ -226,7 +226,7 @@ async def _record_serials(
         ) from None
 
 
-@router.post("/purchase-orders/{po_id}/lines/{line_id}/close")
+@router.post("/purchase-orders/{po_id:id}/lines/{line_id:id}/close")
 async def close(
     po_id: str, line_id: str, body: CloseIn, request: Request, user: Receiver
 ) -> dict[str, Any]:

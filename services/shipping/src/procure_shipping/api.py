@@ -175,7 +175,7 @@ async def deliver(body: DeliveryIn, request: Request, user: Shipper) -> dict[str
     }
 
 
-@router.post("/deliveries/{delivery_id}/cancel")
+@router.post("/deliveries/{delivery_id:id}/cancel")
 async def cancel(
     delivery_id: str, request: Request, user: Shipper, body: CancelIn | None = None
 ) -> dict[str, Any]:

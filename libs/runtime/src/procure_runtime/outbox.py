@@ -95,8 +95,19 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._lock_conn: AsyncConnection | None = None
         self._lock_checked = 0.0
+        # Another instance of the service leads (PostgreSQL): rows this one committed
+        # are the leader's to publish, and it is told so (`_lead`).
+        self._tell_leader = False
+        self._channel = f"procure_outbox_{settings.service}"
+        # How long an idle relay waits for a commit before it looks at the outbox anyway.
+        self.idle_wait_s = 0.5
 
     def wake(self) -> None:
+        """A commit left rows in the outbox (called after it)."""
+        self._tell_leader = True
+        self._wake.set()
+
+    def _woken(self, *_: Any) -> None:  # asyncpg's listener: (connection, pid, channel, payload)
         self._wake.set()
 
     def start(self) -> None:
@@ -130,7 +141,7 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=0.5)
+                await asyncio.wait_for(self._wake.wait(), timeout=self.idle_wait_s)
                 await asyncio.sleep(0.005)  # let a burst of commits gather into one batch
             self._wake.clear()
 
@@ -241,7 +252,12 @@ class OutboxRelay:
 
     async def _lead(self) -> bool:
         """On PostgreSQL, one relay per service publishes at a time (a session advisory
-        lock held on its own connection), which keeps the per-key order across instances."""
+        lock held on its own connection), which keeps the per-key order across instances.
+
+        The leader listens on that connection for the others' commits: an instance that
+        does not lead, woken by a commit of its own, notifies the leader (after the
+        commit, so the rows are there to read). Without it the leader found them only
+        at its next idle look, up to `idle_wait_s` later on every hop of the flow."""
         if self._lock_conn is not None:
             if time.monotonic() - self._lock_checked < 5.0:
                 return True
@@ -254,15 +270,39 @@ class OutboxRelay:
         conn = await self.db.engine.connect()
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         key = func.hashtext(f"procure-outbox-{self.settings.service}")
-        if await conn.scalar(select(func.pg_try_advisory_lock(key))):
-            self._lock_conn = conn
-            self._lock_checked = time.monotonic()
-            return True
+        try:
+            if await conn.scalar(select(func.pg_try_advisory_lock(key))):
+                raw: Any = (await conn.get_raw_connection()).driver_connection
+                await raw.add_listener(self._channel, self._woken)
+                self._lock_conn = conn
+                self._lock_checked = time.monotonic()
+                self._tell_leader = False
+                return True
+            if self._tell_leader:
+                self._tell_leader = False
+                await conn.execute(select(func.pg_notify(self._channel, "")))
+        except BaseException:
+            # Not back to the pool: it may hold the lock, or be the failing part.
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+            await conn.close()
+            raise
         await conn.close()
         return False
 
+    @property
+    def leading(self) -> bool:
+        """This relay holds the service's lock (PostgreSQL): it is the one publishing."""
+        return self._lock_conn is not None
+
     async def _release(self) -> None:
+        """Ends the leader's connection for good: its session's advisory lock and LISTEN
+        end with it. Closed, it went back to the pool still holding the lock, and until
+        the relay checked that same connection out again, no relay of the service could
+        lead (whatever else used it held the lock; `pool_recycle` ended it at last)."""
         if self._lock_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._lock_conn.invalidate()
             with contextlib.suppress(Exception):
                 await self._lock_conn.close()
             self._lock_conn = None

@@ -36,19 +36,24 @@ async def _advisory_locks(runtime: Any) -> int:
         )
 
 
+def _two_instances(service_settings: Any) -> tuple[Any, Any, Any]:
+    """Two instances of the probe service: one database, one consumer group."""
+    settings = service_settings("probe")
+    return settings, build(settings), build(settings)
+
+
+def _probe(settings: Any) -> KafkaProbe:
+    return KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix)
+
+
 async def test_a_commit_on_an_instance_that_does_not_lead_wakes_the_leader(
     db_backend: str, service_settings
 ) -> None:
-    settings = service_settings("probe")
-    app_a, a = build(settings)
-    app_b, b = build(settings)
+    settings, (app_a, a), (app_b, b) = _two_instances(service_settings)
     # Each relay looks at the outbox as it starts (a leads from then on), and after that
     # only when woken.
     a.relay.idle_wait_s = b.relay.idle_wait_s = IDLE_S
-    async with (
-        running(app_a, a),
-        KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
-    ):
+    async with running(app_a, a), _probe(settings) as kafka:
         await eventually(lambda: a.relay.leading, timeout=15)
         async with running(app_b, b):
             assert not b.relay.leading
@@ -68,14 +73,8 @@ async def test_a_commit_on_an_instance_that_does_not_lead_wakes_the_leader(
 async def test_a_relay_that_stops_leading_leaves_the_lock_to_the_others(
     db_backend: str, service_settings
 ) -> None:
-    settings = service_settings("probe")
-    app_a, a = build(settings)
-    app_b, b = build(settings)
-    async with (
-        running(app_a, a),
-        running(app_b, b),
-        KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
-    ):
+    settings, (app_a, a), (app_b, b) = _two_instances(service_settings)
+    async with running(app_a, a), running(app_b, b), _probe(settings) as kafka:
         await eventually(lambda: a.relay.leading or b.relay.leading, timeout=15)
         leader, other = (a, b) if a.relay.leading else (b, a)
         assert await _advisory_locks(leader) == 1

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -88,33 +88,45 @@ class IdConvertor(Convertor[str]):
         return value.replace("%2F", "/").replace("%25", "%")
 
     def to_string(self, value: str) -> str:
-        return value.replace("%", "%25").replace("/", "%2F")
+        return quote(value, safe="")  # every reserved character: "?" or "#" would cut it
 
 
 register_url_convertor("id", IdConvertor())
 
 _KEPT_ESCAPES = re.compile(r"(%2[fF]|%25)")
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 class KeepEncodedSlashes:
     """Routes on the request's path decoded but for %2F and %25 (upper-cased), from the
-    path as it came (`raw_path`)."""
+    path as it came (`raw_path`). Without it (optional in ASGI, or not ASCII), on the
+    decoded path with each "%" as %25: no id is split, and `IdConvertor` gives each
+    back as decoded."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw = scope.get("raw_path") if scope["type"] == "http" else None
-        if raw and b"%" in raw:
-            try:
-                text = raw.decode("ascii")
-            except UnicodeDecodeError:
-                text = None  # not a path a server passes on: routed as decoded
-            if text is not None:
-                parts = _KEPT_ESCAPES.split(text)
-                path = "".join(p.upper() if i % 2 else unquote(p) for i, p in enumerate(parts))
+        if scope["type"] == "http":
+            path = _routed_path(scope)
+            if path is not None:
                 scope = {**scope, "path": path}
         await self.app(scope, receive, send)
+
+
+def _routed_path(scope: Scope) -> str | None:
+    """The path to route on, where it differs from the decoded one."""
+    try:
+        text = scope["raw_path"].decode("ascii")
+    except (KeyError, AttributeError, UnicodeDecodeError):
+        decoded: str = scope["path"]
+        return decoded.replace("%", "%25") if "%" in decoded else None
+    if "%" not in text:
+        return None  # nothing was encoded: the decoded path is the raw one
+    # A "%" that starts no escape is itself (as a decoder takes it): kept as %25, so
+    # that it cannot make one with what a decoded neighbour becomes ("%2%46" is not "/").
+    parts = _KEPT_ESCAPES.split(_LONE_PERCENT.sub("%25", text))
+    return "".join(p.upper() if i % 2 else unquote(p) for i, p in enumerate(parts))
 
 
 def _has_nul(request: Request, body: bytes) -> bool:

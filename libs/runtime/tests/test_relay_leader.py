@@ -36,6 +36,10 @@ async def _advisory_locks(runtime: Any) -> int:
         )
 
 
+async def _backlog_empty(runtime: Any) -> bool:
+    return await runtime.relay.backlog() == 0
+
+
 def _two_instances(service_settings: Any) -> tuple[Any, Any, Any]:
     """Two instances of the probe service: one database, one consumer group."""
     settings = service_settings("probe")
@@ -66,7 +70,7 @@ async def test_a_commit_on_an_instance_that_does_not_lead_wakes_the_leader(
                     timeout=15,
                     where=lambda e, i=i: e.data["charge_id"] == f"ch-on-b-{i}",
                 )
-                assert await b.relay.backlog() == 0
+                await eventually(lambda: _backlog_empty(b), timeout=15)
             assert a.relay.leading and not b.relay.leading
 
 
@@ -74,6 +78,9 @@ async def test_a_relay_that_stops_leading_leaves_the_lock_to_the_others(
     db_backend: str, service_settings
 ) -> None:
     settings, (app_a, a), (app_b, b) = _two_instances(service_settings)
+    # Each relay tries for the lock as it starts, and after that only when woken: the
+    # one that did not get it does not take it from under the count below.
+    a.relay.idle_wait_s = b.relay.idle_wait_s = IDLE_S
     async with running(app_a, a), running(app_b, b), _probe(settings) as kafka:
         await eventually(lambda: a.relay.leading or b.relay.leading, timeout=15)
         leader, other = (a, b) if a.relay.leading else (b, a)
@@ -81,13 +88,13 @@ async def test_a_relay_that_stops_leading_leaves_the_lock_to_the_others(
         await leader.relay.stop()  # as after a failed round: its connection is let go
         # The lock went with the connection (not back to the pool, still held).
         assert await _advisory_locks(leader) == 0
-        other.relay.idle_wait_s = 0.05
-        await eventually(lambda: other.relay.leading, timeout=15)
         async with leader.transaction() as uow:
             uow.emit(READY, _ready("ch-after-handover"))
+        other.relay.wake()  # as a commit of its own would
         [_event] = await kafka.read_events(
             "charge.ready",
             1,
             timeout=15,
             where=lambda e: e.data["charge_id"] == "ch-after-handover",
         )
+        assert other.relay.leading

@@ -31,7 +31,7 @@ from bench.events import message
 from procure_contracts import events as ev
 from procure_contracts.shapes import Product
 from procure_devstack import factories as f
-from procure_devstack.demo import ApiError
+from procure_devstack.demo import ApiError, at
 from procure_devstack.stackclient import StackClient
 from procure_runtime.db import new_metadata
 
@@ -152,7 +152,7 @@ class Flow:
                 }
                 po = await self.client.post(buyer, "purchasing", "/purchase-orders", body)
                 po = await self.client.post(
-                    buyer, "purchasing", f"/purchase-orders/{po['id']}/submit"
+                    buyer, "purchasing", at("/purchase-orders/{}/submit", po["id"])
                 )
                 self._mark([ln["charge_id"] for ln in po["lines"]], "ordered")
                 self._to_receive.put_nowait(po)
@@ -173,7 +173,7 @@ class Flow:
                 }
                 for ln in po["lines"]
             ]
-            path = f"/purchase-orders/{po['id']}/receipts"
+            path = at("/purchase-orders/{}/receipts", po["id"])
             while not self.stop.is_set():
                 try:
                     await self.client.post(

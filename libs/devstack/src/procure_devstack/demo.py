@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+from urllib.parse import quote
 
 import httpx
 
@@ -46,6 +47,13 @@ class Actor:
 
     person: Person
     roles: tuple[str, ...]
+
+
+def at(template: str, *ids: object) -> str:
+    """A path with each id as one segment: `at("/charges/{}/post", charge_id)`. Ids are
+    percent-encoded whole (`/`, `?`, `#` and `%` too): an outside system's id such as
+    `SO/2026/0042` is reached, not split into segments."""
+    return template.format(*(quote(str(i), safe="") for i in ids))
 
 
 class Api:
@@ -268,7 +276,10 @@ async def run_seed_workflow(
 
     approval = await wait_for("the firewalls' approval request", lambda: _pending_approval(api, r))
     r.approval = await api.post(
-        cast.approver, "purchasing", f"/approvals/{approval['id']}/approve", {"note": "budgeted"}
+        cast.approver,
+        "purchasing",
+        at("/approvals/{}/approve", approval["id"]),
+        {"note": "budgeted"},
     )
     say(f"approved: {approval['quantity']} firewalls, {approval['extended_cost']}")
     await step("approved")
@@ -280,7 +291,7 @@ async def run_seed_workflow(
     await _order(api, r)
     say(f"ordered: {r.po['number']} with {len(r.po['lines'])} lines from two sales orders")
     await step("po_created")
-    r.po = await api.post(cast.buyer, "purchasing", f"/purchase-orders/{r.po['id']}/submit")
+    r.po = await api.post(cast.buyer, "purchasing", at("/purchase-orders/{}/submit", r.po["id"]))
     say(f"submitted: {r.po['number']}")
     await step("submitted")
 
@@ -302,17 +313,21 @@ async def run_seed_workflow(
     so_id = r.sales_orders["first"]
     await wait_for("can_fulfill", lambda: _can_fulfill(api, r))
     await api.call(
-        cast.so_owner, "PATCH", "quotes", f"/sales-orders/{so_id}", json={"status": "Fulfilled"}
+        cast.so_owner,
+        "PATCH",
+        "quotes",
+        at("/sales-orders/{}", so_id),
+        json={"status": "Fulfilled"},
     )
     say(f"fulfilled: sales order {so_id}")
     await step("fulfilled")
 
     for name in ("laptops", "firewalls", "install"):
-        await api.post(cast.biller, "quotes", f"/charges/{r.charges[name]}/post")
+        await api.post(cast.biller, "quotes", at("/charges/{}/post", r.charges[name]))
     say("posted: the sales order's 3 charges")
     await step("posted")
 
-    r.sales_order = await api.get(cast.sales, "quotes", f"/sales-orders/{so_id}")
+    r.sales_order = await api.get(cast.sales, "quotes", at("/sales-orders/{}", so_id))
     say(f"\nsales order {so_id}: {r.sales_order['status']}, timeline:")
     names = {ch["id"]: ch["product"]["name"] for ch in r.sales_order["charges"]}
     for entry in r.sales_order["timeline"]:
@@ -391,7 +406,7 @@ async def _win_first(api: Api, r: SeedResult) -> None:
     for name, quantity in (("laptop", 3), ("firewall", 2), ("install", 1)):
         body = {"product_id": r.products[name]["id"], "quantity": quantity}
         items[name] = await api.post(
-            cast.sales, "quotes", f"/opportunities/{opp['id']}/items", body
+            cast.sales, "quotes", at("/opportunities/{}/items", opp["id"]), body
         )
     await api.post(
         cast.sales,
@@ -407,7 +422,7 @@ async def _win_first(api: Api, r: SeedResult) -> None:
     )
 
     async def reserved() -> bool:  # quotes learns of the reservation through stock.reserved
-        seen = await api.get(cast.sales, "quotes", f"/opportunities/{opp['id']}")
+        seen = await api.get(cast.sales, "quotes", at("/opportunities/{}", opp["id"]))
         laptop = next(i for i in seen["items"] if i["id"] == items["laptop"]["id"])
         return sum(x["quantity"] for x in laptop["reservations"]) == 2
 
@@ -420,7 +435,7 @@ async def _win_first(api: Api, r: SeedResult) -> None:
     won = await api.post(
         cast.sales,
         "quotes",
-        f"/opportunities/{opp['id']}/win",
+        at("/opportunities/{}/win", opp["id"]),
         {
             "sales_order": {
                 "owner": cast.so_owner.person.model_dump(),
@@ -458,13 +473,13 @@ async def _win_second(api: Api, r: SeedResult) -> None:
     item = await api.post(
         cast.sales,
         "quotes",
-        f"/opportunities/{opp['id']}/items",
+        at("/opportunities/{}/items", opp["id"]),
         {"product_id": r.products["laptop"]["id"], "quantity": 1},
     )
     won = await api.post(
         cast.sales,
         "quotes",
-        f"/opportunities/{opp['id']}/win",
+        at("/opportunities/{}/win", opp["id"]),
         {
             "sales_order": {"ship_to": address("Globex front desk", "Shelbyville")},
             "items": [
@@ -518,12 +533,14 @@ async def _receive(api: Api, r: SeedResult, quantities: Mapping[str, int]) -> No
         "vendor_invoice": f"INV-{r.cast.run}-{len(r.receipts) + 1}",
     }
     r.receipts.append(
-        await api.post(r.cast.receiver, "receiving", f"/purchase-orders/{po_id}/receipts", body)
+        await api.post(
+            r.cast.receiver, "receiving", at("/purchase-orders/{}/receipts", po_id), body
+        )
     )
 
 
 async def _ready_items(api: Api, r: SeedResult, tab: str) -> list[dict[str, Any]]:
-    page = await api.get(r.cast.shipper, "shipping", f"/delivery/{tab}", limit=1000)
+    page = await api.get(r.cast.shipper, "shipping", at("/delivery/{}", tab), limit=1000)
     ours = set(r.charges.values())
     return [i for i in page["items"] if i["charge_id"] in ours]
 
@@ -558,7 +575,7 @@ async def _deliver(api: Api, r: SeedResult) -> None:
 
 
 async def _can_fulfill(api: Api, r: SeedResult) -> bool:
-    so = await api.get(r.cast.so_owner, "quotes", f"/sales-orders/{r.sales_orders['first']}")
+    so = await api.get(r.cast.so_owner, "quotes", at("/sales-orders/{}", r.sales_orders["first"]))
     return bool(so["can_fulfill"])
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from procure_contracts import CloudEvent
 
 from .cli import SERVICES
-from .demo import Actor, Api, ApiError, Cast, address, parent
+from .demo import Actor, Api, ApiError, Cast, address, at, parent
 from .smtp import ReceivedMessage
 from .stack import Stack
 from .testing import KafkaProbe, Landed, eventually, unique
@@ -71,7 +71,7 @@ class StackClient:
         return await self.api.post(actor, service, path, json, **kw)
 
     async def charge(self, charge_id: str) -> dict[str, Any]:
-        return await self.get("quotes", f"/charges/{charge_id}")
+        return await self.get("quotes", at("/charges/{}", charge_id))
 
     async def expect_units(self, charge_id: str, expected: Mapping[str, int]) -> dict[str, Any]:
         """Wait until the charge's units are exactly `expected`; the charge view."""
@@ -224,7 +224,7 @@ class StackClient:
         """The one item of `charge_id` on the Ready or Delivered tab, once it has `quantity`."""
 
         async def check() -> dict[str, Any]:
-            page = await self.get("shipping", f"/delivery/{tab}", limit=1000)
+            page = await self.get("shipping", at("/delivery/{}", tab), limit=1000)
             found = [i for i in page["items"] if i["charge_id"] == charge_id]
             assert len(found) == 1 and found[0]["quantity"] == quantity, found
             return found[0]
@@ -250,4 +250,6 @@ class StackClient:
             "items": [{"item_id": i} for i in item_ids],
         }
         po = await self.post(self.cast.buyer, "purchasing", "/purchase-orders", body)
-        return await self.post(self.cast.buyer, "purchasing", f"/purchase-orders/{po['id']}/submit")
+        return await self.post(
+            self.cast.buyer, "purchasing", at("/purchase-orders/{}/submit", po["id"])
+        )

@@ -8,7 +8,11 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 DEFAULT_PORTS = {
     "quotes": 8101,
@@ -25,10 +29,49 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(name)
 
 
-class ServiceSettings(BaseSettings):
-    """Everything a service process reads from its environment."""
+class SpecSettings(BaseSettings):
+    """Settings read from the environment by the names the spec gives them (each field's
+    alias) and by no other. Code may still pass a field by its name (`populate_by_name`),
+    but pydantic-settings would then also read the bare name from the environment: a
+    `DATABASE_URL`, `HOST`, `PORT` or `USERNAME` meant for something else (a shell, a
+    platform) would reach the services, the notifier's SMTP login among them."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _AliasesOnly(settings_cls, env_settings)
+
+
+class _AliasesOnly(PydanticBaseSettingsSource):
+    """What an environment source found under the fields' aliases, not their names."""
+
+    def __init__(self, settings_cls: type[BaseSettings], source: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self.source = source
+        self.aliases = {
+            str(choice)
+            for field in settings_cls.model_fields.values()
+            if isinstance(field.validation_alias, AliasChoices)
+            for choice in field.validation_alias.choices
+        }
+
+    def get_field_value(self, field: object, field_name: str) -> tuple[object, str, bool]:
+        raise NotImplementedError  # __call__ asks the wrapped source instead
+
+    def __call__(self) -> dict[str, object]:
+        return {k: v for k, v in self.source().items() if k in self.aliases}
+
+
+class ServiceSettings(SpecSettings):
+    """Everything a service process reads from its environment."""
 
     service: str = "service"
     port: int = 0

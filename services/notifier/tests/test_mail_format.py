@@ -118,3 +118,55 @@ async def test_the_sender_delivers_plain_and_international_addresses(sink, quick
     assert second.rcpt_tos == ["jürgen@example.com"]
     assert second.message["To"] == "jürgen@example.com"
     assert second.message.get_body(("plain",)).get_content() == crlf
+
+
+@pytest.mark.parametrize(
+    ("subject", "recipient"),
+    [
+        ("Delivered/Shipped: charge CH-7\nX-Ref: 1", "olive@example.com"),
+        ("Ready: sales order SO-1\r\nBcc: eve@example.com", "olive@example.com"),
+        ("Ready: sales order SO-1\nB", "olive@example.com"),  # no colon: ends the headers
+        ("Ready: sales order SO-1\u2028x\x85y\x00z", "olive@example.com"),
+        ("Lieferung für SO-1\nX-Ref: 1", "olive@example.com"),
+        ("Ready: sales order SO-1\nX-Ref: 1", "jürgen@example.com"),  # SMTPUTF8 path
+    ],
+)
+def test_ids_with_line_breaks_make_a_one_line_subject(subject: str, recipient: str) -> None:
+    """Ids are any text, from other systems too, and subjects name them: a line break
+    must neither stop the mail (the email package refuses it, and the row was retried
+    for good) nor start a header or end the header block."""
+    row = _row(subject=subject, recipient=recipient, event_id="e-1\nX-Evil: 1")
+    msg = message_of(row, SMTP)
+    raw = flatten(msg) if recipient.isascii() else flatten_message(msg)
+    mail = message_from_bytes(raw, policy=policy.default)
+    expected = "".join(c if c.isprintable() else " " for c in subject)
+    assert mail["Subject"] == expected
+    assert mail["X-Procure-Event-Id"] == "e-1 X-Evil: 1"
+    assert mail["X-Ref"] is None and mail["Bcc"] is None and mail["X-Evil"] is None
+    assert mail["Message-ID"] and mail["X-Procure-Notification"] == "received"
+    body = mail.get_body(("plain",)).get_content().replace("\r\n", "\n")  # SMTPUTF8: CRLF
+    assert body == row.body_text
+
+
+def test_a_from_setting_with_a_name_makes_a_valid_from_header() -> None:
+    smtp = SmtpSettings(sender="Procurement Team <procurement@acme.example>")  # type: ignore[call-arg]
+    assert smtp.envelope_sender == "procurement@acme.example"
+    for row in (_row(), _row(recipient="jürgen@example.com")):
+        msg = message_of(row, smtp)
+        raw = flatten(msg) if row.recipient.isascii() else flatten_message(msg)
+        mail = message_from_bytes(raw, policy=policy.default)
+        assert mail["From"] == "Procurement Team <procurement@acme.example>"
+        assert mail["From"].addresses[0].addr_spec == "procurement@acme.example"
+
+
+async def test_the_envelope_sender_is_the_from_settings_address(sink, quick_smtp) -> None:
+    smtp = quick_smtp(sink.port)
+    smtp = smtp.model_copy(update={"sender": "Procurement Team <procurement@acme.example>"})
+    sender = Sender(None, smtp)  # type: ignore[arg-type]  # no database used
+    try:
+        await sender.deliver(_row())
+        [got] = sink.wait_for(1)
+    finally:
+        await sender.stop()
+    assert got.mail_from == "procurement@acme.example"
+    assert got.message["From"] == "Procurement Team <procurement@acme.example>"

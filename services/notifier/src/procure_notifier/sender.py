@@ -26,13 +26,12 @@ from email.message import EmailMessage, Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import Compat32
-from email.utils import formataddr, formatdate
+from email.utils import formataddr, formatdate, parseaddr
 from typing import Any, Literal
 
 import aiosmtplib
 from prometheus_client import Histogram
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Update
@@ -42,6 +41,7 @@ from procure_notifier.models import notifications
 from procure_runtime.db import Database, run_alone, utcnow
 from procure_runtime.errors import describe
 from procure_runtime.logging import get_logger
+from procure_runtime.settings import SpecSettings
 
 log = get_logger("procure.notifier.sender")
 # From a notification queued (its row written with the event that caused it) to its mail
@@ -57,10 +57,8 @@ MAIL_DELAY = Histogram(
 CLAIM_BATCH = 10
 
 
-class SmtpSettings(BaseSettings):
+class SmtpSettings(SpecSettings):
     """Section 6's `PROCURE_SMTP_*` variables, plus the retry knobs."""
-
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     host: str = Field("127.0.0.1", validation_alias=AliasChoices("PROCURE_SMTP_HOST"))
     port: int = Field(1025, validation_alias=AliasChoices("PROCURE_SMTP_PORT"))
@@ -82,6 +80,18 @@ class SmtpSettings(BaseSettings):
     # Senders mailing side by side, each over its own SMTP connection: one conversation
     # is several round trips a mail, so one sender alone caps the mails per second.
     connections: int = Field(4, ge=1, validation_alias=AliasChoices("PROCURE_SMTP_CONNECTIONS"))
+
+    @property
+    def envelope_sender(self) -> str:
+        """The address of `PROCURE_SMTP_FROM`, which may also name a sender
+        (`Procurement Team <procurement@acme.example>`)."""
+        return parseaddr(self.sender)[1] or self.sender
+
+    @property
+    def from_header(self) -> str:
+        """The From header: `PROCURE_SMTP_FROM`'s own name, or "Procurement"."""
+        name, _ = parseaddr(self.sender)
+        return formataddr((name or "Procurement", self.envelope_sender))
 
     @property
     def deadline_s(self) -> float:
@@ -116,7 +126,7 @@ def message_of(row: Any, smtp: SmtpSettings) -> Message:
     a third of the CPU of `EmailMessage`, which parses and refolds every header (about
     1 ms a mail, the notifier's largest cost under load; bench/levers.md, lever 14). An address
     outside ASCII needs SMTPUTF8, which only `EmailMessage` handles."""
-    if not (row.recipient.isascii() and smtp.sender.isascii()):
+    if not (row.recipient.isascii() and smtp.from_header.isascii()):
         return _international_message_of(row, smtp)
     digest = _digest(row)
     # A boundary of our own spares the generator its search for one that no part holds
@@ -147,14 +157,24 @@ def _digest(row: Any) -> str:
 
 def _headers(row: Any, smtp: SmtpSettings, digest: str) -> list[tuple[str, str]]:
     return [
-        ("From", formataddr(("Procurement", smtp.sender))),
+        ("From", smtp.from_header),
         ("To", row.recipient),
-        ("Subject", row.subject),
+        ("Subject", one_line(row.subject)),
         ("Date", formatdate(localtime=False)),
         ("Message-ID", f"<{digest[:32]}@procure-notifier>"),
         ("X-Procure-Notification", row.type),  # for mail filters (and tests)
-        ("X-Procure-Event-Id", row.event_id),
+        ("X-Procure-Event-Id", one_line(row.event_id)),
     ]
+
+
+def one_line(value: str) -> str:
+    """A header value from outside text (a subject names ids, and ids may hold any
+    character): each line break or other control character a space. The email package
+    refuses a value with a line break that would start another header, and writes one
+    that would not into the header block, where the next line ends the headers."""
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else " " for c in value)
 
 
 class _QuickCompat32(Compat32):
@@ -392,9 +412,9 @@ class Sender:
             try:
                 smtp = await self._connection()
                 if data is None:
-                    await smtp.send_message(msg, sender=self.smtp.sender)
+                    await smtp.send_message(msg, sender=self.smtp.envelope_sender)
                 else:
-                    await smtp.sendmail(self.smtp.sender, [row.recipient], data)
+                    await smtp.sendmail(self.smtp.envelope_sender, [row.recipient], data)
                 self._conn_used = True
                 return
             except aiosmtplib.SMTPRecipientsRefused:

@@ -194,3 +194,26 @@ async def test_the_mails_do_not_depend_on_when_the_directory_arrives(
     assert SO_OWNER.email in by_type["on_order"]  # the direct charge's sales order owner
     ready = [body for _, kind, _, _, body, _ in first if kind == "ready_to_fulfill"]
     assert len(ready) == 1 and all(c in ready[0] for c in ("Ticket", "so-1"))
+
+
+async def test_a_won_retry_under_new_charge_ids_adds_nothing_to_its_sales_order(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Quotes ignores an `opportunity.won` whose sales order exists (an outside producer's
+    retry that made new charge ids): its charges never exist, so the owner's
+    ready-to-fulfill mail must not list them, whether the retry shares a batch or not."""
+    real = f.charge(f.product(name="Real laptop"), quantity=2)
+    phantom = f.charge(f.product(name="Phantom printer"), quantity=5)
+    first = f.opportunity_won(real, sales_order_id="so-1", so_owner=SO_OWNER)
+    retry = f.opportunity_won(
+        phantom, sales_order_id="so-1", so_owner=SO_OWNER, opportunity_id=first.opportunity.id
+    )
+    ready = ev.SalesOrderReadyToFulfillV1(sales_order_id="so-1", owner=first.sales_order.owner)
+    records = [
+        record("opportunity.won", first, 0),
+        record("opportunity.won", retry, 1),
+        record("salesorder.ready_to_fulfill", ready, 2),
+    ]
+    together, _, _ = await both_ways("notifier", database_url, tmp_path, records, [], queued)
+    [body] = [text for _, kind, _, _, text, _ in together if kind == "ready_to_fulfill"]
+    assert "Real laptop" in body and "Phantom printer" not in body

@@ -13,14 +13,18 @@ from procure_contracts.shapes import ChargeSpec
 from procure_notifier.domain import ChargeInfo, Person, product_label
 from procure_notifier.models import charges, sales_orders
 from procure_runtime import UnitOfWork
-from procure_runtime.db import among_param, dialect_of, insert_ignore
+from procure_runtime.db import among_param, dialect_of, insert_ignore, insert_many
 
 
 async def record_won(uow: UnitOfWork, won: list[tuple[ev.OpportunityWonV1, str]]) -> None:
     """The sales orders and charges of won opportunities (with the event that told),
-    in one statement per table: the first description of an id wins."""
-    await uow.session.execute(
-        insert_ignore(sales_orders, uow.dialect),
+    in one statement per table: the first description of an id wins. A later event
+    naming a sales order already recorded adds no charges to it, as quotes ignores such
+    an event whole (an outside producer's retry under new charge ids): the owner's
+    ready-to-fulfill mail lists the order's charges from here."""
+    created = await insert_many(
+        uow.session,
+        sales_orders,
         [
             {
                 "id": data.sales_order.id,
@@ -31,10 +35,13 @@ async def record_won(uow: UnitOfWork, won: list[tuple[ev.OpportunityWonV1, str]]
             }
             for data, event_id in won
         ],
+        sales_orders.c.event_id,
     )
+    telling = {row.event_id for row in created}
     rows = [
         _charge_row(charge, data.sales_order.id, event_id, quoted=True)
         for data, event_id in won
+        if event_id in telling
         for charge in data.charges
     ]
     if rows:

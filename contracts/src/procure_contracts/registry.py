@@ -310,6 +310,13 @@ def spec_for_topic(topic: str) -> EventSpec:
     return _BY_TOPIC[topic]
 
 
+def compacted(topic: str) -> bool:
+    """Whether `topic` is kept compacted (the latest record per key, for good), whoever
+    creates it: its producer, or a consumer that starts first."""
+    spec = _BY_TOPIC.get(topic)
+    return spec is not None and spec.compacted
+
+
 def split_version(type_: str) -> tuple[str, int] | None:
     """`procurement.opportunity.won.v2` -> (`procurement.opportunity.won`, 2)."""
     base, _, suffix = type_.rpartition(".v")

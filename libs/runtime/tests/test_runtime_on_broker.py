@@ -459,3 +459,15 @@ async def test_the_services_kafka_clients_never_ask_for_every_topics_metadata(
     assert None not in asked, asked
     published = {settings.topic("charge.ready"), settings.topic("dlq.probe")}
     assert published in asked  # the relay's producer, before it has sent anything
+
+
+async def test_an_existing_topic_that_should_be_compacted_and_is_not_is_reported(
+    service_settings,
+) -> None:
+    """Made earlier with the broker's default policy (by an older release, or by hand):
+    left alone, as the cluster is the operator's, but named so it can be fixed."""
+    settings = service_settings("quotes")
+    wrong, right, plain = (settings.topic(t) for t in ("catalog.products", "a", "b"))
+    assert await kafka.ensure_topics(settings, {wrong: False, right: True}) == []
+    found = await kafka.ensure_topics(settings, {wrong: True, right: True, plain: False})
+    assert found == [wrong]

@@ -6,6 +6,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -682,3 +684,39 @@ async def test_a_picks_history_names_its_location_whichever_event_came_first(
             (first.id, "2 picked at Main warehouse"),
             (second.id, "1 picked at Back depot"),
         } <= (timeline)
+
+
+async def test_compacted_topics_it_consumes_are_created_compacted(service_settings) -> None:
+    """Quotes only consumes the catalog, and `procure up` starts it first:
+    when it creates those topics they must be compacted as their producers would make
+    them, or the broker's retention deletes products a consumer started later needs."""
+    settings = service_settings("quotes")
+    app, runtime = build(settings)
+    async with running(app, runtime):
+        pass
+    consumed = {"catalog.products", "catalog.locations"}
+    assert consumed <= set(runtime.handlers.topics)
+    policies = await cleanup_policies(settings, [*consumed, "opportunity.won"])
+    assert policies == {t: "compact" for t in consumed} | {"opportunity.won": "delete"}
+
+
+async def cleanup_policies(settings, topics: list[str]) -> dict[str, str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC, settings.topic(t), {"cleanup.policy": None}
+                )
+                for t in topics
+            ]
+        )
+    finally:
+        await admin.close()
+    found = {
+        name.removeprefix(settings.topic_prefix): dict(e[:2] for e in entries)["cleanup.policy"]
+        for response in responses
+        for _code, _message, _type, name, entries in response.resources
+    }
+    return found

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
@@ -180,12 +181,24 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
     )
 
 
-async def ensure_topics(settings: ServiceSettings, topics: dict[str, bool]) -> None:
-    """Create `topics` (name -> compacted) when missing; existing ones are left alone."""
+async def ensure_topics(settings: ServiceSettings, topics: dict[str, bool]) -> list[str]:
+    """Create `topics` (name -> compacted) when missing. Existing ones are left alone; those
+    that should be compacted and are not are logged and returned: the broker deletes
+    their old records, so a consumer that starts later misses entries it needs."""
     admin = AIOKafkaAdminClient(**client_kwargs(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        deleting = await _not_compacted(
+            admin, [t for t, c in topics.items() if c and t in existing]
+        )
+        for name in deleting:
+            log.warning(
+                "topic should be compacted and is not: its old records will be deleted",
+                topic=name,
+                fix=f"kafka-configs.sh --alter --entity-type topics --entity-name {name} "
+                "--add-config cleanup.policy=compact",
+            )
         wanted = [
             NewTopic(
                 name,
@@ -204,6 +217,22 @@ async def ensure_topics(settings: ServiceSettings, topics: dict[str, bool]) -> N
     finally:
         await admin.close()
     await await_leaders(settings, list(topics))
+    return deleting
+
+
+async def _not_compacted(admin: AIOKafkaAdminClient, names: list[str]) -> list[str]:
+    """Those of `names` whose `cleanup.policy` is not `compact`."""
+    if not names:
+        return []
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, n, {"cleanup.policy": None}) for n in names]
+    )
+    policies = {
+        name: {entry[0]: entry[1] for entry in entries}.get("cleanup.policy")
+        for response in responses
+        for _code, _message, _type, name, entries in response.resources
+    }
+    return [n for n in names if policies.get(n) != "compact"]
 
 
 def leaderless(described: list[dict[str, Any]], topics: list[str]) -> set[str]:

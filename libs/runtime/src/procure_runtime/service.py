@@ -17,7 +17,7 @@ from faststream.specification import AsyncAPI
 from sqlalchemy import MetaData
 
 from procure_contracts import CloudEvent
-from procure_contracts.registry import EventSpec, dlq_topic
+from procure_contracts.registry import EventSpec, compacted, dlq_topic
 from procure_runtime import gc_tuning, migrate
 from procure_runtime.consumer import Consumer, EventHandlers, Record, is_transient
 from procure_runtime.db import Database
@@ -232,8 +232,10 @@ class ServiceRuntime:
 
     async def _connect(self) -> None:
         s = self.settings
-        topics = {t: spec.compacted for spec in self.publishes for t in [spec.topic]}
-        topics.update({t: False for t in self.handlers.topics if t not in topics})
+        # Each topic as the contract has it, whichever service creates it: one that only
+        # consumes `catalog.*` may start before their producer and create them first.
+        names = [spec.topic for spec in self.publishes] + list(self.handlers.topics)
+        topics = {t: compacted(t) for t in names}
         topics[dlq_topic(s.service)] = False
         await self._retry(
             "kafka", lambda: ensure_topics(s, {s.topic(t): c for t, c in topics.items()})

@@ -128,7 +128,7 @@ REGISTRY: tuple[EventSpec, ...] = (
         _attr("opportunity_id"),
         "opportunity id",
         ("quotes",),
-        ("inventory",),
+        ("quotes", "inventory"),
         "A deal was lost: its reservations are released.",
         external=True,
     ),

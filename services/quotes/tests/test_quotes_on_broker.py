@@ -720,3 +720,64 @@ async def cleanup_policies(settings, topics: list[str]) -> dict[str, str]:
         for _code, _message, _type, name, entries in response.resources
     }
     return found
+
+
+async def test_an_opportunity_lost_by_another_system_is_lost_here(service_settings) -> None:
+    """`opportunity.lost` comes from quotes or any system: lost in a CRM, the opportunity
+    takes no more items and cannot be won here. One won already stays Won."""
+    settings = service_settings("quotes")
+    app, runtime = build(settings)
+    product = f.product(unit_price="20.00")
+    sales = auth(settings, "sales")
+
+    async def opportunity(http) -> str:
+        body = {
+            "name": "Deal",
+            "owner": f.person("Olive").model_dump(),
+            "organization": f.organization().model_dump(),
+        }
+        made = await http.post("/opportunities", headers=sales, json=body)
+        assert made.status_code == 201, made.text
+        return made.json()["id"]
+
+    async def status(http, opp_id: str) -> str:
+        return (await http.get(f"/opportunities/{quote(opp_id, safe='')}", headers=sales)).json()[
+            "status"
+        ]
+
+    async with running(app, runtime) as http, probe(settings) as kafka:
+        await kafka.publish(T("catalog.products"), product)
+        lost, won = await opportunity(http), await opportunity(http)
+        item = await eventually(
+            lambda: _created(
+                http.post(
+                    f"/opportunities/{won}/items",
+                    headers=sales,
+                    json={"product_id": product.id, "quantity": 1},
+                )
+            )
+        )
+        body = {
+            "sales_order": {"ship_to": f.address("Dock").model_dump()},
+            "items": [{"quote_item_id": item["id"], "parent": f.parent("ticket").model_dump()}],
+        }
+        accepted = await http.post(f"/opportunities/{won}/win", headers=sales, json=body)
+        assert accepted.status_code == 202, accepted.text
+        # One partition: the second event is applied after the first.
+        await kafka.publish(T("opportunity.lost"), ev.OpportunityLostV1(opportunity_id=won))
+        await kafka.publish(T("opportunity.lost"), ev.OpportunityLostV1(opportunity_id=lost))
+
+        async def is_lost() -> bool:
+            assert await status(http, lost) == "Lost"
+            return True
+
+        await eventually(is_lost)
+        assert await status(http, won) == "Won"
+        add = await http.post(
+            f"/opportunities/{lost}/items",
+            headers=sales,
+            json={"product_id": product.id, "quantity": 1},
+        )
+        assert add.status_code == 409, add.text
+        win = await http.post(f"/opportunities/{lost}/win", headers=sales, json=body)
+        assert win.status_code == 409, win.text

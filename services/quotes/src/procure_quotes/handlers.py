@@ -72,6 +72,24 @@ async def on_reservation(uow: UnitOfWork, data: ev.StockReservationV1, event: Cl
         )
 
 
+# --- opportunities lost elsewhere ----------------------------------------------------
+
+
+@handlers.on(topic("opportunity.lost"))
+async def on_opportunity_lost(
+    uow: UnitOfWork, data: ev.OpportunityLostV1, event: CloudEvent
+) -> None:
+    """An opportunity lost by another system (a CRM) is Lost here too: no item is added to
+    it and it is not won after all. Its own `lose` set it already. One won meanwhile
+    stays Won: topics are not ordered with each other, and a won deal has its sales order
+    and charges whichever event came first (`_mark_won` sets Won over Lost)."""
+    await uow.session.execute(
+        update(opportunities)
+        .where(opportunities.c.id == data.opportunity_id, opportunities.c.status == "Open")
+        .values(status="Lost")
+    )
+
+
 # --- new charges ------------------------------------------------------------------------
 
 

@@ -144,6 +144,11 @@ def test_kubernetes_manifests_deploy_every_service_with_its_port_probes_and_secr
         assert container["ports"] == [{"name": "http", "containerPort": port}]
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        # The port opens once migrations are done: until then liveness must not restart
+        # the pod (and roll the migration back), so a startup probe allows 10 minutes.
+        startup = container["startupProbe"]
+        assert startup["httpGet"]["path"] == "/healthz"
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
         env = {e["name"]: e for e in container["env"]}
         assert env[f"{service.upper()}_PORT"]["value"] == str(port)
         for entry in env.values():
@@ -172,3 +177,30 @@ def test_the_services_serve_the_probes_the_manifests_name(service: str) -> None:
     )
     paths = {route.path for route in iter_route_contexts(app.routes)}
     assert {"/readyz", "/healthz"} <= paths
+
+
+def test_system_deps_names_pip_when_uv_cannot_be_installed_without_it(tmp_path: Path) -> None:
+    """A fresh Debian 12: Java, Maven and PostgreSQL present, no uv, and a python3 without
+    pip (`make setup` installs uv with pip). Run as a non-root user, the script names
+    what to install instead of installing it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tools = {
+        "java": "exit 0",
+        "mvn": "exit 0",
+        "pg_ctlcluster": "exit 0",
+        "id": "echo 1000",
+        "python3": "exit 1",  # no uv module, no pip module
+    }
+    for name, body in tools.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    done = subprocess.run(
+        ["/bin/bash", str(DEPLOY / "system-deps.sh")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(bin_dir)},  # nothing else: no uv
+    )
+    assert done.returncode == 1
+    assert "missing system packages: python3-pip" in done.stderr

@@ -90,3 +90,18 @@ def test_full_po_takes_no_more_receipts() -> None:
     order.status = POStatus.RECEIVED_FULL
     with pytest.raises(NotReceivable):
         check_receipt(order, [ReceiptLine("l1", 1, "loc-1")])
+
+
+def test_one_serial_on_two_lines_of_a_product_is_invalid() -> None:
+    """A 422 naming the serial, not the 409 ("received elsewhere") the database's key
+    gave when the second line's insert met the first's."""
+    order = po(serialized=True)
+    order.lines["l3"] = Line("l3", "ch-3", "prod-1", True, ordered=1)
+    with pytest.raises(BadSerials, match="more than one line of this receipt: S1"):
+        check_receipt(
+            order, [ReceiptLine("l1", 1, "loc-1", ("S1",)), ReceiptLine("l3", 1, "loc-1", ("S1",))]
+        )
+    order.lines["l4"] = Line("l4", "ch-4", "prod-4", True, ordered=1)  # another product
+    check_receipt(
+        order, [ReceiptLine("l1", 1, "loc-1", ("S1",)), ReceiptLine("l4", 1, "loc-1", ("S1",))]
+    )

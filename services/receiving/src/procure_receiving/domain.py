@@ -97,6 +97,12 @@ def check_receipt(po: PurchaseOrder, lines: list[ReceiptLine]) -> None:
                 f"line {r.line_id!r}: a location is required (PO ships to a location)"
             )
         check_serials(line, r)
+    # Two lines of one product (two charges) cannot name the same unit either.
+    units = Counter((po.lines[r.line_id].product_id, s) for r in lines for s in r.serials)
+    if twice := sorted(serial for (_, serial), n in units.items() if n > 1):
+        raise BadSerials(
+            f"serial numbers given on more than one line of this receipt: {', '.join(twice)}"
+        )
     if po.status not in RECEIVABLE:
         raise NotReceivable(f"PO {po.number} is {po.status}: nothing is left to receive")
 

@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 import procure_inventory
 from procure_devstack import factories as f
 from procure_devstack.testing import fed_directly, record
-from procure_inventory.models import delivery_order, holds, stock
+from procure_inventory.models import announced, conversions, delivery_order, holds, stock
 from procure_runtime import migrate
 from procure_runtime.db import Database
 
@@ -54,3 +54,27 @@ async def test_charges_known_before_the_upgrade_apply_deliveries_as_they_come(
         assert await runtime.consumer.parked_count() == 1  # ch-new's waits for seq 1
     finally:
         await runtime.db.engine.dispose()
+
+
+async def test_charges_acted_for_before_the_upgrade_are_routed_once(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Migration 0006 records the charges inventory has acted for (a listed reservation
+    converted, units held): announced again afterwards, they pick nothing."""
+    url = database_url("announced_upgrade")
+    db = Database(url)
+    try:
+        await migrate.upgrade(db, MIGRATIONS, "0005")
+        async with db.engine.begin() as conn:
+            await conn.execute(insert(conversions).values(charge_id="ch-1", reservation_id="r-1"))
+            await conn.execute(
+                insert(holds).values(
+                    charge_id="ch-2", product_id="p-1", location_id="loc-1", quantity=1
+                )
+            )
+        await migrate.upgrade(db, MIGRATIONS)
+        async with db.engine.connect() as conn:
+            found = set(await conn.execute(select(announced.c.kind, announced.c.id)))
+        assert found == {("charge", "ch-1"), ("charge", "ch-2")}
+    finally:
+        await db.dispose()

@@ -565,3 +565,65 @@ async def test_a_direct_charge_not_subject_to_procurement_releases_what_it_lists
     assert (released.data["reservation_id"], released.data["quantity"]) == (res_id, 2)
     assert await inventory.level(doc["id"], loc) == stock(3)
     assert await inventory.kafka.read_events("units.picked", 1, timeout=0.5) == []
+
+
+async def test_a_charge_announced_again_listing_other_reservations_picks_nothing_more(
+    inventory,
+) -> None:
+    """Quotes keeps the first description of a charge and ignores any later one, by
+    `charge.created` or in a won. A retry under a new event id that lists another
+    reservation picked it for the charge: units held for good for a pick quotes never
+    counts (its ledger parks it), or ordered again after a `pick.failed`."""
+    loc = await inventory.location()
+    doc = await inventory.product()
+    await inventory.adjust(doc["id"], loc, 5)
+    r1 = (await inventory.reserve(doc["id"], loc, 2, opportunity_id=unique("opp-"))).json()
+    r2 = (await inventory.reserve(doc["id"], loc, 1, opportunity_id=unique("opp-"))).json()
+    charge = f.charge(_as_product(doc), 2, reservations=[(r1["id"], loc, 2)])
+    await inventory.kafka.publish(CREATED, f.charge_created(charge))
+    [picked] = await inventory.kafka.read_events("units.picked", 1, settle=0.5)
+    assert (picked.data["charge_id"], picked.data["quantity"]) == (charge.id, 2)
+
+    relisted = charge.model_copy(
+        update={
+            "reservations": f.charge(
+                _as_product(doc), 1, reservations=[(r2["id"], loc, 1)]
+            ).reservations
+        }
+    )
+    again = await inventory.kafka.publish(CREATED, f.charge_created(relisted))
+    won = await inventory.kafka.publish(WON, f.opportunity_won(relisted))  # in a won too
+    await eventually(lambda: _applied(inventory, again.id))
+    await eventually(lambda: _applied(inventory, won.id))
+    assert len(await inventory.kafka.read_events("units.picked", 2, timeout=1.0)) == 1
+    assert await inventory.kafka.read_events("pick.failed", 1, timeout=0.5) == []
+    assert await inventory.level(doc["id"], loc) == stock(5, reserved=1, picked=2)
+
+
+async def test_a_won_under_a_sales_order_that_exists_picks_nothing(inventory) -> None:
+    """Another opportunity won under a sales order id already made (an outside producer
+    reusing it): quotes ignores the whole event, so inventory picks nothing for it and
+    leaves its reservations to the opportunity's close."""
+    loc = await inventory.location()
+    doc = await inventory.product()
+    await inventory.adjust(doc["id"], loc, 4)
+    first = f.charge(_as_product(doc), 1)
+    so_id = unique("so-")
+    await inventory.kafka.publish(WON, f.opportunity_won(first, sales_order_id=so_id))
+    opp = unique("opp-")
+    reserved = (await inventory.reserve(doc["id"], loc, 2, opportunity_id=opp)).json()
+    second = f.charge(_as_product(doc), 2, reservations=[(reserved["id"], loc, 2)])
+    won = await inventory.kafka.publish(
+        WON, f.opportunity_won(second, sales_order_id=so_id, opportunity_id=opp)
+    )
+    await eventually(lambda: _applied(inventory, won.id))
+    assert await inventory.kafka.read_events("units.picked", 1, timeout=1.0) == []
+    assert await inventory.level(doc["id"], loc) == stock(4, reserved=2)
+    # The opportunity stays open, as in quotes: won after all, under its own order.
+    third = f.charge(_as_product(doc), 2, reservations=[(reserved["id"], loc, 2)])
+    await inventory.kafka.publish(
+        WON, f.opportunity_won(third, sales_order_id=unique("so-"), opportunity_id=opp)
+    )
+    [picked] = await inventory.kafka.read_events("units.picked", 1, settle=0.5)
+    assert (picked.data["charge_id"], picked.data["quantity"]) == (third.id, 2)
+    assert await inventory.level(doc["id"], loc) == stock(4, picked=2)

@@ -25,6 +25,7 @@ from procure_inventory.domain import (
 )
 from procure_inventory.picking import (
     close_opportunities,
+    first_announced,
     opportunities_holding,
     opportunities_won,
     pick_listed,
@@ -53,14 +54,38 @@ async def on_opportunity_won(items: list[Applying]) -> None:
     # producer's retry under new ids) would only fail its picks, whose units quotes,
     # which ignores that won, would never hear of.
     won_before = await opportunities_won(session, opportunity_ids)
-    await close_opportunities(items[0].uow, opportunity_ids, Outcome.WON)
+    # As quotes: the first event naming a sales order makes it, and only charges never
+    # announced before are routed (neither by a won nor by `charge.created`). An event
+    # ignored leaves its opportunity open, as quotes does, to be won or lost after all.
+    fresh = [i for i in items if i.data.opportunity.id not in won_before]
+    first: dict[str, Applying] = {}
+    for item in fresh:
+        first.setdefault(item.data.sales_order.id, item)
+    new_orders = await first_announced(session, "sales order", first)
+    kept = {
+        id(i): i
+        for i in fresh
+        if i.data.sales_order.id in new_orders and first[i.data.sales_order.id] is i
+    }
+    new_charges = await first_announced(
+        session, "charge", (c.id for i in kept.values() for c in i.data.charges)
+    )
+    await close_opportunities(
+        items[0].uow, [i.data.opportunity.id for i in kept.values()], Outcome.WON
+    )
     holding = await opportunities_holding(session, opportunity_ids)
     for item in items:
         data = item.data
-        if data.opportunity.id in won_before:
-            log.info("opportunity won already; event ignored", opportunity_id=data.opportunity.id)
+        if id(item) not in kept:
+            log.info(
+                "opportunity won already, or its sales order exists; event ignored",
+                opportunity_id=data.opportunity.id,
+                sales_order_id=data.sales_order.id,
+            )
             continue
-        procured = [c for c in data.charges if c.product.subject_to_procurement]
+        procured = [
+            c for c in data.charges if c.product.subject_to_procurement and c.id in new_charges
+        ]
         if not any(c.reservations for c in procured) and data.opportunity.id not in holding:
             continue  # nothing reserved: nothing to pick or release
         correlation = data.sales_order.id
@@ -76,6 +101,9 @@ async def on_charge_created(uow: UnitOfWork, data: ev.ChargeCreatedV1, event: Cl
     as awaiting their pick, so they become picks (or fail) here. No opportunity was won:
     nothing else is released."""
     charge = data.charge
+    if not await first_announced(uow.session, "charge", [charge.id]):
+        log.info("charge announced before; event ignored", charge_id=charge.id)
+        return  # as quotes: the first description of a charge wins
     if not charge.reservations:
         return
     claim = Claim(charge.id, charge.product.id, charge.quote_item_id, None)

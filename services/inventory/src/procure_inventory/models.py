@@ -126,6 +126,18 @@ conversions = Table(
     Column("converted_at", UTCDateTime(), nullable=False, default=utcnow),
 )
 
+# Charges and sales orders inventory has routed (kind: "charge" or "sales order"). Quotes
+# stores the first event naming one and ignores any later one (an outside producer's
+# retry under new event ids, listing other reservations; a won under a sales order that
+# exists): inventory ignores them too, or it picks units for charges quotes never hears
+# of, held for good.
+announced = Table(
+    "announced",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("id", String(200), primary_key=True),
+)
+
 # Per charge, the last of shipping's delivery and cancellation `seq`s applied (R13), so
 # that they apply in shipping's order whatever topic or partition brought them first: a
 # later delivery taking the units an earlier one was waiting for would leave both, and the

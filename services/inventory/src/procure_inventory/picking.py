@@ -2,6 +2,7 @@
 available units become held for a charge, and the events that say so."""
 
 import functools
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -19,9 +20,16 @@ from procure_inventory.domain import (
     per_reservation,
     why_not_usable,
 )
-from procure_inventory.models import conversions, opportunities, reservations
+from procure_inventory.models import announced, conversions, opportunities, reservations
 from procure_runtime import UnitOfWork
-from procure_runtime.db import insert_ignore, insert_rows, rows_affected, upsert_insert, utcnow
+from procure_runtime.db import (
+    insert_ignore,
+    insert_many,
+    insert_rows,
+    rows_affected,
+    upsert_insert,
+    utcnow,
+)
 
 RESERVED = spec_for_topic("stock.reserved")
 RELEASED = spec_for_topic("stock.released")
@@ -96,6 +104,12 @@ async def lock_open_opportunity(uow: UnitOfWork, opportunity_id: str) -> None:
         .with_for_update()
     )
     check_open(opportunity_id, outcome)
+
+
+async def first_announced(session: Any, kind: str, ids: Iterable[str]) -> set[str]:
+    """Those of `ids` (charges or sales orders) never announced before, recorded now."""
+    rows = [{"kind": kind, "id": i} for i in dict.fromkeys(ids)]
+    return {row.id for row in await insert_many(session, announced, rows, announced.c.id)}
 
 
 async def opportunities_won(session: Any, opportunity_ids: list[str]) -> set[str]:

@@ -14,9 +14,9 @@ def _type_name(schema: dict[str, Any], root: dict[str, Any]) -> str:
     if "$ref" in schema:
         return schema["$ref"].rsplit("/", 1)[-1]
     if "anyOf" in schema:
-        return " | ".join(_type_name(s, root) for s in schema["anyOf"])
+        return " or ".join(_type_name(s, root) for s in schema["anyOf"])  # a "|" splits the cell
     if "enum" in schema:
-        return " | ".join(f"`{v}`" for v in schema["enum"])
+        return " or ".join(f"`{v}`" for v in schema["enum"])
     if schema.get("type") == "array":
         return f"list[{_type_name(schema.get('items', {}), root)}]"
     return str(schema.get("type", "any"))
@@ -28,7 +28,7 @@ def _fields(spec: EventSpec) -> list[str]:
     required = set(body.get("required", []))
     rows = []
     for name, sub in body.get("properties", {}).items():
-        note = sub.get("description", "")
+        note = sub.get("description", "").replace("|", "\\|")
         need = "yes" if name in required else "no"
         rows.append(f"| `{name}` | {_type_name(sub, root)} | {need} | {note} |")
     return rows

@@ -16,7 +16,9 @@ class CloudEvent(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     specversion: Literal["1.0"] = "1.0"
-    id: str = Field(min_length=1)
+    # At most 200 characters, as every id: the services' inboxes store it (a longer one
+    # was refused by PostgreSQL but not SQLite). Refused with the envelope instead.
+    id: str = Field(min_length=1, max_length=200)
     source: str = Field(min_length=1)
     type: str = Field(min_length=1)
     time: datetime | None = None

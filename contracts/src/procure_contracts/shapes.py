@@ -7,12 +7,22 @@ Money is a decimal carried as a JSON string ("12.50").
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
+#: The largest amount the services store (a `Numeric(18, 2)` column).
+MAX_AMOUNT = Decimal("9999999999999999.99")
+#: A money amount in an event. One no service could store is refused where it enters
+#: (dead-lettered by the first consumer), not by a database further down the flow after
+#: other services counted it. Written in plain notation ("100", never "1E+2").
 Money = Annotated[
     Decimal,
-    Field(description='A decimal amount as a string, e.g. "12.50"'),
-    PlainSerializer(lambda v: str(v), return_type=str, when_used="json"),
+    Field(
+        ge=-MAX_AMOUNT,
+        le=MAX_AMOUNT,
+        allow_inf_nan=False,
+        description='A decimal amount as a string, e.g. "12.50"',
+    ),
+    PlainSerializer(lambda v: format(v, "f"), return_type=str, when_used="json"),
 ]
 #: The most units one quantity can hold: what a PostgreSQL `integer` column holds. A
 #: larger quantity is refused where it enters (422, or a dead letter) rather than by the
@@ -22,12 +32,14 @@ Quantity = Annotated[
     int, Field(gt=0, le=MAX_UNITS, description="A positive number of units, at most 2147483647")
 ]
 NonNegative = Annotated[int, Field(ge=0, le=MAX_UNITS)]
-#: The largest amount the services store (a `Numeric(18, 2)` column).
-MAX_AMOUNT = Decimal("9999999999999999.99")
 #: A money amount a request gives (a price, a cost, a threshold): one the services can
 #: store, refused with a 422 where it enters rather than by a database later.
 Amount = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2)]
 Id = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _none_as_empty(value: object) -> object:
+    return [] if value is None else value
 
 
 class Shape(BaseModel):
@@ -111,5 +123,8 @@ class ChargeSpec(Shape):
     quantity: Quantity
     unit_price: Money
     quote_item_id: Id | None = None
-    reservations: list[ReservationRef] = Field(default_factory=list)
+    # Optional: absent or null, none (other systems publish this shape too).
+    reservations: Annotated[list[ReservationRef], BeforeValidator(_none_as_empty)] = Field(
+        default_factory=list
+    )
     ship_to: Address | None = None

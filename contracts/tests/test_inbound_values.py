@@ -1,0 +1,79 @@
+"""What other systems publish is read as the spec's shapes say: optional lists may be
+null, amounts are written back in plain decimal notation and must be storable, event ids
+fit where the services keep them; and the event catalog's tables have their four cells."""
+
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from procure_contracts import CloudEvent, new_event
+from procure_contracts import events as ev
+from procure_contracts.registry import spec_for_topic
+from procure_contracts.shapes import MAX_AMOUNT, ChargeSpec
+from procure_devstack import factories as f
+
+EVENTS_MD = Path(__file__).parents[2] / "docs" / "events.md"
+
+
+def charge_doc(**changes: object) -> dict[str, object]:
+    return {**f.charge(f.product()).model_dump(mode="json"), **changes}
+
+
+def test_null_reservations_are_none() -> None:
+    """The spec marks `reservations` optional: null is as good as absent."""
+    assert ChargeSpec.model_validate(charge_doc(reservations=None)).reservations == []
+    data = ev.ChargeCreatedV1.model_validate(
+        {"charge": charge_doc(reservations=None), "organization": f.organization().model_dump()}
+        | {"ship_to": f.address().model_dump()}
+    )
+    assert data.charge.reservations == []
+
+
+@pytest.mark.parametrize(
+    ("given", "written"),
+    [("1e2", "100"), ("1.5E+3", "1500"), ("12.50", "12.50"), (120.5, "120.5"), ("0", "0")],
+)
+def test_amounts_are_written_in_plain_decimal_notation(given: object, written: str) -> None:
+    charge = ChargeSpec.model_validate(charge_doc(unit_price=given))
+    assert charge.model_dump(mode="json")["unit_price"] == written
+    assert f'"unit_price":"{written}"' in charge.model_dump_json()
+
+
+@pytest.mark.parametrize("given", ["1e17", str(MAX_AMOUNT + Decimal("0.01")), "-1e17", "NaN"])
+def test_an_amount_no_service_can_store_is_refused_where_it_enters(given: str) -> None:
+    with pytest.raises(ValidationError):
+        ChargeSpec.model_validate(charge_doc(unit_price=given))
+    assert (
+        ChargeSpec.model_validate(charge_doc(unit_price=str(MAX_AMOUNT))).unit_price == MAX_AMOUNT
+    )
+
+
+def test_an_event_id_longer_than_any_id_is_refused_with_its_envelope() -> None:
+    spec = spec_for_topic("opportunity.lost")
+    data = ev.OpportunityLostV1(opportunity_id="opp-1")
+    ok = new_event(spec.type, data, source="/crm", subject="opp-1", event_id="e" * 200)
+    assert CloudEvent.from_bytes(ok.to_bytes()).id == "e" * 200
+    long = ok.model_dump(mode="json") | {"id": "e" * 201}
+    with pytest.raises(ValidationError):
+        CloudEvent.model_validate(long)
+
+
+def test_every_row_of_the_event_catalogs_tables_has_its_headers_cells() -> None:
+    """A "|" in a cell (a type such as `number | string`) split it: the "required"
+    column then read "string" or "null"."""
+    header: list[str] | None = None
+    rows = 0
+    for line in EVENTS_MD.read_text().splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = re.split(r"(?<!\\)\|", line.strip())[1:-1]
+        if header is None:
+            header = cells
+            continue
+        rows += 1
+        assert len(cells) == len(header), f"{header}: {line}"
+    assert rows > 100

@@ -8,8 +8,11 @@ the same key and value plus ``x-replayed-from: dlq.<service>@<partition>/<offset
 
 Replaying is safe: the event id is unchanged, so a consumer that applied the event
 already skips it (inbox). Select dead letters by position (``P/OFFSET``, or a bare
-``OFFSET`` when only one partition has it), by event id, or ``--all``. An event
-dead-lettered several times is replayed once per run (its latest dead letter).
+``OFFSET`` when only one partition has it and no event has that id), by event id, or
+``--all``. An event dead-lettered several times is replayed once per run (its latest
+dead letter), and so is a record that is no event (undecodable, a tombstone) dead-lettered
+several times byte for byte: a replay of it that fails again adds a copy, and replaying
+every copy each run doubled them.
 """
 
 from __future__ import annotations
@@ -104,8 +107,10 @@ async def read_dead_letters(service: str, settings: ServiceSettings) -> list[Dea
         metas = [m for m in await admin.describe_topics() if m["topic"] == name]
     finally:
         await admin.close()
-    if not metas or metas[0]["error_code"] != 0:
+    if not metas:
         return []
+    if code := metas[0]["error_code"]:  # e.g. 29, not authorized: not "none" (exit 0)
+        raise DlqUnreadable(f"cannot read {name}: Kafka error code {code}")
     tps = [TopicPartition(name, p["partition"]) for p in metas[0]["partitions"]]
     consumer = AIOKafkaConsumer(
         group_id=None,
@@ -191,6 +196,10 @@ async def list_dead_letters(
     return letters
 
 
+class DlqUnreadable(RuntimeError):
+    """The broker knows the dead-letter topic but will not describe it."""
+
+
 class SelectionError(ValueError):
     """An ``--id`` that matches no dead letter, or an ambiguous bare offset."""
 
@@ -207,27 +216,32 @@ def select(letters: Sequence[DeadLetter], ids: Sequence[str], *, all_: bool) -> 
             if not matches:
                 raise SelectionError(f"no dead letter with position or event id {wanted!r}")
             chosen += [m for m in matches if m not in chosen]
-    latest: dict[str, DeadLetter] = {}
+    latest: dict[object, DeadLetter] = {}
     for letter in chosen:
         event = letter.event
-        latest[event.id if event else f"@{letter.position}"] = letter
+        same = event.id if event else (letter.header("x-original-topic"), letter.key, letter.value)
+        latest[same] = letter
     keep = set(map(id, latest.values()))
     return [letter for letter in letters if id(letter) in keep]
 
 
 def _matching(letters: Sequence[DeadLetter], wanted: str) -> list[DeadLetter]:
-    if wanted.isdigit():
+    by_id = [d for d in letters if (e := d.event) is not None and e.id == wanted]
+    if wanted.isdigit():  # an offset, or an event id made of digits (any system's ids)
         hits = [d for d in letters if d.offset == int(wanted)]
+        if hits and by_id:
+            raise SelectionError(
+                f"{wanted!r} is an event id and an offset ({hits[0].position}): give P/OFFSET "
+                "for the position"
+            )
         if len(hits) > 1:
             shown = ", ".join(d.position for d in hits)
             raise SelectionError(
                 f"offset {wanted} is on several partitions ({shown}): give P/OFFSET"
             )
-        return hits
+        return hits or by_id
     by_position = [d for d in letters if d.position == wanted]
-    if by_position:
-        return by_position
-    return [d for d in letters if (e := d.event) is not None and e.id == wanted]
+    return by_position or by_id
 
 
 async def replay_dead_letters(
@@ -294,7 +308,7 @@ def _run(coro: object) -> int:
     except SelectionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (KafkaError, OSError) as exc:  # broker unreachable, bad security settings, ...
+    except (KafkaError, OSError, DlqUnreadable) as exc:  # unreachable, bad security, ACLs
         print(f"error: {exc!r}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

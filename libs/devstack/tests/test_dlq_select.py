@@ -3,6 +3,7 @@ digits are found, an id that is also an offset is refused as ambiguous, and a re
 that is no event is replayed once per run however many copies of it the DLQ holds."""
 
 import argparse
+import io
 from typing import Any
 
 import pytest
@@ -78,3 +79,37 @@ def test_listing_a_dlq_the_broker_will_not_describe_exits_1(
     assert dlq.cmd_dlq(argparse.Namespace(action="list", service="quotes")) == 1
     captured = capsys.readouterr()
     assert "error code 29" in captured.err and "dead letter(s)" not in captured.out
+
+
+async def test_a_dead_letter_without_its_value_is_listed_and_never_replayed(
+    monkeypatch: Any,
+) -> None:
+    """Too large to dead-letter (the runtime's outbox): it says so, and a replay, which
+    would publish an empty value in the original's place, skips it."""
+    omitted = DeadLetter(
+        "dlq.quotes",
+        0,
+        7,
+        b"k",
+        b"",
+        {
+            "x-original-topic": "charge.created",
+            "x-original-partition": "2",
+            "x-original-offset": "41",
+            "x-error-type": "invalid-json",
+            "x-value-omitted": "3000000",
+        },
+    )
+    assert "<value omitted: 3000000 bytes, see its source>" in dlq.format_dead_letter(omitted)
+
+    async def read(service: str, settings: Any) -> list[DeadLetter]:
+        return [omitted]
+
+    monkeypatch.setattr(dlq, "read_dead_letters", read)
+    out = io.StringIO()
+    assert await dlq.replay_dead_letters("quotes", all_=True, out=out) == []
+    assert out.getvalue().splitlines() == [
+        "skipped 0/7: too large to dead-letter, it holds no value; the original is "
+        "charge.created@2/41",
+        "nothing to replay",
+    ]

@@ -471,3 +471,50 @@ async def test_an_existing_topic_that_should_be_compacted_and_is_not_is_reported
     assert await kafka.ensure_topics(settings, {wrong: False, right: True}) == []
     found = await kafka.ensure_topics(settings, {wrong: True, right: True, plain: False})
     assert found == [wrong]
+
+
+async def test_a_record_too_large_to_republish_as_it_is_is_dead_lettered(
+    service_settings,
+) -> None:
+    """The broker limits a compressed batch, so another producer's compressed record can
+    hold far more than the 1 MiB the relay's producer sends. Its dead letter was retried
+    without end and the partition never moved again. Now it goes compressed, byte for
+    byte; one the broker still refuses leaves a dead letter with no value that says how
+    large it was (its original stays on its topic). Either way the next record applies."""
+    import os
+
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import NewTopic
+
+    settings = service_settings("probe")
+    source = settings.topic("charge.created")
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:  # the source takes 8 MB records; the dead-letter topic has the broker's 1 MiB
+        await admin.create_topics(
+            [NewTopic(source, 1, 1, topic_configs={"max.message.bytes": str(8 << 20)})]
+        )
+    finally:
+        await admin.close()
+    compressible = b"[" + b"0," * 1_500_000 + b"!"  # 3 MB, not JSON
+    incompressible = os.urandom(3_000_000)
+    valid = f.charge_created()
+    app, runtime = build(settings)
+    producer = AIOKafkaProducer(
+        compression_type="gzip", max_request_size=8 << 20, **client_kwargs(settings), acks="all"
+    )
+    async with running(app, runtime), _probe(settings) as kafka:
+        await producer.start()
+        try:
+            for value in (compressible, incompressible):
+                await producer.send_and_wait(source, value, key=b"k")
+        finally:
+            await producer.stop()
+        await kafka.publish(CREATED, valid)
+        await eventually(lambda: _count_is(runtime, charges, 1, id=valid.charge.id))
+        dead = await kafka.read("dlq.probe", until=lambda got: len(got) >= 2, settle=1.0)
+    assert [d.value for d in dead] == [compressible, b""]
+    assert "x-value-omitted" not in dead[0].headers
+    assert dead[1].headers["x-value-omitted"] == "3000000"
+    assert dead[1].headers["x-original-offset"] == "1"
+    assert {d.headers["x-error-type"] for d in dead} == {"invalid-json"}

@@ -164,7 +164,9 @@ def format_dead_letter(letter: DeadLetter, prefix: str = "") -> str:
         f"{original}@{letter.header('x-original-partition')}/{letter.header('x-original-offset')}"
     )
     event = letter.event
-    if event:
+    if "x-value-omitted" in letter.headers:  # too large for the DLQ (the runtime's outbox)
+        what = f"<value omitted: {letter.headers['x-value-omitted']} bytes, see its source>"
+    elif event:
         what = f"{event.type} id={event.id}"
     elif letter.value is None:
         what = "<tombstone: no value>"
@@ -268,6 +270,14 @@ async def replay_dead_letters(
     letters = select(await read_dead_letters(service, settings), ids, all_=all_)
     if missing := [d.position for d in letters if "x-original-topic" not in d.headers]:
         raise SelectionError(f"no x-original-topic header on {', '.join(missing)}")
+    for letter in [d for d in letters if "x-value-omitted" in d.headers]:
+        letters.remove(letter)
+        print(
+            f"skipped {letter.position}: too large to dead-letter, it holds no value; the "
+            f"original is {letter.header('x-original-topic')}@"
+            f"{letter.header('x-original-partition')}/{letter.header('x-original-offset')}",
+            file=out,
+        )
     if not letters:
         print("nothing to replay", file=out)
         return []

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import MetaData, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -40,6 +41,9 @@ _PARTITIONER = DefaultPartitioner()
 # included). The producer refuses a larger record for good, and the relay, retrying the
 # first rows in order, would publish nothing after it again.
 MAX_EVENT_BYTES = 1_000_000
+# What the producer of a large dead letter lets through: the broker decides (its limit
+# is on the compressed batch, as for the producer that sent the original).
+LARGE_REQUEST_BYTES = 64 * 1024 * 1024
 
 
 class EventTooLarge(Invalid):
@@ -224,9 +228,48 @@ class OutboxRelay:
         """One record as it is, acknowledged before this returns (dead letters: the
         consumer commits the offset only after this)."""
         producer = await self._started_producer()
-        await producer.send_and_wait(
-            topic, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()]
+        encoded = [(k, v.encode()) for k, v in headers.items()]
+        try:
+            await producer.send_and_wait(topic, value, key=key, headers=encoded)
+        except MessageSizeTooLargeError:
+            await self._publish_large(value, topic, key=key, headers=headers)
+
+    async def _publish_large(
+        self, value: bytes | None, topic: str, *, key: bytes | None, headers: dict[str, str]
+    ) -> None:
+        """A record over the producer's 1 MiB: another producer's compressed record
+        (the broker limits a compressed batch), dead-lettered. Sent compressed in turn,
+        as it came; if the broker still refuses it, the dead letter holds no value and
+        says where the original is. Retrying a refusal that is for good blocked the
+        partition: its offset was never committed, so nothing after it applied."""
+        size = len(value or b"")
+        producer = AIOKafkaProducer(
+            **producer_options(self.settings, "large"),
+            compression_type="gzip",
+            max_request_size=LARGE_REQUEST_BYTES,
         )
+        await producer.start()
+        try:
+            try:
+                await producer.send_and_wait(
+                    topic, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()]
+                )
+                return
+            except (MessageSizeTooLargeError, RecordListTooLargeError) as exc:
+                log.error(
+                    "record too large to dead-letter; its dead letter holds no value",
+                    topic=headers.get("x-original-topic"),
+                    partition=headers.get("x-original-partition"),
+                    offset=headers.get("x-original-offset"),
+                    bytes=size,
+                    error=repr(exc),
+                )
+            omitted = headers | {"x-value-omitted": str(size)}
+            await producer.send_and_wait(
+                topic, b"", key=key, headers=[(k, v.encode()) for k, v in omitted.items()]
+            )
+        finally:
+            await producer.stop()
 
     async def _started_producer(self) -> AIOKafkaProducer:
         async with self._producer_lock:

@@ -109,3 +109,33 @@ async def test_a_request_whose_event_would_be_too_large_is_refused(service_setti
         assert made.data["charge"]["id"] == "ch-fine"
         again = await http.post("/charges", headers=sales, json={**huge, "parent": parent})
         assert again.status_code == 202, again.text  # its id was not taken by the refusal
+
+
+async def test_a_charge_from_another_system_whose_amounts_no_service_can_store_is_rejected(
+    service_settings,
+) -> None:
+    """As a request's charge is refused (422): its units at their unit cost would make a
+    `charge.need_order` no one can store, and at their unit price a `charge.posted`
+    that fails to build when billing posts it. Rejected at once, with nothing stored."""
+    settings = service_settings("quotes")
+    app, runtime = build(settings)
+    dear = f.charge(f.product(unit_cost="1000000000000000.00", unit_price="1.00"), 10)
+    pricey = f.charge(f.product(unit_cost="1.00", unit_price="2000000000000000.00"), 5)
+    fine = f.charge(f.product(), 2)
+    async with (
+        running(app, runtime) as http,
+        KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
+    ):
+        won = [f.opportunity_won(c) for c in (dear, pricey, fine)]
+        for data in won:
+            await kafka.publish(spec_for_topic("opportunity.won"), data)
+        dead = await kafka.read("dlq.quotes", until=lambda got: len(got) >= 2, settle=1.0)
+        assert [d.headers["x-error-type"] for d in dead] == ["rejected", "rejected"]
+        assert "exceed 9999999999999999.99" in dead[0].headers["x-error-message"]
+        admin = {"Authorization": f"Bearer {token(settings, 'admin')}"}
+
+        async def status(so_id: str) -> int:
+            return (await http.get(f"/sales-orders/{so_id}", headers=admin)).status_code
+
+        await eventually(lambda: _is(status(won[2].sales_order.id), 200))
+        assert [await status(w.sales_order.id) for w in won[:2]] == [404, 404]

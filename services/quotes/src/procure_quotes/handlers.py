@@ -15,10 +15,12 @@ from procure_contracts.shapes import Address, ChargeSpec, Organization, Product
 from procure_contracts.status import SalesOrderStatus
 from procure_quotes import ledger
 from procure_quotes.domain import (
+    AmountTooLarge,
     Ledger,
     ReservationsExceedQuantity,
     Routing,
     TooEarly,
+    check_extended,
     extended_cost,
     route_charge,
 )
@@ -234,12 +236,15 @@ async def on_charge_created(items: list[Applying]) -> None:
 
 def _routing(charge: ChargeSpec) -> Routing:
     try:
+        # As a request's charge (a 422 there): its units at their unit cost and price
+        # are what `charge.need_order` and `charge.posted` carry, and must be storable.
+        check_extended(charge.quantity, charge.product.unit_cost, charge.unit_price)
         return route_charge(
             charge.quantity,
             charge.product.subject_to_procurement,
             [r.quantity for r in charge.reservations],
         )
-    except ReservationsExceedQuantity as exc:
+    except (ReservationsExceedQuantity, AmountTooLarge) as exc:
         raise Reject(f"charge {charge.id}: {exc}") from None
 
 

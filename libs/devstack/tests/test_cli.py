@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import shutil
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,15 @@ import jwt
 import pytest
 
 from procure_contracts import CloudEvent
-from procure_devstack.cli import Stack, StackPaths, main, parse_roles, summarize_data, tail
+from procure_devstack.cli import (
+    ManagedProcess,
+    Stack,
+    StackPaths,
+    main,
+    parse_roles,
+    summarize_data,
+    tail,
+)
 from procure_devstack.kafka import LocalKafka
 from procure_devstack.ports import free_ports
 from procure_notifier.sender import SmtpSettings
@@ -311,3 +320,35 @@ async def test_tail_follows_and_picks_up_a_topic_created_later(
     lines = out.getvalue().splitlines()
     assert sorted(line.split()[3] for line in lines) == ["key=k-new", "key=k-old"]
     assert {line.split()[1] for line in lines} == {"old", "new"}
+
+
+def _ended(tmp_path: Path, name: str, code: str) -> ManagedProcess:
+    """A managed process that has run `code` to its end."""
+    proc = ManagedProcess(
+        name=name,
+        module="-c",
+        args=[],
+        pid_file=tmp_path / f"{name}.pid",
+        log_file=tmp_path / f"{name}.log",
+    )
+    proc.proc = subprocess.Popen([sys.executable, "-c", code])
+    proc.proc.wait(timeout=30)
+    return proc
+
+
+def test_a_foreground_up_whose_services_failed_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`procure up` in the foreground returns when nothing is left running: with 0 when
+    it was stopped (`procure down` sends SIGTERM), with 1 when a process failed, which
+    "everything has stopped" and 0 hid."""
+    term = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+    stopped = [_ended(tmp_path, "quotes", "pass"), _ended(tmp_path, "inventory", term)]
+    stack = Stack(StackPaths(tmp_path), stopped, None, external_kafka="elsewhere:9092")
+    assert stack.watch(interval=0.01) == 0
+    assert capsys.readouterr().err.strip().endswith("everything has stopped")
+
+    crashed = _ended(tmp_path, "purchasing", "raise SystemExit(3)")
+    stack = Stack(StackPaths(tmp_path), [*stopped, crashed], None, external_kafka="elsewhere:9092")
+    assert stack.watch(interval=0.01) == 1
+    assert "everything has stopped; failed: purchasing" in capsys.readouterr().err

@@ -506,6 +506,26 @@ class Stack:
             anything = True
         return anything
 
+    def failed(self) -> list[str]:
+        """The processes started here that ended on their own with an error: not with
+        status 0, nor by the SIGTERM `procure down` sends."""
+        ended = [p for p in [*self.services, *([self.sink] if self.sink else [])] if p.proc]
+        return [
+            p.name
+            for p in ended
+            if p.proc is not None and p.proc.poll() not in (None, 0, -signal.SIGTERM)
+        ]
+
+    def watch(self, interval: float = 1.0) -> int:
+        """Until nothing is left running: 0 when it was stopped, 1 when a process failed."""
+        while self.report_deaths():
+            time.sleep(interval)
+        if failed := self.failed():
+            print(f"everything has stopped; failed: {', '.join(failed)}", file=sys.stderr)
+            return 1
+        print("everything has stopped", file=sys.stderr)
+        return 0
+
     # -- reporting
 
     def print_summary(self, *, already: bool) -> None:
@@ -577,10 +597,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             return 0
         print("\nCtrl-C stops everything.", flush=True)
         try:
-            while stack.report_deaths():
-                time.sleep(1.0)
-            print("everything has stopped", file=sys.stderr)
-            return 0
+            return stack.watch()
         except KeyboardInterrupt:
             print("\nstopping…", file=sys.stderr)
     return down(paths, STOP_TIMEOUT_S)

@@ -233,3 +233,28 @@ async def test_the_committer_commits_by_itself_after_the_interval() -> None:
     await asyncio.sleep(0.2)
     assert consumer.commits == [{A0: 3}]
     await committer.stop()
+
+
+@pytest.mark.kafka
+async def test_a_stop_does_not_wait_forever_for_the_group_coordinator(
+    service_settings, monkeypatch
+) -> None:
+    """aiokafka retries a commit while the coordinator is away, without end: a stop that
+    waited for it never finished (a test hung for its 300 s). It gives up after
+    `stop_commit_timeout_s`; the records are read again and skipped by the inbox."""
+    settings = service_settings("probe", commit_interval_ms=60_000)  # only the stop commits
+    app, runtime = build(settings)
+    runtime.stop_commit_timeout_s = 0.5
+    never = asyncio.Event()
+
+    async def coordinator_away(self, offsets=None):
+        await never.wait()
+
+    monkeypatch.setattr(AIOKafkaConsumer, "commit", coordinator_away)
+    stopping = running(app, runtime)
+    await stopping.__aenter__()
+    async with _probe(settings) as kafka:
+        await kafka.publish(CREATED, f.charge_created())
+        await eventually(lambda: _applied(runtime, 1))
+        await asyncio.wait_for(stopping.__aexit__(None, None, None), timeout=30)
+        assert await _lag(kafka, settings) == 1  # nothing committed: read again next time

@@ -141,6 +141,11 @@ class ServiceRuntime:
         self.kafka_error: str | None = None
         # Set by `run` (the service's own process): settle the heap once started.
         self.settle_heap_on_start = False
+        # How long a stop waits to commit the offsets of what was applied. aiokafka retries
+        # a commit while the group coordinator is away, without end: a stop then never
+        # finished. Past this, what was applied since the last commit is read again by
+        # the next owner and skipped by its inbox.
+        self.stop_commit_timeout_s = 10.0
         self._connect_task: asyncio.Task[None] | None = None
         self._declare_channels()
 
@@ -279,8 +284,16 @@ class ServiceRuntime:
 
     async def stop(self) -> None:
         self._stopping = True  # the batch in hand commits its offsets itself
-        with contextlib.suppress(Exception):
-            await self.offsets.flush()
+        try:
+            await asyncio.wait_for(self.offsets.flush(), timeout=self.stop_commit_timeout_s)
+        except TimeoutError:
+            log.warning(
+                "offsets not committed at stop: the group coordinator did not answer; "
+                "the records applied since the last commit will be read again and skipped",
+                timeout_s=self.stop_commit_timeout_s,
+            )
+        except Exception as exc:
+            log.warning("offsets not committed at stop", error=repr(exc))
         if self._connect_task:
             self._connect_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -46,6 +46,10 @@ MAX_EVENT_BYTES = 1_000_000
 LARGE_REQUEST_BYTES = 64 * 1024 * 1024
 
 
+def _encoded(headers: dict[str, str]) -> list[tuple[str, bytes]]:
+    return [(k, v.encode()) for k, v in headers.items()]
+
+
 class EventTooLarge(Invalid):
     """The change would publish an event over `MAX_EVENT_BYTES`: refused before anything
     is stored (422 to a request; an event that leads to it is dead-lettered)."""
@@ -228,9 +232,8 @@ class OutboxRelay:
         """One record as it is, acknowledged before this returns (dead letters: the
         consumer commits the offset only after this)."""
         producer = await self._started_producer()
-        encoded = [(k, v.encode()) for k, v in headers.items()]
         try:
-            await producer.send_and_wait(topic, value, key=key, headers=encoded)
+            await producer.send_and_wait(topic, value, key=key, headers=_encoded(headers))
         except MessageSizeTooLargeError:
             await self._publish_large(value, topic, key=key, headers=headers)
 
@@ -251,9 +254,7 @@ class OutboxRelay:
         await producer.start()
         try:
             try:
-                await producer.send_and_wait(
-                    topic, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()]
-                )
+                await producer.send_and_wait(topic, value, key=key, headers=_encoded(headers))
                 return
             except (MessageSizeTooLargeError, RecordListTooLargeError) as exc:
                 log.error(
@@ -265,9 +266,7 @@ class OutboxRelay:
                     error=repr(exc),
                 )
             omitted = headers | {"x-value-omitted": str(size)}
-            await producer.send_and_wait(
-                topic, b"", key=key, headers=[(k, v.encode()) for k, v in omitted.items()]
-            )
+            await producer.send_and_wait(topic, b"", key=key, headers=_encoded(omitted))
         finally:
             await producer.stop()
 

@@ -104,8 +104,11 @@ async def test_list_shows_an_undecodable_record_with_its_error_headers_and_repla
     settings = service_settings("quotes")
     app, runtime = build(settings)
     async with running(app, runtime), probe(settings) as kafka:
-        await kafka.send_raw("charge.created", b"{not json", key=b"k-1")
+        sent_headers = [("content-type", b"text/plain"), ("x-attempts", b"9"), ("n", None)]
+        await kafka.send_raw("charge.created", b"{not json", key=b"k-1", headers=sent_headers)
         [letter] = await dead_letters_where(settings, lambda d: True)
+        assert letter.raw_headers[:2] == (("content-type", b"text/plain"), ("n", None))
+        assert letter.header("x-attempts") == "1"  # the runtime's mark, not the record's
 
         out = io.StringIO()
         assert await list_dead_letters("quotes", settings=settings, out=out) == [letter]
@@ -126,6 +129,13 @@ async def test_list_shows_an_undecodable_record_with_its_error_headers_and_repla
         letters = await dead_letters_where(settings, lambda d: True, count=2)
         assert [(d.key, d.value) for d in letters] == [(b"k-1", b"{not json")] * 2
         assert letters[1].header("x-original-offset") == "1"
+        # The replay carries the record's own headers, none of the runtime's marks.
+        [_, replayed] = await kafka.read("charge.created", until=lambda got: len(got) >= 2)
+        assert replayed.raw_headers == (
+            ("content-type", b"text/plain"),
+            ("n", None),
+            ("x-replayed-from", f"dlq.quotes@{letter.position}".encode()),
+        )
 
         with pytest.raises(SelectionError, match="no dead letter"):
             await replay_dead_letters("quotes", ["no-such-event"], settings=settings)

@@ -27,7 +27,7 @@ async def test_an_event_that_would_make_one_too_large_is_dead_lettered_alone(
     dead: list[tuple[bytes, str, str]] = []
 
     async def publish(value: bytes, topic: str, **kw: Any) -> None:
-        headers = kw["headers"]
+        headers = {k: v.decode() for k, v in kw["headers"]}
         dead.append((value, headers["x-error-type"], headers["x-error-message"]))
 
     runtime.consumer.publish = publish

@@ -38,7 +38,7 @@ async def _parked_runtime(database_url: Callable[[str], str], tmp_path: Path, na
     await runtime._migrate()
 
     async def unexpected(value: bytes, topic: str, **kw: Any) -> None:
-        raise AssertionError(f"dead-lettered: {kw['headers']['x-error-message']}")
+        raise AssertionError(f"dead-lettered: {dict(kw['headers'])['x-error-message']!r}")
 
     runtime.consumer.publish = unexpected
     created = f.charge_created()
@@ -73,7 +73,7 @@ async def test_a_parked_event_given_up_on_stays_parked_until_its_dead_letter_is_
         sent: list[tuple[bytes, str]] = []
 
         async def publish(value: bytes, topic: str, **kw: Any) -> None:
-            sent.append((value, kw["headers"]["x-error-type"]))
+            sent.append((value, dict(kw["headers"])["x-error-type"].decode()))
 
         runtime.consumer.publish = publish
         await runtime.consumer.sweep_parked()
@@ -93,7 +93,7 @@ async def test_a_parked_event_another_instance_settled_is_not_applied_again(
     sent: list[str] = []
 
     async def publish(value: bytes, topic: str, **kw: Any) -> None:
-        sent.append(kw["headers"]["x-error-type"])
+        sent.append(dict(kw["headers"])["x-error-type"].decode())
 
     consumer.publish = publish
     try:

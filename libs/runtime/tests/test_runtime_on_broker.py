@@ -269,6 +269,63 @@ async def test_records_with_headers_that_are_not_text_are_applied(service_settin
         assert await kafka.read("dlq.probe", timeout=0.5) == []
 
 
+# Another producer's headers: a CloudEvents binding's, bytes that are not text, a header
+# with no value, a name given twice, and one that claims to be a runtime's mark.
+FOREIGN_HEADERS: list[tuple[str, bytes | None]] = [
+    ("content-type", b"application/cloudevents+json"),
+    ("trace", b"\xff\xfe not utf-8"),
+    ("empty", None),
+    ("trace", b"second"),
+    ("x-error-type", b"spoofed"),
+]
+KEPT = tuple(h for h in FOREIGN_HEADERS if h[0] != "x-error-type")
+
+
+async def test_a_dead_letter_keeps_the_original_records_headers(service_settings) -> None:
+    """Byte for byte includes the headers: a dead letter is the record as it came, in
+    order, with the runtime's marks (which replace a header of the same name)."""
+    settings = service_settings("probe")
+    app, runtime = build(settings)
+    invalid = json.dumps(
+        {
+            "specversion": "1.0",
+            "id": "bad-1",
+            "source": "/x",
+            "type": CREATED.type,
+            "data": {"nope": 1},
+        }
+    ).encode()
+    async with running(app, runtime), _probe(settings) as kafka:
+        await kafka.send_raw("charge.created", invalid, b"k", headers=FOREIGN_HEADERS)
+        [dead] = await kafka.read("dlq.probe", until=lambda got: len(got) >= 1, settle=0.5)
+    assert dead.value == invalid
+    assert dead.raw_headers[: len(KEPT)] == KEPT
+    marks = dict(dead.raw_headers[len(KEPT) :])
+    assert set(marks) == {
+        "x-original-topic",
+        "x-original-partition",
+        "x-original-offset",
+        "x-error-type",
+        "x-error-message",
+        "x-failed-at",
+        "x-attempts",
+    }
+    assert marks["x-error-type"] == b"invalid-data"
+
+
+async def test_a_parked_event_dead_lettered_keeps_its_headers(service_settings) -> None:
+    """A parked event waits in the database; its headers wait with it."""
+    settings = service_settings("probe", park_timeout_s=1.0)
+    app, runtime = build(settings)
+    early = new_event(READY.type, _ready("ch-never-created"), source="/x", subject="s")
+    async with running(app, runtime), _probe(settings) as kafka:
+        await kafka.send_raw("charge.ready", early.to_bytes(), b"", headers=FOREIGN_HEADERS)
+        [dead] = await kafka.read("dlq.probe", until=lambda got: len(got) >= 1, settle=0.5)
+    assert dead.headers["x-error-type"] == "parked-timeout"
+    assert (dead.key, dead.value) == (b"", early.to_bytes())
+    assert dead.raw_headers[: len(KEPT)] == KEPT
+
+
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 async def test_records_compressed_by_another_producer_are_applied(
     service_settings, codec: str

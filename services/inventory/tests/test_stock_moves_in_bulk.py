@@ -94,7 +94,7 @@ async def test_a_serial_received_twice_in_a_run_is_refused(
     dead: list[tuple[bytes, str]] = []
 
     async def dead_letter(value: bytes, topic: str, **kw: Any) -> None:
-        dead.append((value, kw["headers"]["x-error-type"]))
+        dead.append((value, dict(kw["headers"])["x-error-type"].decode()))
 
     runtime.consumer.publish = dead_letter  # the dead-letter topic's publisher
     try:

@@ -1,10 +1,11 @@
 """``procure dlq list|replay SERVICE``: look at a service's dead letters and send them back.
 
-A dead letter is the original record, byte for byte, on ``dlq.<service>`` with the
-``x-original-*`` / ``x-error-*`` headers the runtime adds (spec section 4). ``list``
-prints one line per dead letter, oldest first per partition, and stops at the end of
-the topic. ``replay`` republishes the selected ones to their ``x-original-topic`` with
-the same key and value plus ``x-replayed-from: dlq.<service>@<partition>/<offset>``.
+A dead letter is the original record, byte for byte and with its headers, on
+``dlq.<service>`` with the ``x-original-*`` / ``x-error-*`` headers the runtime adds
+(spec section 4). ``list`` prints one line per dead letter, oldest first per partition,
+and stops at the end of the topic. ``replay`` republishes the selected ones to their ``x-original-topic`` with
+the same key, value and headers (the runtime's ``x-*`` marks dropped) plus
+``x-replayed-from: dlq.<service>@<partition>/<offset>``.
 
 Replaying is safe: the event id is unchanged, so a consumer that applied the event
 already skips it (inbox). Select dead letters by position (``P/OFFSET``, or a bare
@@ -53,6 +54,8 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None  # None: a tombstone, dead-lettered as it came
     headers: dict[str, str] = field(default_factory=dict)
+    # As they came, in order: the original record's headers besides the runtime's.
+    raw_headers: tuple[tuple[str, bytes | None], ...] = ()
 
     @property
     def position(self) -> str:
@@ -136,9 +139,10 @@ async def read_dead_letters(service: str, settings: ServiceSettings) -> list[Dea
             for tp, records in batches.items():
                 for r in records:
                     if r.offset < ends[tp]:
-                        headers = {k: v.decode(errors="replace") for k, v in r.headers or ()}
+                        raw = tuple(r.headers or ())
+                        headers = {k: (v or b"").decode(errors="replace") for k, v in raw}
                         letters.append(
-                            DeadLetter(name, r.partition, r.offset, r.key, r.value, headers)
+                            DeadLetter(name, r.partition, r.offset, r.key, r.value, headers, raw)
                         )
                     if r.offset + 1 >= ends[tp]:
                         pending.discard(tp)
@@ -261,6 +265,7 @@ async def replay_dead_letters(
     """
     from aiokafka import AIOKafkaProducer
 
+    from procure_runtime.consumer import DEAD_LETTER_HEADERS
     from procure_runtime.kafka import client_kwargs
 
     if not all_ and not ids:
@@ -295,7 +300,16 @@ async def replay_dead_letters(
                 letter.headers["x-original-topic"],
                 letter.value,
                 key=letter.key,
-                headers=[("x-replayed-from", origin.encode())],
+                # The original record's headers (the runtime's marks dropped), and where
+                # this copy came from.
+                headers=[
+                    *(
+                        (k, v)
+                        for k, v in letter.raw_headers
+                        if k not in DEAD_LETTER_HEADERS and k != "x-replayed-from"
+                    ),
+                    ("x-replayed-from", origin.encode()),
+                ],
             )
             event = letter.event
             what = f"{event.type} id={event.id}" if event else "<undecodable>"

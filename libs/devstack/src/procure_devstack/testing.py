@@ -38,6 +38,7 @@ class Landed:
     key: bytes | None
     value: bytes | None  # None: a tombstone
     headers: dict[str, str]
+    raw_headers: tuple[tuple[str, bytes | None], ...] = ()  # as they came, in order
 
     @property
     def event(self) -> CloudEvent:
@@ -154,8 +155,11 @@ class KafkaProbe:
                 batch = await consumer.getmany(timeout_ms=200)
                 for records in batch.values():
                     for r in records:
-                        headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
-                        got.append(Landed(topic, r.partition, r.offset, r.key, r.value, headers))
+                        raw = tuple(r.headers or ())
+                        headers = {k: (v or b"").decode(errors="replace") for k, v in raw}
+                        got.append(
+                            Landed(topic, r.partition, r.offset, r.key, r.value, headers, raw)
+                        )
                 if satisfied_at is None and until(got):
                     satisfied_at = time.monotonic()
                 if satisfied_at is not None and time.monotonic() - satisfied_at >= settle:

@@ -12,6 +12,7 @@ handler error is retried with backoff, then dead-lettered.
 """
 
 import asyncio
+import base64
 import collections
 import contextlib
 import enum
@@ -114,6 +115,38 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None  # None: a tombstone (a record with no value at all)
+    # As the producer sent them (a CloudEvents binding's `content-type`, a trace id):
+    # carried through parking into a dead letter, and back by a replay.
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+
+#: The headers a dead letter gets (spec section 4) and the runtime's own marks: an
+#: original record's header of the same name gives way to the runtime's.
+DEAD_LETTER_HEADERS = frozenset(
+    {
+        "x-original-topic",
+        "x-original-partition",
+        "x-original-offset",
+        "x-error-type",
+        "x-error-message",
+        "x-failed-at",
+        "x-attempts",
+        "x-value-omitted",
+    }
+)
+
+
+def stored_headers(headers: tuple[tuple[str, bytes | None], ...]) -> list[list[str | None]]:
+    """A record's headers as the parked table's JSON holds them: [name, base64 value]
+    pairs, in order (Kafka allows a name twice, and a value of any bytes or none)."""
+    return [[k, None if v is None else base64.b64encode(v).decode()] for k, v in headers]
+
+
+def loaded_headers(stored: Any) -> tuple[tuple[str, bytes | None], ...]:
+    """`stored_headers` undone. A row parked before headers were kept holds `{}`."""
+    if not isinstance(stored, list):
+        return ()
+    return tuple((k, None if v is None else base64.b64decode(v)) for k, v in stored)
 
 
 def bulk_last(pending: list[tuple[Record, _T]]) -> list[list[tuple[Record, _T]]]:
@@ -542,7 +575,7 @@ class Consumer:
     async def dead_letter(
         self, record: Record, error_type: str, message: str, *, attempts: int = 1
     ) -> Outcome:
-        headers = {
+        marks = {
             "x-original-topic": self.settings.topic(record.topic),
             "x-original-partition": str(record.partition),
             "x-original-offset": str(record.offset),
@@ -551,6 +584,8 @@ class Consumer:
             "x-failed-at": datetime.now(UTC).isoformat(),
             "x-attempts": str(attempts),
         }
+        headers = [h for h in record.headers if h[0] not in DEAD_LETTER_HEADERS]
+        headers += [(k, v.encode()) for k, v in marks.items()]
         backoff = self.settings.retry_backoff_s
         while True:
             try:
@@ -598,7 +633,7 @@ class Consumer:
                 offset=record.offset,
                 key=record.key.decode(errors="replace") if record.key is not None else None,
                 value=record.value,
-                headers={},
+                headers=stored_headers(record.headers),
                 reason=reason,
                 attempts=1,
                 parked_at=utcnow(),
@@ -677,8 +712,9 @@ class Consumer:
                 row.topic,
                 row.partition,
                 row.offset,
-                row.key.encode() if row.key else None,
+                row.key.encode() if row.key is not None else None,
                 row.value,
+                loaded_headers(row.headers),
             )
             decoded = await self._decode(record)
             if isinstance(decoded, Outcome):  # cannot happen unless the code changed under it

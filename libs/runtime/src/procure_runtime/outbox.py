@@ -46,8 +46,12 @@ MAX_EVENT_BYTES = 1_000_000
 LARGE_REQUEST_BYTES = 64 * 1024 * 1024
 
 
-def _encoded(headers: dict[str, str]) -> list[tuple[str, bytes]]:
-    return [(k, v.encode()) for k, v in headers.items()]
+Headers = list[tuple[str, bytes | None]]
+
+
+def _header(headers: Headers, name: str) -> str | None:
+    value = next((v for k, v in reversed(headers) if k == name), None)
+    return None if value is None else value.decode(errors="replace")
 
 
 class EventTooLarge(Invalid):
@@ -227,18 +231,18 @@ class OutboxRelay:
         return bool(await asyncio.wait_for(updated, timeout))
 
     async def publish(
-        self, value: bytes | None, topic: str, *, key: bytes | None, headers: dict[str, str]
+        self, value: bytes | None, topic: str, *, key: bytes | None, headers: Headers
     ) -> None:
         """One record as it is, acknowledged before this returns (dead letters: the
         consumer commits the offset only after this)."""
         producer = await self._started_producer()
         try:
-            await producer.send_and_wait(topic, value, key=key, headers=_encoded(headers))
+            await producer.send_and_wait(topic, value, key=key, headers=headers)
         except MessageSizeTooLargeError:
             await self._publish_large(value, topic, key=key, headers=headers)
 
     async def _publish_large(
-        self, value: bytes | None, topic: str, *, key: bytes | None, headers: dict[str, str]
+        self, value: bytes | None, topic: str, *, key: bytes | None, headers: Headers
     ) -> None:
         """A record over the producer's 1 MiB: another producer's compressed record
         (the broker limits a compressed batch), dead-lettered. Sent compressed in turn,
@@ -254,19 +258,19 @@ class OutboxRelay:
         await producer.start()
         try:
             try:
-                await producer.send_and_wait(topic, value, key=key, headers=_encoded(headers))
+                await producer.send_and_wait(topic, value, key=key, headers=headers)
                 return
             except (MessageSizeTooLargeError, RecordListTooLargeError) as exc:
                 log.error(
                     "record too large to dead-letter; its dead letter holds no value",
-                    topic=headers.get("x-original-topic"),
-                    partition=headers.get("x-original-partition"),
-                    offset=headers.get("x-original-offset"),
+                    topic=_header(headers, "x-original-topic"),
+                    partition=_header(headers, "x-original-partition"),
+                    offset=_header(headers, "x-original-offset"),
                     bytes=size,
                     error=repr(exc),
                 )
-            omitted = headers | {"x-value-omitted": str(size)}
-            await producer.send_and_wait(topic, b"", key=key, headers=_encoded(omitted))
+            omitted = [*headers, ("x-value-omitted", str(size).encode())]
+            await producer.send_and_wait(topic, b"", key=key, headers=omitted)
         finally:
             await producer.stop()
 

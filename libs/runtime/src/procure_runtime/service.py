@@ -55,7 +55,8 @@ async def _any_headers(
     header value as UTF-8 text, where Kafka allows any bytes or none: one such header
     made it raise, and FastStream dropped the whole fetched batch (logged, never applied
     nor dead-lettered; the next batch's offsets committed past it). The runtime reads no
-    header, so such values are only made readable; the records are untouched otherwise."""
+    header itself, so FastStream is given readable copies; the message keeps the records
+    as they came, whose headers go on into dead letters byte for byte."""
     try:
         return await original(records)
     except (UnicodeDecodeError, AttributeError):
@@ -66,7 +67,9 @@ async def _any_headers(
             )
             for r in records
         )
-        return await original(readable)
+        message = await original(readable)
+        message.raw_message = records
+        return message
 
 
 # How an idle consumer fetches: any record answers the fetch, else the broker holds it
@@ -203,6 +206,7 @@ class ServiceRuntime:
                     offset=raw.offset,
                     key=raw.key,
                     value=raw.value,
+                    headers=tuple(raw.headers or ()),
                 )
                 for raw in raws
             ]

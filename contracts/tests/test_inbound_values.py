@@ -16,6 +16,7 @@ from procure_contracts.shapes import MAX_AMOUNT, ChargeSpec
 from procure_devstack import factories as f
 
 EVENTS_MD = Path(__file__).parents[2] / "docs" / "events.md"
+SCHEMAS = Path(__file__).parents[1] / "schemas"
 
 
 def charge_doc(**changes: object) -> dict[str, object]:
@@ -77,3 +78,24 @@ def test_every_row_of_the_event_catalogs_tables_has_its_headers_cells() -> None:
         rows += 1
         assert len(cells) == len(header), f"{header}: {line}"
     assert rows > 100
+
+
+@pytest.mark.parametrize("amount", ["abc", "12,50", "", "1.2.3", "99999999999999999", "NaN"])
+def test_an_amount_the_models_refuse_fails_the_published_schema_too(amount: str) -> None:
+    """A producer checking its events against `contracts/schemas/` learns there what a
+    consumer would dead-letter: the schema took any string as an amount."""
+    import json
+
+    import jsonschema
+
+    spec = spec_for_topic("charge.created")
+    schema = json.loads((SCHEMAS / f"{spec.topic}.v1.json").read_text())
+    good = ev.ChargeCreatedV1(
+        charge=f.charge(f.product()), organization=f.organization(), ship_to=f.address()
+    ).model_dump(mode="json")
+    jsonschema.validate(good, schema)
+    bad = {**good, "charge": {**good["charge"], "unit_price": amount}}
+    with pytest.raises(ValidationError):
+        ev.ChargeCreatedV1.model_validate(bad)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)

@@ -7,10 +7,18 @@ Money is a decimal carried as a JSON string ("12.50").
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
 #: The largest amount the services store (a `Numeric(18, 2)` column).
 MAX_AMOUNT = Decimal("9999999999999999.99")
+MONEY_PATTERN = r"^[+-]?[0-9]{1,16}(\.[0-9]+)?$"
 #: A money amount in an event. One no service could store is refused where it enters
 #: (dead-lettered by the first consumer), not by a database further down the flow after
 #: other services counted it. Written in plain notation ("100", never "1E+2").
@@ -23,6 +31,19 @@ Money = Annotated[
         description='A decimal amount as a string, e.g. "12.50"',
     ),
     PlainSerializer(lambda v: format(v, "f"), return_type=str, when_used="json"),
+    # The published schema, for producers checking what they send: a string in plain
+    # notation of at most 16 integer digits (what `Numeric(18, 2)` holds). The model reads
+    # more (a number, "1e2", " 12.5"), but a string it refuses ("abc") no longer passes.
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": -1e16, "maximum": 1e16},
+                {"type": "string", "pattern": MONEY_PATTERN},
+            ],
+            "description": 'A decimal amount as a string, e.g. "12.50"',
+        },
+        mode="validation",
+    ),
 ]
 #: The most units one quantity can hold: what a PostgreSQL `integer` column holds. A
 #: larger quantity is refused where it enters (422, or a dead letter) rather than by the

@@ -121,21 +121,24 @@ async def test_a_charge_from_another_system_whose_amounts_no_service_can_store_i
     app, runtime = build(settings)
     dear = f.charge(f.product(unit_cost="1000000000000000.00", unit_price="1.00"), 10)
     pricey = f.charge(f.product(unit_cost="1.00", unit_price="2000000000000000.00"), 5)
+    # A credit is a negative price; one too large to post was accepted and then failed
+    # every `POST /charges/{id}/post` with a 500.
+    credit = f.charge(f.product(unit_cost="1.00", unit_price="-6000000000000000.00"), 2)
     fine = f.charge(f.product(), 2)
     async with (
         running(app, runtime) as http,
         KafkaProbe(settings.kafka_bootstrap_servers, settings.topic_prefix) as kafka,
     ):
-        won = [f.opportunity_won(c) for c in (dear, pricey, fine)]
+        won = [f.opportunity_won(c) for c in (dear, pricey, credit, fine)]
         for data in won:
             await kafka.publish(spec_for_topic("opportunity.won"), data)
-        dead = await kafka.read("dlq.quotes", until=lambda got: len(got) >= 2, settle=1.0)
-        assert [d.headers["x-error-type"] for d in dead] == ["rejected", "rejected"]
+        dead = await kafka.read("dlq.quotes", until=lambda got: len(got) >= 3, settle=1.0)
+        assert [d.headers["x-error-type"] for d in dead] == ["rejected"] * 3
         assert "exceed 9999999999999999.99" in dead[0].headers["x-error-message"]
         admin = {"Authorization": f"Bearer {token(settings, 'admin')}"}
 
         async def status(so_id: str) -> int:
             return (await http.get(f"/sales-orders/{so_id}", headers=admin)).status_code
 
-        await eventually(lambda: _is(status(won[2].sales_order.id), 200))
-        assert [await status(w.sales_order.id) for w in won[:2]] == [404, 404]
+        await eventually(lambda: _is(status(won[3].sales_order.id), 200))
+        assert [await status(w.sales_order.id) for w in won[:3]] == [404] * 3

@@ -56,8 +56,8 @@ def check_extended(units: int, unit_cost: Decimal, unit_price: Decimal) -> None:
     and at their unit price must be amounts the services can store: refused where the
     charge is made, not by purchasing's database after it was accepted."""
     for what, unit in (("cost", unit_cost), ("price", unit_price)):
-        if unit * units > MAX_AMOUNT:
-            raise AmountTooLarge(f"{units} units at unit {what} {unit} exceed {MAX_AMOUNT}")
+        if abs(unit * units) > MAX_AMOUNT:
+            raise AmountTooLarge(f"{units} units at unit {what} {unit} exceed {MAX_AMOUNT} in size")
 
 
 @dataclass(frozen=True)

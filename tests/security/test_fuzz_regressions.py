@@ -180,7 +180,22 @@ async def test_a_422_answers_in_the_media_type_and_schema_the_openapi_declares(
 # 500 (or, on PostgreSQL, a 503 "try again shortly" for the driver's refusal). Now each
 # list checks that the cursor is a key of its own shape (`procure_runtime.http.Page`).
 #: No list's key, whatever the list is keyed by (a text id, a sequence number, a time).
-FOREIGN_CURSORS = [{"a": 1}, 10**30, [[]], None, True, -1, ""]
+FOREIGN_CURSORS = [
+    {"a": 1},
+    10**30,
+    [[]],
+    None,
+    True,
+    -1,
+    "",
+    # Text the database cannot take (half a UTF-16 pair, NUL), and times no list gives
+    # out (before year 1 in UTC, or with no zone): 500s until each was checked.
+    "\ud800",
+    "a\u0000",
+    ["0001-01-01T00:00:00+05:00", "x"],
+    ["0001-01-01T00:00:00", "x"],
+    ["2026-01-01T00:00:00+00:00", "\ud800"],
+]
 #: Some list's key: a 422 from the others, never a 5xx.
 OTHER_LISTS_CURSORS = ["abc", 5, ["x", "y"], ["2026-01-01T00:00:00+00:00", "id-1"]]
 

@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from urllib.parse import quote, unquote
 
@@ -15,7 +15,15 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -260,10 +268,23 @@ class SeqPage(Page):
     key = TypeAdapter(Annotated[int, Field(strict=True, ge=0, lt=2**63)])
 
 
-class TimePage(Page):
-    """Keyed by a time and a text id, to break ties: `[iso time, id]`."""
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)  # as the database is given it (`UTCDateTime`)
+    except OverflowError:
+        raise ValueError("out of range in UTC") from None
 
-    key = TypeAdapter(tuple[datetime, Annotated[str, Field(strict=True, min_length=1)]])
+
+class TimePage(Page):
+    """Keyed by a time and a text id, to break ties: `[iso time, id]`. The time has its
+    zone, as a list gives it out, and is one UTC holds (year 1 at +05:00 is not)."""
+
+    key = TypeAdapter(
+        tuple[
+            Annotated[AwareDatetime, AfterValidator(_in_utc)],
+            Annotated[str, Field(strict=True, min_length=1)],
+        ]
+    )
 
 
 def encode_cursor(value: Any) -> str:
@@ -271,10 +292,17 @@ def encode_cursor(value: Any) -> str:
 
 
 def decode_cursor(cursor: str) -> Any:
+    """A cursor's JSON. Text that is not UTF-8 (JSON escapes half a UTF-16 pair alone) or
+    holds NUL is no key a list gave out, and no database takes it: refused here too."""
     try:
-        return json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except ValueError:
+        raw = base64.urlsafe_b64decode(cursor.encode())
+        value = json.loads(raw)
+        json.dumps(value, ensure_ascii=False).encode()  # a lone surrogate raises here
+    except ValueError:  # UnicodeError included
         raise Invalid("`cursor` is not one this service gave out") from None
+    if b"\\u0000" in raw or b"\x00" in raw:
+        raise Invalid("`cursor` is not one this service gave out")
+    return value
 
 
 # --- ops endpoints -------------------------------------------------------------------------

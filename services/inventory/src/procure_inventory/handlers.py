@@ -19,7 +19,6 @@ from procure_inventory.domain import (
     Outcome,
     OutOfOrder,
     ReservationsExceedQuantity,
-    SerialConflict,
     check_won_charge,
     in_seq_order,
 )
@@ -157,13 +156,17 @@ async def on_units_received(items: list[Applying]) -> None:
                 received.append((data, line))
     if not received:
         return
-    for data, line in received:  # in order: a serial named twice conflicts with itself
-        try:
-            await stock.add_serials(
-                session, line.product_id, str(line.location_id), line.serials, line.charge_id
+    for data, line in received:  # in order: the first to name a serial holds it
+        kept = await stock.receive_serials(
+            session, line.product_id, str(line.location_id), line.serials, line.charge_id
+        )
+        if kept:
+            log.warning(
+                "received serials already held for a charge; they stay with it",
+                receipt_id=data.receipt_id,
+                line_id=line.line_id,
+                held=dict(kept),
             )
-        except SerialConflict as exc:
-            raise Reject(f"receipt {data.receipt_id}: {exc.detail}") from None
     await stock.receive(
         session,
         [(ln.product_id, str(ln.location_id), ln.charge_id, ln.quantity) for _, ln in received],

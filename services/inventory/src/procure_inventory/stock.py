@@ -323,6 +323,56 @@ async def add_serials(
     )
 
 
+async def receive_serials(
+    session: AsyncSession,
+    product_id: str,
+    location_id: str,
+    numbers: list[str],
+    charge_id: str | None,
+) -> list[tuple[str, str]]:
+    """A receipt's serials into stock at its location, held for its charge (R11). A receipt
+    is a fact every other service has counted, so a serial already here never refuses it:
+    one free in stock (an adjustment put it there) is the unit now received and moves to
+    the receipt's location and charge; one held for a charge stays with it. Returns the
+    serials left with their holder, as (serial, charge id)."""
+    if not numbers:
+        return []
+    rows = (
+        await session.execute(
+            select(serials.c.serial, serials.c.charge_id).where(
+                serials.c.product_id == product_id,
+                among(serials.c.serial, numbers, dialect_of(session)),
+            )
+        )
+    ).all()
+    held = {r.serial: r.charge_id for r in rows if r.charge_id is not None}
+    free = sorted(r.serial for r in rows if r.charge_id is None)
+    if free:
+        await session.execute(
+            update(serials)
+            .where(
+                serials.c.product_id == product_id,
+                among(serials.c.serial, free, dialect_of(session)),
+            )
+            .values(location_id=location_id, charge_id=charge_id)
+        )
+    new = list(dict.fromkeys(n for n in numbers if n not in held and n not in free))
+    if new:
+        await session.execute(
+            serials.insert(),
+            [
+                {
+                    "product_id": product_id,
+                    "serial": n,
+                    "location_id": location_id,
+                    "charge_id": charge_id,
+                }
+                for n in new
+            ],
+        )
+    return sorted(held.items())
+
+
 async def move_serials(
     session: AsyncSession,
     product_id: str,

@@ -273,3 +273,22 @@ async def test_an_update_many_that_fails_is_sqlalchemys_error_and_changes_nothin
                 ],
             )
     assert await _counts(db) == [("a", 1, 0, "x")]
+
+
+@pytest.mark.parametrize("db_backend", ["postgresql"])  # server states SQLite has not
+async def test_a_server_in_trouble_is_transient_and_bad_data_is_not(db) -> None:
+    """What the server says of itself is retried as an outage is: a statement timed out
+    (57014), a read-only server after a failover (25006); a full disk (53100) is their
+    kin. They were handler errors, so every event met during them was dead-lettered."""
+    states = {}
+    for setup, statement in [
+        ("SET LOCAL statement_timeout = 1", "SELECT pg_sleep(1)"),
+        ("SET TRANSACTION READ ONLY", "CREATE TEMPORARY TABLE t (x int)"),
+        ("SELECT 1", "SELECT CAST('x' AS integer)"),  # the data: the same again and again
+    ]:
+        with pytest.raises(DBAPIError) as failed:
+            async with db.session() as session:
+                await session.execute(text(setup))
+                await session.execute(text(statement))
+        states[failed.value.orig.sqlstate] = is_transient(failed.value)  # type: ignore[union-attr]
+    assert states == {"57014": True, "25006": True, "22P02": False}

@@ -244,6 +244,15 @@ def is_data_exception(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and (sqlstate(exc) or "").startswith("22")
 
 
+#: SQLSTATE classes of a server in trouble, not of the event: a lost connection (08),
+#: a serialization failure or deadlock (40), no disk, memory or connections left (53),
+#: a statement canceled or timed out, the server shutting down (57), an I/O error (58).
+#: Retried without end as an outage is: a full disk dead-lettered every event it met.
+TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
+#: A read-only server (a replica promoted late after a failover); a lock wait timed out.
+TRANSIENT_STATES = frozenset({"25006", "55P03"})
+
+
 def is_transient(exc: BaseException) -> bool:
     """Infrastructure trouble (database or broker away, lock timeouts): retry, never DLQ."""
     if isinstance(exc, (OperationalError, InterfaceError, OSError, TimeoutError, ConnectionError)):
@@ -251,7 +260,8 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
-        return sqlstate(exc) in {"40001", "40P01", "57P01", "57P03", "08006", "08003", "08001"}
+        code = sqlstate(exc) or ""
+        return code.startswith(TRANSIENT_CLASSES) or code in TRANSIENT_STATES
     name = type(exc).__name__
     return "Connection" in name or "KafkaTimeout" in name or name == "CannotConnectNowError"
 

@@ -256,8 +256,9 @@ async def test_closing_a_line_publishes_the_exact_rest(receiving: Receiving) -> 
     wrong_line = await http.post(
         f"/purchase-orders/{po.po.id}/lines/nope/close", headers=auth, json={"reason": "x"}
     )
-    assert wrong_line.status_code == 404  # an unknown id in the path
-    assert wrong_line.json()["type"].endswith("not-found")
+    assert wrong_line.status_code == 422  # spec: "a line that is not on that PO → 422"
+    assert wrong_line.json()["type"].endswith(":invalid")
+    assert "'nope' is not on PO" in wrong_line.json()["detail"]
     page = (await http.get("/receiving", headers=auth)).json()
     assert po.po.id not in [i["po_id"] for i in page["items"]]
     history = (await http.get(f"/purchase-orders/{po.po.id}", headers=auth)).json()

@@ -5,15 +5,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from procure_contracts.status import POStatus
-from procure_runtime.errors import Conflict, Invalid, NotFound
+from procure_runtime.errors import Conflict, Invalid
 
 
 class LineNotOnPO(Invalid):
     pass
 
 
-class NoSuchLine(NotFound):
-    """A line id in the path that is not on the PO."""
+class NoSuchLine(LineNotOnPO):
+    """A line id in the path that is not on the PO: a 422, as the spec has it (the PO in
+    the path is the resource; a 404 says that the PO is unknown)."""
 
 
 class OverReceipt(Conflict):

@@ -39,3 +39,33 @@ async def test_a_server_with_nothing_listening_is_named_with_the_cause(tmp_path)
 async def test_a_reachable_cluster_has_no_reason_to_give(kafka_bootstrap) -> None:
     settings = load_settings("probe", kafka_bootstrap_servers=kafka_bootstrap)
     assert await why_no_bootstrap(settings) is None
+
+
+async def test_the_broker_is_retried_whatever_it_answers(tmp_path, monkeypatch) -> None:
+    """A node listed in the metadata but not ready (a rolling restart) is no reason to give
+    up connecting: the task that connects ended on it, silently, and the service never
+    consumed while `/healthz` said ok."""
+    from aiokafka.errors import NodeNotReadyError
+
+    from probe_service import build
+
+    monkeypatch.setattr("procure_runtime.service.asyncio.sleep", _no_wait)
+    settings = load_settings(
+        "probe",
+        kafka_bootstrap_servers="127.0.0.1:9",
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/p.db",
+    )
+    _, runtime = build(settings)
+    answers = [NodeNotReadyError("node 1 not ready"), RuntimeError("refused"), None]
+
+    async def step() -> None:
+        if error := answers.pop(0):
+            raise error
+
+    await runtime._retry("kafka", step)
+    assert answers == []
+    assert "refused" in (runtime.kafka_error or "")
+
+
+async def _no_wait(_: float) -> None:
+    return None

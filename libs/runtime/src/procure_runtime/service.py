@@ -263,7 +263,10 @@ class ServiceRuntime:
                 await step()
                 return
             except Exception as exc:
-                if not is_transient(exc) and "Kafka" not in type(exc).__name__:
+                # The broker is retried whatever it answers (a node not ready in a rolling
+                # restart, a refused login an operator fixes): this task ending stopped
+                # all consuming while the service looked healthy, and said nothing.
+                if what != "kafka" and not is_transient(exc):
                     raise
                 error = describe(exc, 300)
                 if what == "kafka":
@@ -300,7 +303,7 @@ class ServiceRuntime:
             log.warning("offsets not committed at stop", error=repr(exc))
         if self._connect_task:
             self._connect_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._connect_task
         await self.consumer.stop_parking()
         await self.relay.stop()

@@ -258,3 +258,29 @@ async def test_a_stop_does_not_wait_forever_for_the_group_coordinator(
         await eventually(lambda: _applied(runtime, 1))
         await asyncio.wait_for(stopping.__aexit__(None, None, None), timeout=30)
         assert await _lag(kafka, settings) == 1  # nothing committed: read again next time
+
+
+async def test_a_revoke_waits_for_the_batch_being_applied() -> None:
+    """A rebalance during a batch: the partitions are given up only once the batch is done
+    and its positions committed. Before, the revoke committed what was done by then and
+    the new owner read the batch again (its dead letters sent twice)."""
+    consumer = _Consumer({A0}, [])
+    committer = OffsetCommitter(interval_s=60)
+    listener = committer.listener()
+    applied = asyncio.Event()
+
+    async def batch() -> None:
+        async with committer.applying():
+            await applied.wait()
+            committer.done(consumer, _records("a", 0, 4))  # type: ignore[arg-type]
+
+    applying = asyncio.create_task(batch())
+    await asyncio.sleep(0)
+    revoke = asyncio.create_task(listener.on_partitions_revoked({A0}))
+    await asyncio.sleep(0.05)
+    assert not revoke.done() and consumer.commits == []
+    applied.set()
+    await asyncio.wait_for(revoke, 5)
+    await applying
+    assert consumer.commits == [{A0: 5}]
+    await committer.stop()

@@ -9,13 +9,13 @@ processing, committed periodically). A crash replays at most the batches done si
 last commit, and the inbox skips what it has already applied, as it does after any crash.
 
 Nothing is lost on the way out: a graceful stop commits what is done, and so does a
-rebalance before this instance gives its partitions up (`on_partitions_revoked`), so the
-new owner starts where this one finished."""
+rebalance before this instance gives its partitions up (`on_partitions_revoked`, which
+waits for the batch being applied), so the new owner starts where this one finished."""
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -34,8 +34,20 @@ class OffsetCommitter:
         self._pending: dict[TopicPartition, int] = {}
         self._due = asyncio.Event()
         self._lock = asyncio.Lock()  # one commit at a time, so positions only move forward
+        # Held while a fetched batch is applied and marked done (`applying`): a revoke
+        # waits for it, so the batch's positions are committed before its partitions go.
+        self._batch = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.commits = 0  # offset commits sent (the tests read it)
+
+    @contextlib.asynccontextmanager
+    async def applying(self) -> AsyncIterator[None]:
+        """Around applying a fetched batch and marking it `done`. A rebalance that came
+        meanwhile gave the partitions up first: the new owner read the batch again (a
+        dead letter sent twice), and a position done after it could move the group's
+        offset back if the partition came back here."""
+        async with self._batch:
+            yield
 
     def done(self, consumer: AIOKafkaConsumer, records: Iterable[ConsumerRecord]) -> None:
         """These records are applied for good: their positions may be committed."""
@@ -121,7 +133,8 @@ class _CommitBeforeRevoke(ConsumerRebalanceListener):
         self.committer = committer
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.committer.flush()
+        async with self.committer.applying():  # after the batch in hand is done
+            await self.committer.flush()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.committer.assigned(assigned)

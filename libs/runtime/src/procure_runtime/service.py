@@ -210,13 +210,15 @@ class ServiceRuntime:
                 )
                 for raw in raws
             ]
-            try:
-                await self.consumer.process_batch(records)
-            finally:
-                clear()
-            # Only now: the database commit (or the dead letters) is durable, so the batch's
-            # positions may be committed, in the background (a stop waits for them).
-            self.offsets.done(msg.consumer, raws)
+            async with self.offsets.applying():  # a rebalance waits for this batch
+                try:
+                    await self.consumer.process_batch(records)
+                finally:
+                    clear()
+                # Only now: the database commit (or the dead letters) is durable, so the
+                # batch's positions may be committed, in the background (a stop waits for
+                # them).
+                self.offsets.done(msg.consumer, raws)
             if self._stopping:
                 await self.offsets.flush()
 

@@ -5,6 +5,7 @@ handler that kept failing) left the lot first and was dead-lettered after: a sto
 crash in between lost it. And an instance's sweep could apply an event that another
 instance had just dead-lettered: both outcomes."""
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -110,5 +111,40 @@ async def test_a_parked_event_another_instance_settled_is_not_applied_again(
         await consumer.sweep_parked()
         assert await count(runtime, readies) == 0  # not applied: settled already
         assert sent == []
+    finally:
+        await runtime.db.engine.dispose()
+
+
+async def test_a_dead_letter_waiting_for_the_broker_holds_no_database_lock(
+    database_url: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite locks the whole database for a write. The parked row's delete waited in its
+    transaction for the dead letter, as long as the broker was away: every request, the
+    relay and the readiness check waited 30 s and failed with it. Other writers go on."""
+    runtime, _ = await _parked_runtime(database_url, tmp_path, "parked_lock")
+    spec, _ = runtime.consumer.handlers.get(READY.type)
+    broker_back = asyncio.Event()
+    sent: list[str] = []
+
+    async def refuse(*args: Any) -> None:
+        raise Reject("refused on its retry")
+
+    async def waiting(value: bytes, topic: str, **kw: Any) -> None:
+        await broker_back.wait()  # the broker is away until the test says so
+        sent.append(dict(kw["headers"])["x-error-type"].decode())
+
+    monkeypatch.setitem(runtime.consumer.handlers._by_type, READY.type, (spec, refuse))
+    runtime.consumer.publish = waiting
+    try:
+        sweep = asyncio.create_task(runtime.consumer.sweep_parked())
+        await asyncio.sleep(0.3)
+        assert not sweep.done()  # the dead letter waits for the broker
+        other = f.charge_created()  # meanwhile another event applies
+        await asyncio.wait_for(runtime.consumer.process(record("charge.created", other, 5)), 5)
+        assert await runtime.consumer.parked_count() == 1  # not settled before it is sent
+        broker_back.set()
+        await asyncio.wait_for(sweep, 5)
+        assert sent == ["rejected"]
+        assert await runtime.consumer.parked_count() == 0
     finally:
         await runtime.db.engine.dispose()

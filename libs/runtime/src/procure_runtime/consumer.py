@@ -674,6 +674,20 @@ class Consumer:
         applying the event meanwhile deletes the same row in its own transaction: the
         first to delete it settles the event, and the other does nothing."""
         parked = self.metadata.tables["parked"]
+        if self.db.dialect == "sqlite":
+            # SQLite's write lock is the whole database's, and a dead letter waits for the
+            # broker for as long as it is away: every request and the relay would wait on
+            # it. Sent first, then settled; a crash between the two sends it again. (One
+            # process writes an SQLite file, so no other instance settles it meanwhile.)
+            async with self.db.session() as session:
+                if (
+                    await session.scalar(select(parked.c.id).where(parked.c.event_id == event_id))
+                    is None
+                ):
+                    return Outcome.DUPLICATE
+            outcome = await self.dead_letter(record, error_type, message, attempts=attempts)
+            await self._unpark(event_id)
+            return outcome
         async with self.db.session() as session:
             gone = await session.execute(delete(parked).where(parked.c.event_id == event_id))
             if rows_affected(gone) != 1:

@@ -13,6 +13,7 @@ from statements import listen
 from procure_runtime.consumer import is_transient
 from procure_runtime.db import (
     Database,
+    among,
     insert_all,
     insert_many,
     insert_together,
@@ -292,3 +293,21 @@ async def test_a_server_in_trouble_is_transient_and_bad_data_is_not(db) -> None:
                 await session.execute(text(statement))
         states[failed.value.orig.sqlstate] = is_transient(failed.value)  # type: ignore[union-attr]
     assert states == {"57014": True, "25006": True, "22P02": False}
+
+
+async def test_among_takes_more_values_than_sqlite_takes_parameters(db) -> None:
+    """A receipt line's serials were checked with one parameter each: SQLite refuses more
+    than its build allows (32,766 by default, 250,000 in Debian's) as "too many SQL
+    variables", an OperationalError, so a 503 that retrying never cured."""
+    async with db.session() as session:
+        await insert_all(session, items, [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}])
+    many = [f"s-{n}" for n in range(260_000)] + ["b"]
+    async with db.session() as session:
+        found = await session.scalars(
+            select(items.c.id).where(among(items.c.name, many, db.dialect))
+        )
+        assert found.all() == [2]
+        few = await session.scalars(
+            select(items.c.id).where(among(items.c.name, ["a"], db.dialect))
+        )
+        assert few.all() == [1]

@@ -163,6 +163,11 @@ class PORef(Shape):
 class POLine(Shape):
     line_id: Id
     charge_id: Id | None = None
+    # Added in v1 (optional): a PO may span sales orders, and what one line's receipt or
+    # close publishes correlates with that line's flow.
+    sales_order_id: Id | None = Field(
+        default=None, description="The sales order of the line's charge, if it has one"
+    )
     product: Product
     quantity: Quantity
     unit_cost: Money

@@ -80,10 +80,14 @@ async def test_need_order_through_approval_to_a_submitted_po_of_one_vendor(purch
         "vendor": parts.model_dump(mode="json"),
         "ship_to": {"kind": "location", "location_id": warehouse.id, "address": None},
     }
+    # Each line names its charge's sales order: receiving correlates what a line's
+    # receipt or close publishes with it (a PO may span sales orders).
+    orders = {a.charge_id: "so-1", b.charge_id: "so-2", None: None}
     assert event.data["lines"] == [
         {
             "line_id": ln["line_id"],
             "charge_id": ln["charge_id"],
+            "sales_order_id": orders[ln["charge_id"]],
             "product": ln["product"],
             "quantity": ln["quantity"],
             "unit_cost": ln["unit_cost"],

@@ -368,3 +368,35 @@ async def test_a_line_of_tens_of_thousands_of_serials_is_received(receiving: Rec
         json={"lines": [{**body, "quantity": 1, "serials": ["SN000007"]}]},
     )
     assert again.status_code == 409 and "SN000007" in again.json()["detail"], again.text
+
+
+async def test_what_a_line_publishes_correlates_with_its_own_sales_order(
+    receiving: Receiving,
+) -> None:
+    """Spec: a `correlationid` is the sales order id when there is one. A PO may span sales
+    orders: a receipt or a close of one line correlated with the PO's first charge's order,
+    so following SO-B's flow missed its receipts and filed them under SO-A's customer."""
+    po = po_submitted((2, False), (3, False), (4, False))
+    a, b, stock = po.lines
+    po = po.model_copy(
+        update={
+            "lines": [
+                a.model_copy(update={"sales_order_id": "so-A"}),
+                b.model_copy(update={"sales_order_id": "so-B"}),
+                stock.model_copy(update={"charge_id": None}),  # a stock line: the PO's flow
+            ]
+        }
+    )
+    http, kafka, auth = receiving.http, receiving.kafka, receiving.auth
+    loc = await receiving.know(po)
+    receipts = f"/purchase-orders/{po.po.id}/receipts"
+    for line in (b, stock):
+        body = {"lines": [{"line_id": line.line_id, "quantity": 1, "location_id": loc}]}
+        assert (await http.post(receipts, headers=auth, json=body)).status_code == 201
+    close = f"/purchase-orders/{po.po.id}/lines/{a.line_id}/close"
+    assert (await http.post(close, headers=auth, json={"reason": "x"})).status_code == 200
+
+    received = await kafka.read_events("units.received", 2, settle=0.5)
+    assert [e.correlationid for e in received] == ["so-B", po.po.id]
+    [closed] = await kafka.read_events("po.line_closed", 1, settle=0.5)
+    assert closed.correlationid == "so-A"

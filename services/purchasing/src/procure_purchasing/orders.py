@@ -307,6 +307,9 @@ async def submit(uow: UnitOfWork, po_id: str, by: Person) -> None:
             submitted_at=utcnow(),
         )
     )
+    charged = await fulfillment.charges_by_id(
+        uow.session, [line.charge_id for line in lines if line.charge_id]
+    )
     uow.emit(
         PO_SUBMITTED,
         ev.POSubmittedV1(
@@ -322,6 +325,11 @@ async def submit(uow: UnitOfWork, po_id: str, by: Person) -> None:
                 ev.POLine(
                     line_id=line.id,
                     charge_id=line.charge_id,
+                    sales_order_id=(
+                        charged[line.charge_id].sales_order_id
+                        if line.charge_id in charged
+                        else None
+                    ),
                     product=Product.model_validate(line.product),
                     quantity=line.quantity,
                     unit_cost=line.unit_cost,

@@ -178,7 +178,8 @@ async def receive(po_id: str, body: ReceiptIn, request: Request, user: Receiver)
                 received_by=user.person,
                 lines=out,
             ),
-            correlationid=row.correlation_id or po_id,
+            # A receipt may span sales orders: its first line's flow.
+            correlationid=po.lines[wanted[0].line_id].correlation_id or row.correlation_id or po_id,
         )
     return {
         "receipt_id": receipt_id,
@@ -266,6 +267,6 @@ async def close(
                 po_status=po.status,
                 closed_by=user.person,
             ),
-            correlationid=row.correlation_id or po_id,
+            correlationid=po.lines[line_id].correlation_id or row.correlation_id or po_id,
         )
     return {"po_id": po_id, "line_id": line_id, "quantity": rest, "po_status": po.status}

@@ -49,6 +49,7 @@ class Line:
     ordered: int
     received: int = 0
     closed: bool = False
+    correlation_id: str | None = None  # its flow (models.po_lines)
 
     @property
     def open(self) -> int:

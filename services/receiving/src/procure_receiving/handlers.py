@@ -52,6 +52,9 @@ async def on_po_submitted(items: list[Applying]) -> None:
                 "line_id": line.line_id,
                 "position": position,
                 "charge_id": line.charge_id,
+                "correlation_id": (
+                    line.sales_order_id or line.charge_id or item.event.correlationid or po.id
+                ),
                 "product": line.product,
                 "unit_cost": str(line.unit_cost),
                 "ordered": line.quantity,

@@ -40,6 +40,10 @@ po_lines = Table(
     Column("line_id", String(200), primary_key=True),
     Column("position", Integer, nullable=False),
     Column("charge_id", String(200), nullable=True),
+    # The flow the line belongs to (spec: a correlationid is the sales order id when there
+    # is one, else the charge id): its charge's sales order, else its charge, else the
+    # PO's. What its receipts and its close publish correlate with.
+    Column("correlation_id", String(200), nullable=True),
     Column("product", JSON, nullable=False),
     Column("unit_cost", String(32), nullable=False),
     Column("ordered", Integer, nullable=False),

@@ -45,6 +45,7 @@ async def load_po(
             ordered=line.ordered,
             received=line.received,
             closed=line.closed,
+            correlation_id=line.correlation_id,
         )
     return po, row, lines
 

@@ -313,17 +313,27 @@ async def test_a_dead_letter_keeps_the_original_records_headers(service_settings
     assert marks["x-error-type"] == b"invalid-data"
 
 
-async def test_a_parked_event_dead_lettered_keeps_its_headers(service_settings) -> None:
-    """A parked event waits in the database; its headers wait with it."""
+async def test_a_parked_event_dead_lettered_keeps_its_headers_and_key(service_settings) -> None:
+    """A parked event waits in the database; its headers and key wait with it, as they
+    came: an empty key, one that is not UTF-8, one longer than any id (the key was text
+    of 200 characters: changed, or on PostgreSQL not parked at all)."""
     settings = service_settings("probe", park_timeout_s=1.0)
     app, runtime = build(settings)
-    early = new_event(READY.type, _ready("ch-never-created"), source="/x", subject="s")
+    keys = [b"", b"\xff\x00not utf-8", b"k" * 300]
+    early = {
+        key: new_event(READY.type, _ready(f"ch-never-{n}"), source="/x", subject="s")
+        for n, key in enumerate(keys)
+    }
     async with running(app, runtime), _probe(settings) as kafka:
-        await kafka.send_raw("charge.ready", early.to_bytes(), b"", headers=FOREIGN_HEADERS)
-        [dead] = await kafka.read("dlq.probe", until=lambda got: len(got) >= 1, settle=0.5)
-    assert dead.headers["x-error-type"] == "parked-timeout"
-    assert (dead.key, dead.value) == (b"", early.to_bytes())
-    assert dead.raw_headers[: len(KEPT)] == KEPT
+        for key, event in early.items():
+            await kafka.send_raw("charge.ready", event.to_bytes(), key, headers=FOREIGN_HEADERS)
+        dead = await kafka.read("dlq.probe", until=lambda got: len(got) >= 3, settle=0.5)
+    assert sorted((d.key, d.value) for d in dead) == sorted(
+        (key, event.to_bytes()) for key, event in early.items()
+    )
+    for d in dead:
+        assert d.headers["x-error-type"] == "parked-timeout"
+        assert d.raw_headers[: len(KEPT)] == KEPT
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])

@@ -641,7 +641,7 @@ class Consumer:
                 topic=record.topic,
                 partition=record.partition,
                 offset=record.offset,
-                key=record.key.decode(errors="replace") if record.key is not None else None,
+                key=record.key,
                 value=record.value,
                 headers=stored_headers(record.headers),
                 reason=reason,
@@ -736,7 +736,7 @@ class Consumer:
                 row.topic,
                 row.partition,
                 row.offset,
-                row.key.encode() if row.key is not None else None,
+                row.key,
                 row.value,
                 loaded_headers(row.headers),
             )

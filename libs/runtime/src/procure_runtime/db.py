@@ -144,7 +144,8 @@ def add_runtime_tables(metadata: MetaData) -> None:
         Column("topic", String(200), nullable=False),
         Column("partition", Integer, nullable=False),
         Column("offset", BigInteger, nullable=False),
-        Column("key", String(200), nullable=True),
+        # The record's key as it came (any bytes, any length): a dead letter is byte for byte.
+        Column("key", LargeBinary, nullable=True),
         Column("value", LargeBinary, nullable=False),
         Column("headers", JSON, nullable=False, default=dict),
         Column("reason", Text, nullable=False),

@@ -6,7 +6,7 @@ from typing import Any
 
 from alembic import command, context, op
 from alembic.config import Config
-from sqlalchemy import Column, MetaData, create_engine, inspect, text
+from sqlalchemy import Column, LargeBinary, MetaData, String, create_engine, inspect, text
 
 from procure_runtime.db import NAMING, Database, UTCDateTime, add_runtime_tables
 
@@ -58,6 +58,42 @@ def drop_outbox_sent_at() -> None:
     with op.batch_alter_table("outbox") as batch:
         batch.drop_index("ix_outbox_pending")
         batch.drop_column("sent_at")
+
+
+def parked_key_as_bytes() -> None:
+    """The step of each service's migration made when the parking lot began keeping a
+    record's key as bytes: it was text of at most 200 characters, so a key that is not
+    UTF-8 came back changed and a longer one (or one holding NUL) could not be parked on
+    PostgreSQL. Keys parked before are their text's UTF-8. A table made since
+    (`create_runtime_tables`) has bytes already: nothing to do."""
+    column = {c["name"]: c for c in inspect(op.get_bind()).get_columns("parked")}["key"]
+    if isinstance(column["type"], LargeBinary):
+        return
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            text(
+                'ALTER TABLE parked ALTER COLUMN "key" TYPE bytea USING convert_to("key", \'UTF8\')'
+            )
+        )
+        return
+    with op.batch_alter_table("parked") as batch:
+        batch.alter_column("key", type_=LargeBinary, existing_nullable=True)
+    op.execute(text('UPDATE parked SET "key" = CAST("key" AS BLOB) WHERE "key" IS NOT NULL'))
+
+
+def parked_key_as_text() -> None:
+    """`parked_key_as_bytes` undone (a key that is not UTF-8 is not text: replaced)."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            text(
+                'ALTER TABLE parked ALTER COLUMN "key" TYPE varchar(200)'
+                " USING left(convert_from(\"key\", 'UTF8'), 200)"
+            )
+        )
+        return
+    op.execute(text('UPDATE parked SET "key" = CAST("key" AS TEXT) WHERE "key" IS NOT NULL'))
+    with op.batch_alter_table("parked") as batch:
+        batch.alter_column("key", type_=String(200), existing_nullable=True)
 
 
 def add_outbox_sent_at() -> None:

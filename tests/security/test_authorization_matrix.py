@@ -185,6 +185,14 @@ async def test_every_write_route_answers_401_403_or_lets_the_role_through(
                 response = await call(http, method, url, headers)
                 if not is_problem(response, 401):
                     wrong.append(f"{method} {template} {label}: {response.status_code}, want 401")
+            # A body refused before the route runs (not JSON, NUL, half a surrogate pair)
+            # says nothing to a caller without a token: 401 all the same (it was a 422).
+            for body in (b"{", b'{"a": "\\u0000"}', b'{"a": "\\ud800"}'):
+                response = await http.request(
+                    method, url, content=body, headers={"Content-Type": "application/json"}
+                )
+                if not is_problem(response, 401):
+                    wrong.append(f"{method} {template} {body!r}: {response.status_code}, want 401")
             for role in ROLES:
                 response = await call(http, method, url, bearer(settings, role))
                 allowed = required in (ANY, role) or role == "admin"

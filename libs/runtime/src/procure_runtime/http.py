@@ -29,8 +29,9 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from procure_runtime.auth import principal_from
 from procure_runtime.consumer import is_data_exception, is_transient
-from procure_runtime.errors import DomainError, Invalid
+from procure_runtime.errors import DomainError, Invalid, Unauthorized
 from procure_runtime.logging import get_logger
 
 if TYPE_CHECKING:
@@ -166,10 +167,34 @@ def _has_lone_surrogate(body: bytes) -> bool:
     return False
 
 
+#: What answers without a token: the operations endpoints and the API's docs.
+OPEN_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect"}
+    | {"/redoc"}
+)
+
+
+def _unauthenticated(request: Request) -> JSONResponse | None:
+    """The 401 a request without a valid token gets, for a body refused before any route's
+    auth runs (not JSON, NUL, half a surrogate pair). Spec: "No/invalid token → 401":
+    such a request was a 422, which told a caller with no token about the body first."""
+    if request.url.path in OPEN_PATHS or getattr(request.app.state, "runtime", None) is None:
+        return None  # an app with no runtime (a test's) has no secret to check against
+    try:
+        principal_from(request)
+    except Unauthorized as exc:
+        return problem(exc.status, exc.kind, exc.title, exc.detail, **exc.extra)
+    return None
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.middleware("http")
     async def _refuse_unstorable_text(request: Request, call_next: Any) -> Response:
         body = await request.body() if request.method in ("POST", "PUT", "PATCH") else b""
+        if (_has_nul(request, body) or _has_lone_surrogate(body)) and (
+            refused := _unauthenticated(request)
+        ):
+            return refused
         if _has_nul(request, body):
             return problem(
                 422, "invalid", "Unprocessable request", "NUL characters are not allowed"
@@ -193,7 +218,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(exc.status, exc.kind, exc.title, exc.detail, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if refused := _unauthenticated(request):  # a body that is not JSON, without a token
+            return refused
         errors = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()

@@ -195,22 +195,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.middleware("http")
     async def _refuse_unstorable_text(request: Request, call_next: Any) -> Response:
         body = await request.body() if request.method in ("POST", "PUT", "PATCH") else b""
-        if (_has_nul(request, body) or _has_lone_surrogate(body)) and (
-            refused := _unauthenticated(request)
-        ):
-            return refused
         if _has_nul(request, body):
-            return problem(
-                422, "invalid", "Unprocessable request", "NUL characters are not allowed"
-            )
-        if _has_lone_surrogate(body):
-            return problem(
-                422,
-                "invalid",
-                "Unprocessable request",
-                "unpaired UTF-16 surrogates (\\ud800-\\udfff alone) are not allowed",
-            )
-        return await call_next(request)
+            why = "NUL characters are not allowed"
+        elif _has_lone_surrogate(body):
+            why = "unpaired UTF-16 surrogates (\\ud800-\\udfff alone) are not allowed"
+        else:
+            return await call_next(request)
+        return _unauthenticated(request) or problem(422, "invalid", "Unprocessable request", why)
 
     @app.exception_handler(DataError)
     async def _data(_request: Request, exc: DataError) -> JSONResponse:

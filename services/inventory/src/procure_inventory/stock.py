@@ -306,21 +306,31 @@ async def add_serials(
     ).all()
     if existing and not restore:
         raise SerialConflict(f"serials already in stock: {', '.join(sorted(existing))}")
-    numbers = [s for s in numbers if s not in existing]
-    if not numbers:
-        return
-    await session.execute(
-        serials.insert(),
-        [
-            {
-                "product_id": product_id,
-                "serial": s,
-                "location_id": location_id,
-                "charge_id": charge_id,
-            }
-            for s in numbers
-        ],
+    await _insert_serials(
+        session, product_id, location_id, [s for s in numbers if s not in existing], charge_id
     )
+
+
+async def _insert_serials(
+    session: AsyncSession,
+    product_id: str,
+    location_id: str,
+    numbers: list[str],
+    charge_id: str | None,
+) -> None:
+    if numbers:
+        await session.execute(
+            serials.insert(),
+            [
+                {
+                    "product_id": product_id,
+                    "serial": s,
+                    "location_id": location_id,
+                    "charge_id": charge_id,
+                }
+                for s in numbers
+            ],
+        )
 
 
 async def receive_serials(
@@ -357,19 +367,7 @@ async def receive_serials(
             .values(location_id=location_id, charge_id=charge_id)
         )
     new = list(dict.fromkeys(n for n in numbers if n not in held and n not in free))
-    if new:
-        await session.execute(
-            serials.insert(),
-            [
-                {
-                    "product_id": product_id,
-                    "serial": n,
-                    "location_id": location_id,
-                    "charge_id": charge_id,
-                }
-                for n in new
-            ],
-        )
+    await _insert_serials(session, product_id, location_id, new, charge_id)
     return sorted(held.items())
 
 

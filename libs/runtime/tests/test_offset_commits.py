@@ -284,3 +284,40 @@ async def test_a_revoke_waits_for_the_batch_being_applied() -> None:
     await applying
     assert consumer.commits == [{A0: 5}]
     await committer.stop()
+
+
+@pytest.mark.kafka
+async def test_a_dead_letter_of_the_batch_in_hand_at_stop_is_sent_and_its_producer_closed(
+    service_settings, monkeypatch
+) -> None:
+    """A stop waits for the batch being applied, and that batch may dead-letter: the
+    relay's producer, which sends dead letters, must outlive it and be closed after it,
+    not started again once closed and left open."""
+    settings = service_settings("probe", commit_interval_ms=600_000)
+    _, runtime = build(settings)
+    gate, fetched = asyncio.Event(), asyncio.Event()
+    process_batch = Consumer.process_batch
+
+    async def held(self, records):
+        fetched.set()
+        await gate.wait()  # the stop has begun
+        return await process_batch(self, records)
+
+    monkeypatch.setattr(Consumer, "process_batch", held)
+    invalid = b"not json"
+    async with _probe(settings) as kafka:
+        await runtime.start()
+        stopping = None
+        try:
+            await eventually(lambda: runtime.broker_ready, timeout=60)
+            await kafka.send_raw("charge.created", invalid, b"k")
+            await asyncio.wait_for(fetched.wait(), timeout=30)
+            stopping = asyncio.create_task(runtime.stop())
+            await asyncio.sleep(0.5)  # the stop is under way, waiting for the batch
+        finally:
+            gate.set()
+            await (stopping or runtime.stop())
+        assert runtime.relay._producer is None  # closed, not left open
+        [dead] = await kafka.read("dlq.probe", until=lambda got: len(got) >= 1, settle=0.5)
+        assert dead.value == invalid
+        assert await _committed_all(kafka, settings)

@@ -308,9 +308,11 @@ class ServiceRuntime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._connect_task
         await self.consumer.stop_parking()
-        await self.relay.stop()
+        # The broker first: its stop waits for the batch in hand, whose dead letters go
+        # out through the relay's producer, so that producer is closed after it.
         with contextlib.suppress(Exception):
             await self.broker.stop()
+        await self.relay.stop()
         await self.offsets.stop()
         await self.db.dispose()
 

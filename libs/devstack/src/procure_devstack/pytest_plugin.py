@@ -148,8 +148,15 @@ def service_settings(
     return make
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    # In CI a skipped test is a failure: nothing may pass by not running.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    # In CI a skipped test is a failure: nothing may pass by not running. Made so here,
+    # where the report is made: by the time it is logged, pytest has counted the skip.
+    report = yield
     if os.environ.get("CI") and report.skipped and report.when in ("setup", "call"):
-        report.outcome = "failed"
-        report.longrepr = f"skipped in CI: {report.longrepr}"
+        where = report.longrepr  # a skip's is (path, line, reason)
+        if isinstance(where, tuple) and len(where) == 3:
+            where = f"{where[2]} ({where[0]}:{where[1]})"
+        report.outcome = "failed"  # in setup (a fixture skipped, a mark): an error
+        report.longrepr = f"skipped in CI: {where}"
+    return report

@@ -235,6 +235,44 @@ async def test_the_committer_commits_by_itself_after_the_interval() -> None:
     await committer.stop()
 
 
+class _AwayConsumer(_Consumer):
+    """A group coordinator that never answers: aiokafka's commit then retries for ever."""
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_commit_the_coordinator_never_answers_is_given_up_and_kept() -> None:
+    consumer = _AwayConsumer({A0}, [])
+    committer = OffsetCommitter(interval_s=60)
+    committer.commit_timeout_s = 0.1
+    committer.done(consumer, _records("a", 0, 1))  # type: ignore[arg-type]
+    await asyncio.wait_for(committer.flush(), 5)
+    assert committer.pending == {A0: 2}  # kept for the next round
+    flushing = asyncio.create_task(committer.flush())
+    await asyncio.sleep(0.02)
+    flushing.cancel()  # a stop cancels a commit in flight: its positions are kept too
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+    assert committer.pending == {A0: 2}
+    await committer.stop()
+
+
+async def test_a_revoke_is_not_held_for_ever_by_a_commit_in_flight() -> None:
+    """The background commit holds the lock a revoke waits for; the consumer's close
+    waits for the revoke. A commit that never ended hung the close, and so the stop."""
+    consumer = _AwayConsumer({A0}, [])
+    committer = OffsetCommitter(interval_s=60)
+    committer.commit_timeout_s = 0.2
+    committer.done(consumer, _records("a", 0, 1))  # type: ignore[arg-type]
+    in_flight = asyncio.create_task(committer.flush())
+    await asyncio.sleep(0.02)
+    await asyncio.wait_for(committer.listener().on_partitions_revoked({A0}), 5)
+    await in_flight
+    assert committer.pending == {A0: 2}
+    await committer.stop()
+
+
 @pytest.mark.kafka
 async def test_a_stop_does_not_wait_forever_for_the_group_coordinator(
     service_settings, monkeypatch

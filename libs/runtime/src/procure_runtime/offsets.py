@@ -28,8 +28,12 @@ log = get_logger("procure.offsets")
 class OffsetCommitter:
     """Commits the positions of records already applied, at most every `interval_s`."""
 
-    def __init__(self, interval_s: float) -> None:
+    def __init__(self, interval_s: float, commit_timeout_s: float = 10.0) -> None:
         self.interval_s = interval_s
+        # aiokafka retries a commit without end while the group coordinator is away (and
+        # for good once the consumer is closing): one commit waited for for ever held the
+        # lock that a revoke and a stop wait for, so the consumer's own close hung.
+        self.commit_timeout_s = commit_timeout_s
         self._consumer: AIOKafkaConsumer | None = None
         self._pending: dict[TopicPartition, int] = {}
         self._due = asyncio.Event()
@@ -91,20 +95,26 @@ class OffsetCommitter:
             for tp in offsets:
                 del self._pending[tp]
             try:
-                await consumer.commit(offsets)
+                await asyncio.wait_for(consumer.commit(offsets), self.commit_timeout_s)
                 self.commits += 1
-            except (KafkaError, IllegalStateError) as exc:
+            except (KafkaError, IllegalStateError, TimeoutError) as exc:
                 # A rebalance under way (CommitFailedError) or the coordinator away
                 # (aiokafka already retried what is retriable): kept for the next round.
                 rebalanced = isinstance(exc, (CommitFailedError, IllegalStateError))
                 log.log(
                     logging.INFO if rebalanced else logging.WARNING,
                     "offsets not committed yet; retrying",
-                    error=repr(exc),
+                    error=repr(exc) if not isinstance(exc, TimeoutError) else "timed out",
                 )
-                for tp, offset in offsets.items():
-                    self._pending[tp] = max(self._pending.get(tp, 0), offset)
+                self._keep(offsets)
                 self._due.set()
+            except asyncio.CancelledError:  # a stop: what is kept may still be committed
+                self._keep(offsets)
+                raise
+
+    def _keep(self, offsets: dict[TopicPartition, int]) -> None:
+        for tp, offset in offsets.items():
+            self._pending[tp] = max(self._pending.get(tp, 0), offset)
 
     def assigned(self, partitions: set[TopicPartition]) -> None:
         """A rebalance gave this instance `partitions`. Every position still pending is

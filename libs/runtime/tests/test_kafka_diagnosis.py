@@ -1,6 +1,8 @@
 """Why a service cannot reach Kafka, in words an operator can act on: aiokafka's
 "Unable to bootstrap" names the servers, not the cause."""
 
+import asyncio
+
 import pytest
 
 from procure_devstack.ports import free_port
@@ -69,3 +71,42 @@ async def test_the_broker_is_retried_whatever_it_answers(tmp_path, monkeypatch) 
 
 async def _no_wait(_: float) -> None:
     return None
+
+
+@pytest.mark.kafka
+async def test_a_consumer_that_failed_to_start_is_closed_before_the_next_attempt(
+    service_settings, monkeypatch
+) -> None:
+    """A subscriber's consumer that connected, then failed to start (a topic it may not
+    read), was kept open: each retry left one more, with its connections and metadata
+    task, until the process ended."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.errors import TopicAuthorizationFailedError
+
+    from probe_service import build
+
+    started, stopped = [], []
+    start, stop = AIOKafkaConsumer.start, AIOKafkaConsumer.stop
+
+    async def refused_once(self) -> None:
+        await start(self)  # bootstrapped: connections and a metadata task
+        started.append(self)
+        if len(started) == 1:
+            raise TopicAuthorizationFailedError("charge.created")
+
+    async def counted_stop(self) -> None:
+        stopped.append(self)
+        await stop(self)
+
+    monkeypatch.setattr(AIOKafkaConsumer, "start", refused_once)
+    monkeypatch.setattr(AIOKafkaConsumer, "stop", counted_stop)
+    monkeypatch.setattr("procure_runtime.service.asyncio.sleep", _no_wait)
+    _, runtime = build(service_settings("probe"))
+    await runtime.start()
+    try:
+        await asyncio.wait_for(runtime._connect_task, 60)  # type: ignore[arg-type]
+        assert len(started) == 2 and stopped == [started[0]]
+        assert runtime.broker_ready
+    finally:
+        await runtime.stop()
+    assert started[1] in stopped

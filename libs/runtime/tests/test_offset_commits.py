@@ -12,7 +12,9 @@ from probe_service import CREATED, build, charges, count
 from procure_devstack import factories as f
 from procure_devstack.testing import KafkaProbe, eventually, running
 from procure_runtime.consumer import Consumer
+from procure_runtime.kafka import close_producer
 from procure_runtime.offsets import OffsetCommitter
+from procure_runtime.outbox import OutboxRelay
 
 TOPICS = ["charge.created"]
 
@@ -359,3 +361,52 @@ async def test_a_dead_letter_of_the_batch_in_hand_at_stop_is_sent_and_its_produc
         [dead] = await kafka.read("dlq.probe", until=lambda got: len(got) >= 1, settle=0.5)
         assert dead.value == invalid
         assert await _committed_all(kafka, settings)
+
+
+@pytest.mark.kafka
+async def test_a_stop_publishes_what_the_last_commit_left_in_the_outbox(
+    service_settings, monkeypatch
+) -> None:
+    """The relay is not told of the last commit (as when it comes just before a stop);
+    the stop publishes it all the same, instead of leaving it in the outbox until the
+    service's next start."""
+    monkeypatch.setattr(OutboxRelay, "wake", lambda self: None)
+    settings = service_settings("probe")
+    _, runtime = build(settings)
+    async with _probe(settings) as kafka:
+        await runtime.start()
+        try:
+            await eventually(lambda: runtime.broker_ready, timeout=60)
+            runtime.relay.idle_wait_s = 3600
+            await asyncio.sleep(1.0)  # the relay's idle wait in hand ends: now it sleeps
+            created = f.charge_created()
+            await kafka.publish(CREATED, created)
+            await eventually(lambda: _applied(runtime, 1))
+            assert await runtime.relay.backlog() == 1  # committed, not published
+        finally:
+            await runtime.stop()
+        [ready] = await kafka.read_events("charge.ready", 1, timeout=10)
+        assert ready.data["charge_id"] == created.charge.id
+
+
+async def test_a_producer_the_broker_never_answers_is_closed_within_its_time() -> None:
+    """aiokafka never gives up an idempotent producer's batch: its stop waited for ever
+    while the broker was away, and the service's stop with it."""
+    stopped: list[str] = []
+
+    class _Sender:
+        async def close(self) -> None:
+            stopped.append("sender")
+
+    class _Client:
+        async def close(self) -> None:
+            stopped.append("client")
+
+    class _Stuck:
+        _sender, client = _Sender(), _Client()
+
+        async def stop(self) -> None:
+            await asyncio.Event().wait()  # the accumulator's flush, which never ends
+
+    await asyncio.wait_for(close_producer(_Stuck(), timeout=0.1), 5)  # type: ignore[arg-type]
+    assert stopped == ["sender", "client"]

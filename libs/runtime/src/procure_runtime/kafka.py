@@ -2,12 +2,14 @@
 security from the spec's `KAFKA_*` env, and topic creation."""
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient
@@ -160,6 +162,28 @@ def producer_options(settings: ServiceSettings, role: str) -> dict[str, Any]:
         "client_id": f"procure-{settings.service}-{role}",
         "metadata_max_age_ms": METADATA_MAX_AGE_MS,
     }
+
+
+async def close_producer(producer: AIOKafkaProducer, timeout: float) -> None:
+    """Stop `producer`, waiting at most `timeout` for what it still holds to be sent.
+    aiokafka never expires an idempotent producer's batch: with the broker away, its
+    `stop` waited for them for ever, and a service's stop with it (its pod killed at the
+    end of its grace period, nothing after that step closed). What was not sent is still
+    in the outbox, or was never acknowledged (a dead letter's offset is not committed)."""
+    try:
+        await asyncio.wait_for(producer.stop(), timeout)
+        return
+    except TimeoutError:
+        log.warning("producer closed with records unsent: the broker did not take them")
+    except Exception as exc:
+        log.warning("producer not closed cleanly", error=describe(exc, 200))
+    # Its sender retries for ever, and `stop` (marked done) does not come back to it.
+    sender = getattr(producer, "_sender", None)
+    with contextlib.suppress(Exception):
+        if sender is not None:
+            await asyncio.wait_for(sender.close(), timeout)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(producer.client.close(), timeout)
 
 
 def make_broker(settings: ServiceSettings) -> KafkaBroker:

@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from procure_runtime import metrics
 from procure_runtime.db import Database, among_param, insert_together, run_alone, utcnow
-from procure_runtime.errors import Invalid
-from procure_runtime.kafka import producer_options
+from procure_runtime.errors import Invalid, describe
+from procure_runtime.kafka import close_producer, producer_options
 from procure_runtime.logging import get_logger
 from procure_runtime.settings import ServiceSettings
 from procure_runtime.uow import Outgoing, UnitOfWork, deferred_rows
@@ -44,6 +44,8 @@ MAX_EVENT_BYTES = 1_000_000
 # What the producer of a large dead letter lets through: the broker decides (its limit
 # is on the compressed batch, as for the producer that sent the original).
 LARGE_REQUEST_BYTES = 64 * 1024 * 1024
+# How long a stop waits for the relay's producer to hand over what it holds.
+STOP_TIMEOUT_S = 3.0
 
 
 Headers = list[tuple[str, bytes | None]]
@@ -125,16 +127,28 @@ class OutboxRelay:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
-    async def stop(self) -> None:
+    async def stop(self, drain_s: float = 0.0) -> None:
+        """Stop relaying. With `drain_s`, first publish what the last commits left in the
+        outbox, for up to that long: it waited otherwise for the service's next start
+        (or another instance's relay), the whole downtime of a single instance."""
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if drain_s > 0 and self._producer is not None:
+            await self._drain(drain_s)
         await self._release()
         if self._producer is not None:
-            with contextlib.suppress(Exception):
-                await self._producer.stop()
-            self._producer = None
+            producer, self._producer = self._producer, None
+            await close_producer(producer, STOP_TIMEOUT_S)
+
+    async def _drain(self, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                while await self.publish_pending() == BATCH:
+                    pass
+        except Exception as exc:  # the broker away: the rows wait in the outbox
+            log.warning("outbox not drained at stop", error=describe(exc, 200))
 
     async def _run(self) -> None:
         backoff = self.settings.retry_backoff_s

@@ -149,6 +149,8 @@ class ServiceRuntime:
         # finished. Past this, what was applied since the last commit is read again by
         # the next owner and skipped by its inbox.
         self.stop_commit_timeout_s = 10.0
+        # How long a stop goes on publishing what the last commits left in the outbox.
+        self.stop_drain_s = 3.0
         self._connect_task: asyncio.Task[None] | None = None
         self._declare_channels()
 
@@ -251,12 +253,22 @@ class ServiceRuntime:
         await self._retry(
             "kafka", lambda: ensure_topics(s, {s.topic(t): c for t, c in topics.items()})
         )
-        await self._retry("kafka", self.broker.start)
+        await self._retry("kafka", self._start_broker)
         publishing = [s.topic(spec.topic) for spec in self.publishes]
         publishing.append(s.topic(dlq_topic(s.service)))
         await self._retry("kafka", lambda: self.relay.connect(publishing))
         self.broker_ready = True
         log.info("service started", port=s.port, topics=sorted(topics))
+
+    async def _start_broker(self) -> None:
+        try:
+            await self.broker.start()
+        except BaseException:
+            # A subscriber whose consumer failed to start (a topic it may not read) keeps
+            # it, connections and metadata task, and makes another on the next attempt.
+            with contextlib.suppress(Exception):
+                await self.broker.stop()
+            raise
 
     async def _retry(self, what: str, step: Any) -> None:
         delay = 0.5
@@ -312,7 +324,7 @@ class ServiceRuntime:
         # out through the relay's producer, so that producer is closed after it.
         with contextlib.suppress(Exception):
             await self.broker.stop()
-        await self.relay.stop()
+        await self.relay.stop(drain_s=self.stop_drain_s if self.broker_ready else 0.0)
         await self.offsets.stop()
         await self.db.dispose()
 

@@ -120,7 +120,8 @@ async def _described(
             older.append(r)
     if older:
         ids = [r.id for r in older]
-        products = dict((await session.execute(_products_of(dialect), {"ids": ids})).tuples().all())
+        found = await session.execute(_products_of(dialect), {"ids": ids})
+        products = {charge_id: product for charge_id, product in found}
         out.update({r.id: _Stored(r.id, r.sales_order_id, products[r.id]) for r in older})
     return out
 

@@ -4,16 +4,25 @@ items with no location left no trace), so such a charge keeps applying its deliv
 they come; any other starts at seq 1."""
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import insert, select
+from sqlalchemy import column, insert, select, table
 
 import procure_inventory
 from procure_devstack import factories as f
 from procure_devstack.testing import fed_directly, record
-from procure_inventory.models import announced, conversions, delivery_order, holds, stock
+from procure_inventory.models import (
+    announced,
+    conversions,
+    delivery_order,
+    holds,
+    opportunities,
+    reservations,
+    stock,
+)
 from procure_runtime import migrate
-from procure_runtime.db import Database
+from procure_runtime.db import Database, UTCDateTime
 
 MIGRATIONS = Path(procure_inventory.__file__).parent / "migrations"
 
@@ -78,3 +87,65 @@ async def test_charges_acted_for_before_the_upgrade_are_routed_once(
         assert found == {("charge", "ch-1"), ("charge", "ch-2")}
     finally:
         await db.dispose()
+
+
+async def test_reservations_lost_before_the_upgrade_are_taken_back_by_a_later_won(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Migration 0008 marks the reservations their opportunity's loss released (in the
+    loss's transaction: at or after its close), not one a person deleted before it."""
+    url = database_url("loss_upgrade")
+    db = Database(url)
+    lost_at = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    before = table(  # as the table was at 0007
+        "reservations",
+        *(column(c) for c in ("id", "opportunity_id", "quote_item_id", "product_id")),
+        *(column(c) for c in ("location_id", "quantity", "status", "picked")),
+        column("created_at", UTCDateTime()),
+        column("closed_at", UTCDateTime()),
+    )
+    try:
+        await migrate.upgrade(db, MIGRATIONS, "0007")
+        async with db.engine.begin() as conn:
+            await conn.execute(
+                insert(stock).values(product_id="p-1", location_id="loc-1", on_hand=2)
+            )
+            await conn.execute(
+                insert(opportunities).values(id="opp-1", outcome="lost", closed_at=lost_at)
+            )
+            for rid, closed in (("r-lost", lost_at), ("r-deleted", lost_at - timedelta(hours=1))):
+                await conn.execute(
+                    insert(before).values(
+                        id=rid,
+                        opportunity_id="opp-1",
+                        quote_item_id=f"qi-{rid}",
+                        product_id="p-1",
+                        location_id="loc-1",
+                        quantity=1,
+                        status="released",
+                        picked=0,
+                        created_at=lost_at - timedelta(days=1),
+                        closed_at=closed,
+                    )
+                )
+        await migrate.upgrade(db, MIGRATIONS)
+        async with db.engine.connect() as conn:
+            rows = await conn.execute(select(reservations.c.id, reservations.c.released_on_loss))
+            marked = {rid: flag for rid, flag in rows}
+        assert marked == {"r-lost": True, "r-deleted": False}
+    finally:
+        await db.dispose()
+
+    runtime = await fed_directly("inventory", url, tmp_path)
+    try:
+        product = f.product(id="p-1", inventory=True)
+        listed = [("r-lost", "loc-1", 1), ("r-deleted", "loc-1", 1)]
+        won = f.opportunity_won(
+            f.charge(product, 2, id="ch-1", reservations=listed), opportunity_id="opp-1"
+        )
+        await runtime.consumer.process(record("opportunity.won", won, 0))
+        async with runtime.db.session() as session:
+            picked = await session.scalar(select(stock.c.picked))
+        assert picked == 1  # r-lost's unit taken back; r-deleted's fails
+    finally:
+        await runtime.db.engine.dispose()

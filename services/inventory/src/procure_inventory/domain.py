@@ -157,13 +157,26 @@ def why_not_usable(reservation: Any, claim: Claim) -> str | None:
         return "the reservation does not exist"
     if claim.opportunity_id is not None and reservation.opportunity_id != claim.opportunity_id:
         return f"the reservation belongs to opportunity {reservation.opportunity_id}"
-    if reservation.status != ReservationStatus.ACTIVE:
+    if reservation.status != ReservationStatus.ACTIVE and not retaken(reservation, claim):
         return f"the reservation was {reservation.status} already"
     if reservation.product_id != claim.product_id:
         return f"the reservation is of product {reservation.product_id}, not the charge's"
     if claim.quote_item_id is not None and reservation.quote_item_id != claim.quote_item_id:
         return f"the reservation is for quote item {reservation.quote_item_id}, not the charge's"
     return None
+
+
+def retaken(reservation: Any, claim: Claim) -> bool:
+    """Whether a reservation its opportunity's loss released is taken back by a won of
+    that opportunity applied after the loss. Topics are not ordered, and the won
+    prevails (as in quotes, whichever came first): its listed units are then picked
+    from what is available, as the reservation would have given them had it come first."""
+    return (
+        claim.opportunity_id is not None
+        and reservation.opportunity_id == claim.opportunity_id
+        and bool(getattr(reservation, "released_on_loss", False))
+        and reservation.quantity > reservation.picked
+    )
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,7 @@ async def on_opportunity_lost(
     uow: UnitOfWork, data: ev.OpportunityLostV1, event: CloudEvent
 ) -> None:
     await close_opportunities(uow, [data.opportunity_id], Outcome.LOST)
-    await release_opportunity(uow, data.opportunity_id)
+    await release_opportunity(uow, data.opportunity_id, on_loss=True)
 
 
 @handlers.on(spec_for_topic("pick.requested"))

@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from procure_runtime.db import BigId, UTCDateTime, new_metadata, utcnow
@@ -102,6 +103,9 @@ reservations = Table(
     Column("reserved_by", JSON, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
     Column("closed_at", UTCDateTime(), nullable=True),
+    # Released because its opportunity was lost: a won of that opportunity applied after
+    # the loss (topics are not ordered) takes its listed units back, as if it came first.
+    Column("released_on_loss", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 # Opportunities inventory has seen won or lost (`outcome`), or reserved for while open

@@ -5,7 +5,7 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
@@ -54,10 +54,12 @@ async def locked_reservation(uow: UnitOfWork, reservation_id: str) -> Any:
     return (await uow.session.execute(query)).first()
 
 
-async def release(uow: UnitOfWork, row: Any, correlation: str | None = None) -> None:
+async def release(
+    uow: UnitOfWork, row: Any, correlation: str | None = None, *, on_loss: bool = False
+) -> None:
     """Give back everything an active reservation still holds. One that charges of the
     won being settled picked from already (`pick_listed` with `rest_later`) is closed as
-    picked, the rest released."""
+    picked, the rest released (`on_loss`: because its opportunity was lost)."""
     held = row.quantity - row.picked
     if not await stock.change(uow.session, row.product_id, row.location_id, reserved=-held):
         raise RuntimeError(f"stock of reservation {row.id} holds less than it reserved")
@@ -65,7 +67,7 @@ async def release(uow: UnitOfWork, row: Any, correlation: str | None = None) -> 
     await uow.session.execute(
         update(reservations)
         .where(reservations.c.id == row.id)
-        .values(status=status, closed_at=utcnow())
+        .values(status=status, closed_at=utcnow(), released_on_loss=on_loss)
     )
     if held:
         uow.emit(RELEASED, reservation_event(row, held), correlationid=correlation)
@@ -74,10 +76,16 @@ async def release(uow: UnitOfWork, row: Any, correlation: str | None = None) -> 
 @functools.cache
 def _close(dialect: str) -> Any:
     insert = upsert_insert(opportunities, dialect)
-    return insert.on_conflict_do_update(  # the first outcome seen stays
+    # The first outcome seen stays, but a won prevails over a loss applied before it, as
+    # in quotes (topics are not ordered): its listed reservations are taken back.
+    outcome = case(
+        (insert.excluded.outcome == Outcome.WON, insert.excluded.outcome),
+        else_=func.coalesce(opportunities.c.outcome, insert.excluded.outcome),
+    )
+    return insert.on_conflict_do_update(
         index_elements=[opportunities.c.id],
         set_={
-            "outcome": func.coalesce(opportunities.c.outcome, insert.excluded.outcome),
+            "outcome": outcome,
             "closed_at": func.coalesce(opportunities.c.closed_at, insert.excluded.closed_at),
         },
     )
@@ -136,9 +144,10 @@ async def opportunities_holding(session: Any, opportunity_ids: list[str]) -> set
 
 
 async def release_opportunity(
-    uow: UnitOfWork, opportunity_id: str, correlation: str | None = None
+    uow: UnitOfWork, opportunity_id: str, correlation: str | None = None, *, on_loss: bool = False
 ) -> None:
-    """Release every reservation the opportunity still has active."""
+    """Release every reservation the opportunity still has active (`on_loss`: it was
+    lost)."""
     ids = (
         await uow.session.scalars(
             select(reservations.c.id)
@@ -152,7 +161,7 @@ async def release_opportunity(
     for reservation_id in ids:
         row = await locked_reservation(uow, reservation_id)
         if row.status == ReservationStatus.ACTIVE:
-            await release(uow, row, correlation=correlation)
+            await release(uow, row, correlation=correlation, on_loss=on_loss)
 
 
 async def pick_listed(
@@ -205,6 +214,9 @@ async def pick_reservation(
         # tell. A second pick.failed would have quotes order those units twice.
         return
     refused = why_not_usable(row, claim)
+    if refused is None and row.status != ReservationStatus.ACTIVE:  # `retaken`
+        await _retake(uow, claim, row, listed, correlation)
+        return
     plan = convert(listed, None if refused else row.quantity - row.picked)
     if plan.pick:
         moved = await stock.change(
@@ -243,6 +255,51 @@ async def pick_reservation(
                 quantity=plan.shortfall,
                 reason=refused or f"the reservation holds only {plan.pick} units",
                 reservation_id=reservation_id,
+            ),
+            correlationid=correlation,
+        )
+
+
+async def _retake(uow: UnitOfWork, claim: Claim, row: Any, listed: int, correlation: str) -> None:
+    """A won applied after its opportunity's loss (`retaken`): the listed units its
+    reservation held are picked again from what is available at its location, all or
+    nothing (R7's rule for a pick from stock); what cannot be fails as any shortfall."""
+    want = min(listed, row.quantity - row.picked)
+    took = await stock.change(uow.session, row.product_id, row.location_id, picked=want)
+    if took:
+        await _hold_and_announce(
+            uow,
+            claim.charge_id,
+            row.product_id,
+            row.location_id,
+            want,
+            correlation,
+            reservation_id=row.id,
+        )
+        await uow.session.execute(
+            update(reservations)
+            .where(reservations.c.id == row.id)
+            .values(
+                status=ReservationStatus.PICKED,
+                charge_id=func.coalesce(reservations.c.charge_id, claim.charge_id),
+                picked=reservations.c.picked + want,
+            )
+        )
+    shortfall = listed - want if took else listed
+    if shortfall:
+        reason = (
+            f"the reservation holds only {want} units"
+            if took
+            else f"released when its opportunity was lost; {want} units are no longer "
+            f"available at location {row.location_id}"
+        )
+        uow.emit(
+            PICK_FAILED,
+            ev.PickFailedV1(
+                charge_id=claim.charge_id,
+                quantity=shortfall,
+                reason=reason,
+                reservation_id=row.id,
             ),
             correlationid=correlation,
         )

@@ -46,29 +46,26 @@ def test_event_catalog_doc_is_generated_from_the_registry() -> None:
     )
 
 
-def _first_published(path: Path) -> dict | None:
-    """The schema as it was in the commit that first added it (the published v1)."""
-    rel = path.relative_to(ROOT)
+def _git(*args: str) -> subprocess.CompletedProcess[str]:
     try:
-        commits = subprocess.run(
-            ["git", "log", "--diff-filter=A", "--format=%H", "--", str(rel)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        if not commits:
-            return None
-        shown = subprocess.run(
-            ["git", "show", f"{commits[-1]}:{rel}"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return json.loads(shown.stdout)
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    except OSError as exc:  # no git: the comparison cannot be made, which is no pass
+        pytest.fail(f"git is needed to read the published schemas: {exc}")
+
+
+def _first_published(path: Path) -> dict | None:
+    """The schema as it was in the commit that first added it (the published v1); None
+    for one not committed yet. A clone without that history cannot tell, and fails:
+    comparing the schema with itself would let any breaking change through."""
+    rel = str(path.relative_to(ROOT))
+    if _git("rev-parse", "--is-shallow-repository").stdout.strip() != "false":
+        pytest.fail("not a full git clone: the first published schemas cannot be read")
+    commits = _git("log", "--diff-filter=A", "--format=%H", "--", rel).stdout.split()
+    if not commits:
+        return None  # this change publishes it
+    shown = _git("show", f"{commits[-1]}:{rel}")
+    assert shown.returncode == 0, shown.stderr
+    return dict(json.loads(shown.stdout))
 
 
 @pytest.mark.parametrize("spec", REGISTRY, ids=lambda s: s.type)

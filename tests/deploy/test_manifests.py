@@ -160,7 +160,7 @@ def test_kubernetes_manifests_deploy_every_service_with_its_port_probes_and_secr
             docs["Service"]["spec"]["selector"]
             == docs["Deployment"]["spec"]["selector"]["matchLabels"]
         )
-    assert pod["spec"]["securityContext"]["runAsUser"] == 10001  # the image's user
+        assert pod["spec"]["securityContext"]["runAsUser"] == 10001  # the image's user
 
 
 def _smtp_only(service: str) -> set[str]:

@@ -118,7 +118,8 @@ async def test_a_missing_timestamp_takes_its_default_now(twin) -> None:
         rows = [{k: v for k, v in row(n).items() if k != "at"} for n in range(3)]
         await insert_many(session, things, rows)
     after = utcnow()
-    assert all(before <= r["at"] <= after for r in await stored(db, things, things.c.id))
+    got = await stored(db, things, things.c.id)
+    assert len(got) == 3 and all(before <= r["at"] <= after for r in got)
 
 
 async def test_insert_many_ignores_rows_that_exist_and_returns_the_ones_it_added(twin) -> None:

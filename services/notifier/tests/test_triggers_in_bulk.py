@@ -214,6 +214,7 @@ async def test_a_won_retry_under_new_charge_ids_adds_nothing_to_its_sales_order(
         record("opportunity.won", retry, 1),
         record("salesorder.ready_to_fulfill", ready, 2),
     ]
-    together, _, _ = await both_ways("notifier", database_url, tmp_path, records, [], queued)
+    # One run: in one batch, and one record at a time (`both_ways` compares the two).
+    together, _, _ = await both_ways("notifier", database_url, tmp_path, [], [records], queued)
     [body] = [text for _, kind, _, _, text, _ in together if kind == "ready_to_fulfill"]
     assert "Real laptop" in body and "Phantom printer" not in body

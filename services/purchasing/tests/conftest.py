@@ -89,7 +89,10 @@ class Purchasing:
 
     async def queued(self, item_id: str) -> int:
         response = await self.http.get(f"/fulfillment/{item_id}", headers=self.buyer)
-        return response.json()["quantity"] if response.status_code == 200 else 0
+        if response.status_code == 404:  # not on the queue (any other refusal is a failure)
+            return 0
+        assert response.status_code == 200, response.text
+        return int(response.json()["quantity"])
 
     async def until_queued(self, item_id: str, quantity: int) -> dict[str, Any]:
         async def check() -> dict[str, Any] | None:

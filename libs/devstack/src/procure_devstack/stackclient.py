@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from procure_contracts import CloudEvent
+from procure_contracts.registry import spec_for_type
 
 from .cli import SERVICES
 from .demo import Actor, Api, ApiError, Cast, address, at, parent
@@ -28,10 +29,7 @@ TIMEOUT = 30.0
 async def dead_letters(kafka: KafkaProbe) -> list[Landed]:
     """Every record in the stack's dead-letter topics."""
     dead = await asyncio.gather(
-        *(
-            kafka.read(f"dlq.{name}", until=lambda got: True, timeout=10, settle=1.0)
-            for name in SERVICES
-        )
+        *(kafka.read(f"dlq.{name}", to_end=True, timeout=30) for name in SERVICES)
     )
     return [r for records in dead for r in records]
 
@@ -127,8 +125,21 @@ class StackClient:
     async def expect_mail(
         self, event: CloudEvent, kind: str, recipients: Iterable[str]
     ) -> list[ReceivedMessage]:
-        """Exactly one email of `kind` per recipient for `event`, and nothing else for it."""
+        """Exactly one email of `kind` per recipient for `event`, and nothing else for it.
+        No recipients: none is due once the notifier has applied the event, and none was
+        queued for it (no mail yet before that proves nothing)."""
         want = sorted(recipients)
+        if not want:
+            spec = spec_for_type(event.type)
+            assert spec is not None, event.type
+            group = self.stack.group_id("notifier")
+
+            async def applied() -> bool:
+                return await self.kafka.lag(group, [spec.topic]) == 0
+
+            await eventually(applied, timeout=self.timeout)
+            queued = await self.get("notifier", "/notifications", event_id=event.id)
+            assert queued["items"] == [], f"{event.type} {event.id}: queued {queued['items']}"
 
         def check() -> tuple[list[ReceivedMessage]]:
             got = self.mail(event.id)

@@ -130,9 +130,12 @@ class KafkaProbe:
         until: Callable[[list[Landed]], bool] = lambda got: False,
         timeout: float = 30.0,
         settle: float = 0.0,
+        to_end: bool = False,
     ) -> list[Landed]:
         """Everything on `topic` from the beginning, until `until(records)` holds (then
-        `settle` more seconds, to catch anything extra) or `timeout` passes."""
+        `settle` more seconds, to catch anything extra) or `timeout` passes. With
+        `to_end`: everything up to each partition's end as it is now, and `TimeoutError`
+        if that is not read in time (a check that nothing is there must have looked)."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         await consumer.start()
         got: list[Landed] = []
@@ -144,14 +147,19 @@ class KafkaProbe:
                 partitions = consumer.partitions_for_topic(name)
                 if not partitions:
                     await consumer._client.force_metadata_update()  # topic may not exist yet
+                    if to_end and not consumer.partitions_for_topic(name):
+                        return got  # no such topic: nothing on it
                     if time.monotonic() > deadline:
                         return got
                     await asyncio.sleep(0.2)
             tps = [TopicPartition(name, p) for p in partitions]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps) if to_end else {}
             satisfied_at: float | None = None
             while time.monotonic() < deadline:
+                if to_end and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
+                    return got
                 batch = await consumer.getmany(timeout_ms=200)
                 for records in batch.values():
                     for r in records:
@@ -164,6 +172,8 @@ class KafkaProbe:
                     satisfied_at = time.monotonic()
                 if satisfied_at is not None and time.monotonic() - satisfied_at >= settle:
                     break
+            if to_end:
+                raise TimeoutError(f"{name}: its end not reached in {timeout} s")
             return got
         finally:
             await consumer.stop()

@@ -88,6 +88,25 @@ async def test_charges_acted_for_before_the_upgrade_are_routed_once(
     finally:
         await db.dispose()
 
+    runtime = await fed_directly("inventory", url, tmp_path)
+    try:  # announced again: a direct charge and a won, each listing a reservation
+        product = f.product(id="p-1", inventory=True)
+        again = [
+            ("charge.created", f.charge_created(f.charge(product, 1, id="ch-1", **_listing))),
+            ("opportunity.won", f.opportunity_won(f.charge(product, 1, id="ch-2", **_listing))),
+        ]
+        for n, (topic, data) in enumerate(again):
+            await runtime.consumer.process(record(topic, data, n))
+        outbox = runtime.metadata.tables["outbox"]
+        async with runtime.db.session() as session:
+            sent = (await session.execute(select(outbox.c.topic))).scalars().all()
+        assert sent == []  # no pick, no pick.failed (r-1 no longer exists)
+    finally:
+        await runtime.db.engine.dispose()
+
+
+_listing = {"reservations": [("r-1", "loc-1", 1)]}
+
 
 async def test_reservations_lost_before_the_upgrade_are_taken_back_by_a_later_won(
     database_url: Callable[[str], str], tmp_path: Path

@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from procure_contracts.registry import REGISTRY
 from procure_devstack.kafka import LocalKafkaCluster
 from procure_devstack.stackclient import dead_letters
+from procure_devstack.testing import eventually
 
 from . import flow
 
@@ -58,18 +59,35 @@ async def test_broker_killed_mid_stream_loses_nothing_acknowledged(
     async with flow.own_stack(
         tmp_path / "stack", cluster.bootstrap, sqlite, partitions=3, replication=3
     ) as c:
+        topics = [c.kafka.topic(spec.topic) for spec in REGISTRY]
+        killed: list[int] = []
 
         async def kill_a_leader() -> None:
-            topics = [c.kafka.topic(spec.topic) for spec in REGISTRY]
             victim = await _busiest_leader(cluster.bootstrap, topics)
+            killed.append(victim)
             await asyncio.to_thread(cluster.kill, victim - 1)  # node.id i + 1 is index i
             assert not cluster.nodes[victim - 1].is_running()
 
         done = await flow.run(c, flow.Hooks(submitted=kill_a_leader))
         await flow.check(c, done)
         assert await dead_letters(c.kafka) == []
-    # The crashed broker rejoins from its own data.
-    for i, node in enumerate(cluster.nodes):
-        if not node.is_running():
-            await asyncio.to_thread(cluster.start, i)
-            assert node.is_running()
+    # The crashed broker rejoins from its own data: back in sync on every partition.
+    [victim] = killed
+    await asyncio.to_thread(cluster.start, victim - 1)
+    assert cluster.nodes[victim - 1].is_running()
+
+    async def in_sync_everywhere() -> bool:
+        isrs = await _isrs(cluster.bootstrap, topics)
+        return bool(isrs) and all(victim in isr for isr in isrs)
+
+    await eventually(in_sync_everywhere, timeout=120)
+
+
+async def _isrs(bootstrap: str, topics: list[str]) -> list[list[int]]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return [p["isr"] for t in described for p in t["partitions"]]

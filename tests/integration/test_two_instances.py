@@ -1,5 +1,6 @@
 """Two instances of a service in one consumer group on one PostgreSQL database split
-the partitions and still route every charge exactly once, in order per key."""
+the partitions and still route every charge exactly once. (One relay publishes for both,
+which keeps per-key order: test_relay_leader.py.)"""
 
 import asyncio
 from collections import defaultdict

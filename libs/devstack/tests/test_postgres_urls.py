@@ -68,10 +68,11 @@ async def test_services_and_tools_talk_to_the_local_cluster_in_the_clear(
         assert await _tls_of(conn) is False
     finally:
         await conn.close()
-    if server_offers_tls:  # the control: without the option, asyncpg would use it
-        plain = postgres.asyncpg_dsn(url).split("?")[0]
-        conn = await asyncpg.connect(plain)
-        try:
-            assert await _tls_of(conn) is True
-        finally:
-            await conn.close()
+    if not server_offers_tls:  # then "in the clear" is no choice of ours (in CI: a failure)
+        pytest.skip("the server offers no TLS: nothing was turned off")
+    plain = postgres.asyncpg_dsn(url).split("?")[0]  # the control: asyncpg would use it
+    conn = await asyncpg.connect(plain)
+    try:
+        assert await _tls_of(conn) is True
+    finally:
+        await conn.close()

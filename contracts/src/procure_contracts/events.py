@@ -257,6 +257,11 @@ class ShipmentCanceledV1(Shape):
 class SalesOrderReadyToFulfillV1(Shape):
     sales_order_id: Id
     owner: Person
+    # Added in v1 (optional): which charges the order had when it became fulfillable, so
+    # that a consumer lists those, whatever order the charges' own events reach it in.
+    charge_ids: list[Id] | None = Field(
+        default=None, description="The sales order's charges when it became fulfillable"
+    )
 
 
 class SalesOrderFulfilledV1(Shape):

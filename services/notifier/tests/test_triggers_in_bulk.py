@@ -218,3 +218,50 @@ async def test_a_won_retry_under_new_charge_ids_adds_nothing_to_its_sales_order(
     together, _, _ = await both_ways("notifier", database_url, tmp_path, [], [records], queued)
     [body] = [text for _, kind, _, _, text, _ in together if kind == "ready_to_fulfill"]
     assert "Real laptop" in body and "Phantom printer" not in body
+
+
+def _fulfillable(*named: Any) -> tuple[Record, Record, Record]:
+    """so-1's won (a laptop), a direct charge added to it (a printer), and its
+    ready-to-fulfill naming the charges `named` (what quotes saw when it was published)."""
+    quoted = f.charge(f.product(name="Quoted laptop"), quantity=2)
+    direct = f.charge(f.product(name="Direct printer"), quantity=1)
+    won = f.opportunity_won(quoted, sales_order_id="so-1", so_owner=SO_OWNER)
+    ids = [{"quoted": quoted, "direct": direct}[n].id for n in named]
+    ready = ev.SalesOrderReadyToFulfillV1(
+        sales_order_id="so-1", owner=won.sales_order.owner, charge_ids=ids
+    )
+    return (
+        record("opportunity.won", won, 0),
+        record("charge.created", f.charge_created(direct, sales_order_id="so-1"), 1),
+        record("salesorder.ready_to_fulfill", ready, 2),
+    )
+
+
+def _ready_body(mails: list[tuple[Any, ...]]) -> str:
+    [body] = [body for _, kind, _, _, body, _ in mails if kind == "ready_to_fulfill"]
+    return str(body)
+
+
+async def test_the_ready_to_fulfill_mail_lists_the_charges_the_event_names(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """A charge added to the order after it became fulfillable is not on that mail,
+    whether its `charge.created` reaches the notifier before the event or after it."""
+    won, created, ready = _fulfillable("quoted")
+    before, _ = await mails_in_order([won, created, ready], database_url, "before", tmp_path)
+    after, _ = await mails_in_order([won, ready, created], database_url, "after", tmp_path)
+    assert before == after
+    assert "Quoted laptop" in _ready_body(before) and "Direct printer" not in _ready_body(before)
+
+
+async def test_the_ready_to_fulfill_mail_waits_for_every_charge_it_names(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """A charge the event names whose own event comes later: the mail waits for it,
+    instead of going out without it."""
+    won, created, ready = _fulfillable("quoted", "direct")
+    late, parked = await mails_in_order([won, ready, created], database_url, "late", tmp_path)
+    assert parked == 0
+    assert all(name in _ready_body(late) for name in ("Quoted laptop", "Direct printer"))
+    first, _ = await mails_in_order([won, created, ready], database_url, "first", tmp_path)
+    assert first == late

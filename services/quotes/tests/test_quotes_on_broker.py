@@ -403,6 +403,7 @@ async def test_the_ledger_follows_events_from_every_topic_until_a_person_fulfill
         assert ready_event.data == {
             "sales_order_id": so_id,
             "owner": won.sales_order.owner.model_dump(mode="json"),
+            "charge_ids": sorted(c.id for c in won.charges),  # the order's, at that moment
         }
 
         posted = await http.post(f"/charges/{bought.id}/post", headers=billing)

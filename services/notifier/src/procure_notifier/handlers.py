@@ -236,18 +236,27 @@ def _canceled(data: ev.ShipmentCanceledV1) -> tuple[Notice, Lines]:
 @handlers.on_batch(spec_for_topic("salesorder.ready_to_fulfill"))
 async def on_ready_to_fulfill(items: list[Applying]) -> None:
     """Only the owner is told (the event names them), with the order's charges: it waits
-    until the directory has the sales order, whose `opportunity.won` may come after it.
-    A run reads its sales orders' charges in one query."""
+    until the directory has the sales order, whose `opportunity.won` may come after it,
+    and each charge the event names (`charge_ids`), so the mail lists those whatever
+    order their own events came in. Without them (an older producer's event): the
+    charges the directory has for the order. A run reads its charges in one query."""
     session = items[0].uow.session
     if not await is_enabled(session, T.READY_TO_FULFILL):
         return
     so_ids = [i.data.sales_order_id for i in items]
     if missing := sorted(set(so_ids) - await directory.known_sales_orders(session, so_ids)):
         raise Park(f"sales orders not seen yet (opportunity.won): {missing}")
-    charges = await directory.sales_orders_charges(session, so_ids)
+    known = await _known(items[0].uow, {c for i in items for c in i.data.charge_ids or ()})
+    unnamed = [i.data.sales_order_id for i in items if i.data.charge_ids is None]
+    charges = await directory.sales_orders_charges(session, unnamed) if unnamed else {}
     for i in items:
         data: ev.SalesOrderReadyToFulfillV1 = i.data
-        lines = [item_of(c, c.quantity) for c in charges.get(data.sales_order_id, [])]
+        of_order = (
+            [known[cid] for cid in dict.fromkeys(data.charge_ids)]
+            if data.charge_ids is not None
+            else charges.get(data.sales_order_id, [])
+        )
+        lines = [item_of(c, c.quantity) for c in of_order]
         mail = Mail(address_key(data.owner.email), data.owner.name, lines)
         notice = Notice(T.READY_TO_FULFILL, "Ready to Fulfill", sales_order_id=data.sales_order_id)
         await record(i.uow, i.event, notice, [mail])

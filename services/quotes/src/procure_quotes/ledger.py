@@ -279,7 +279,8 @@ async def refresh_in_turn(turns: list[Turn], known: dict[str, Ledger] | None = N
                 status = SalesOrderStatus.IN_PROGRESS
             now_can = can_fulfill(ledgers)
             if now_can != can and now_can:
-                _ready_to_fulfill(turn.uow, so_id, Person.model_validate(owners[so_id]))
+                owner = Person.model_validate(owners[so_id])
+                _ready_to_fulfill(turn.uow, so_id, owner, sorted(of_order[so_id]))
             now[so_id] = (status, now_can)
     changed: dict[tuple[tuple[str, Any], ...], list[str]] = {}
     for so in orders:
@@ -306,15 +307,19 @@ async def settle_new_sales_order(
     all its charges, just created: no PO line, approval or delivery can exist for them
     yet (events naming them park until they exist), so nothing needs reading back."""
     if can_fulfill([ledger_of(r, ([], [])) for r in rows]):
-        _ready_to_fulfill(uow, sales_order_id, owner)
+        _ready_to_fulfill(uow, sales_order_id, owner, sorted(r.id for r in rows))
         await uow.session.execute(
             update(sales_orders).where(sales_orders.c.id == sales_order_id).values(can_fulfill=True)
         )
 
 
-def _ready_to_fulfill(uow: UnitOfWork, sales_order_id: str, owner: Person) -> None:
+def _ready_to_fulfill(
+    uow: UnitOfWork, sales_order_id: str, owner: Person, charge_ids: list[str]
+) -> None:
     uow.emit(
         READY_TO_FULFILL,
-        ev.SalesOrderReadyToFulfillV1(sales_order_id=sales_order_id, owner=owner),
+        ev.SalesOrderReadyToFulfillV1(
+            sales_order_id=sales_order_id, owner=owner, charge_ids=charge_ids
+        ),
         correlationid=sales_order_id,
     )

@@ -57,7 +57,7 @@ async def test_only_a_service_process_settles_its_heap_on_start(
     as in a test process that starts many, leaves the collector alone."""
     settled: list[bool] = []
     monkeypatch.setattr(gc_tuning, "settle_heap", lambda: settled.append(True))
-    monkeypatch.setattr(service.uvicorn, "run", lambda app, **kw: None)
+    monkeypatch.setattr(service, "_serve", lambda runtime, app, **kw: None)
     app, runtime = build(service_settings("probe"))
     await runtime.start()
     await runtime.stop()
@@ -76,7 +76,7 @@ def test_a_service_process_runs_on_uvloop_unless_told_otherwise(
     """uvloop's sockets, TLS and callbacks cost less CPU than asyncio's (bench/levers.md,
     lever 19); `PROCURE_EVENT_LOOP=asyncio` is the way back to the standard loop."""
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(service.uvicorn, "run", lambda app, **kw: seen.update(kw))
+    monkeypatch.setattr(service, "_serve", lambda runtime, app, **kw: seen.update(kw))
     monkeypatch.delenv("PROCURE_EVENT_LOOP", raising=False)
     app, runtime = build(service_settings("probe"))
     service.run(app, runtime)

@@ -4,6 +4,7 @@ broker, the outbox relay and the parking lot. A service's `app.py` builds one an
 import asyncio
 import contextlib
 import dataclasses
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from itertools import chain
 from pathlib import Path
@@ -37,6 +38,10 @@ from procure_runtime.settings import ServiceSettings, load_settings
 from procure_runtime.uow import UnitOfWork
 
 log = get_logger("procure.service")
+
+
+class StartAborted(Exception):
+    """The process was told to stop while its start waited for the database."""
 
 
 async def _the_message(msg: KafkaMessage) -> KafkaMessage:
@@ -151,6 +156,9 @@ class ServiceRuntime:
         self.stop_commit_timeout_s = 10.0
         # How long a stop goes on publishing what the last commits left in the outbox.
         self.stop_drain_s = 3.0
+        # Set by the process's signal handler (`_Server`): a start waiting for the
+        # database gives up at its next attempt.
+        self.start_aborted = False
         self._connect_task: asyncio.Task[None] | None = None
         self._declare_channels()
 
@@ -282,6 +290,8 @@ class ServiceRuntime:
                 # all consuming while the service looked healthy, and said nothing.
                 if what != "kafka" and not is_transient(exc):
                     raise
+                if what == "database" and self.start_aborted:
+                    raise StartAborted("stopped while waiting for the database") from exc
                 error = describe(exc, 300)
                 if what == "kafka":
                     if is_bootstrap_failure(exc) and (why := await self._why_no_bootstrap()):
@@ -367,7 +377,8 @@ def run(app: Any, runtime: ServiceRuntime) -> None:
     runtime.settle_heap_on_start = True
     # Before uvicorn's first lines, so they are JSON too (the runtime's start does it again).
     configure_logging(runtime.settings.service, runtime.settings.log_level)
-    uvicorn.run(
+    _serve(
+        runtime,
         app,
         host=runtime.settings.host,
         port=runtime.settings.port,
@@ -375,3 +386,31 @@ def run(app: Any, runtime: ServiceRuntime) -> None:
         log_config=None,
         access_log=False,
     )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, whose SIGTERM / SIGINT also ends a start still waiting for the
+    database: uvicorn looks at its exit flag only once startup is over, so a pod deleted
+    during a database outage waited for its SIGKILL."""
+
+    def __init__(self, config: uvicorn.Config, runtime: ServiceRuntime) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        self.runtime.start_aborted = True
+
+
+def _serve(runtime: ServiceRuntime, app: Any, **options: Any) -> None:
+    """What `uvicorn.run` does for one process, with `_Server`."""
+    server = _Server(uvicorn.Config(app, **options), runtime)
+    try:
+        server.run()  # a failed start exits (3), as it does under `uvicorn.run`
+    except SystemExit:
+        if not runtime.start_aborted:
+            raise
+        log.info("stopped as asked while waiting for the database")  # no failure
+        return
+    if not server.started:
+        sys.exit(3)

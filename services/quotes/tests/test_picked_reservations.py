@@ -65,3 +65,42 @@ async def test_a_reservation_picked_for_a_charge_leaves_its_quote_item(
     finally:
         await runtime.db.engine.dispose()
     assert item["reservations"] == [{"id": "res-2", "location_id": "loc-1", "quantity": 1}]
+
+
+async def test_a_quote_items_reservations_are_listed_in_id_order(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """What the wizard lists and a won carries, the same on both databases (the order
+    rows happened to come in differed between them)."""
+    reserved = [
+        ev.StockReservationV1(
+            reservation_id=rid,
+            opportunity_id="opp-1",
+            quote_item_id="qi-1",
+            product_id="p-1",
+            location_id="loc-1",
+            quantity=1,
+        )
+        for rid in ("res-c", "res-a", "res-b")
+    ]
+    runtime = await fed_directly("quotes", database_url("res_order"), tmp_path)
+    try:
+        async with runtime.db.session() as session:
+            await session.execute(
+                insert(opportunities).values(
+                    id="opp-1", name="Fit-out", owner={}, organization={}, status="Open"
+                )
+            )
+            await session.execute(
+                insert(quote_items).values(
+                    id="qi-1", opportunity_id="opp-1", product={}, quantity=3, unit_price=1
+                )
+            )
+            await session.commit()
+        for n, data in enumerate(reserved):
+            await runtime.consumer.process(record("stock.reserved", data, n))
+        async with runtime.db.session() as session:
+            [item] = await _items(session, "opp-1")
+    finally:
+        await runtime.db.engine.dispose()
+    assert [r["id"] for r in item["reservations"]] == ["res-a", "res-b", "res-c"]

@@ -136,11 +136,13 @@ async def _items(session: Any, opp_id: str) -> list[dict[str, Any]]:
     ).all()
     held = (
         await session.execute(
-            select(reservations).where(
+            select(reservations)
+            .where(
                 reservations.c.opportunity_id == opp_id,
                 reservations.c.released.is_(False),
                 reservations.c.id.not_in(select(picked_reservations.c.id)),
             )
+            .order_by(reservations.c.id)  # the same listing on both databases
         )
     ).all()
     return [

@@ -186,6 +186,10 @@ async def close_producer(producer: AIOKafkaProducer, timeout: float) -> None:
         await asyncio.wait_for(producer.client.close(), timeout)
 
 
+#: How long a stop waits for the batch in hand (FastStream's graceful timeout).
+GRACEFUL_TIMEOUT_S = 10.0
+
+
 def make_broker(settings: ServiceSettings) -> KafkaBroker:
     return KafkaBroker(
         # FastStream takes a str as ONE address; KAFKA_BOOTSTRAP_SERVERS may list several.
@@ -198,7 +202,7 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
         # of every topic in the cluster (bench/levers.md, lever 49).
         consumer_only=True,
         security=security_from(settings),
-        graceful_timeout=10.0,
+        graceful_timeout=GRACEFUL_TIMEOUT_S,
         logger=faststream_logger(),  # JSON like every other line of the service
         log_level=logging.DEBUG,  # one INFO line per message is too loud; ours are structured
         description=f"The {settings.service} service of the procurement platform",

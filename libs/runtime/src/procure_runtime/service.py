@@ -24,6 +24,7 @@ from procure_runtime.consumer import Consumer, EventHandlers, Record, is_transie
 from procure_runtime.db import Database
 from procure_runtime.errors import describe
 from procure_runtime.kafka import (
+    GRACEFUL_TIMEOUT_S,
     Gathering,
     ensure_topics,
     fetch_options,
@@ -33,11 +34,19 @@ from procure_runtime.kafka import (
 )
 from procure_runtime.logging import clear, configure_logging, get_logger
 from procure_runtime.offsets import OffsetCommitter
+from procure_runtime.outbox import STOP_TIMEOUT_S as RELAY_STOP_TIMEOUT_S
 from procure_runtime.outbox import OutboxRelay, write_effects
 from procure_runtime.settings import ServiceSettings, load_settings
 from procure_runtime.uow import UnitOfWork
 
 log = get_logger("procure.service")
+
+
+STOP_COMMIT_TIMEOUT_S = 10.0
+STOP_DRAIN_S = 3.0
+#: The longest a service's stop takes: the offsets committed, the batch in hand finished,
+#: the outbox drained, the producer closed. A deployment's grace period covers it.
+STOP_BUDGET_S = STOP_COMMIT_TIMEOUT_S + GRACEFUL_TIMEOUT_S + STOP_DRAIN_S + RELAY_STOP_TIMEOUT_S
 
 
 class StartAborted(Exception):
@@ -153,9 +162,9 @@ class ServiceRuntime:
         # a commit while the group coordinator is away, without end: a stop then never
         # finished. Past this, what was applied since the last commit is read again by
         # the next owner and skipped by its inbox.
-        self.stop_commit_timeout_s = 10.0
+        self.stop_commit_timeout_s = STOP_COMMIT_TIMEOUT_S
         # How long a stop goes on publishing what the last commits left in the outbox.
-        self.stop_drain_s = 3.0
+        self.stop_drain_s = STOP_DRAIN_S
         # Set by the process's signal handler (`_Server`): a start waiting for the
         # database gives up at its next attempt.
         self.start_aborted = False

@@ -731,6 +731,15 @@ class Database:
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                # Outside a transaction: every SQLite transaction here takes the write
+                # lock (BEGIN IMMEDIATE), so a probe waited behind any long write and the
+                # readiness check reported the database unreachable. A read needs no lock
+                # (WAL).
+                raw: Any = (await conn.get_raw_connection()).driver_connection
+                async with raw.execute("SELECT 1") as cursor:
+                    await cursor.fetchone()
+                return
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:

@@ -81,7 +81,7 @@ async def test_a_quote_items_reservations_are_listed_in_id_order(
             location_id="loc-1",
             quantity=1,
         )
-        for rid in ("res-c", "res-a", "res-b")
+        for rid in ("r_b", "R-c", "r-a")  # a collation would put them otherwise
     ]
     runtime = await fed_directly("quotes", database_url("res_order"), tmp_path)
     try:
@@ -103,4 +103,4 @@ async def test_a_quote_items_reservations_are_listed_in_id_order(
             [item] = await _items(session, "opp-1")
     finally:
         await runtime.db.engine.dispose()
-    assert [r["id"] for r in item["reservations"]] == ["res-a", "res-b", "res-c"]
+    assert [r["id"] for r in item["reservations"]] == ["R-c", "r-a", "r_b"]

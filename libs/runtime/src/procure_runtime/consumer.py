@@ -123,6 +123,7 @@ class Record:
 #: Failed publishes of one dead letter after which it counts as stuck (an error logged,
 #: `procure_dead_letters_stuck` up): about 30 s at the retry backoff's 5 s ceiling.
 STUCK_AFTER = 10
+STUCK_REPEAT = 60
 
 #: The headers a dead letter gets (spec section 4) and the runtime's own marks: an
 #: original record's header of the same name gives way to the runtime's.
@@ -616,10 +617,14 @@ class Consumer:
                     raise
                 except Exception as exc:  # never drop: wait for the broker to take it
                     failed += 1
-                    if failed == STUCK_AFTER:
+                    if failed >= STUCK_AFTER and (failed - STUCK_AFTER) % STUCK_REPEAT:
+                        log.debug("dead-letter publish failed; retrying", error=repr(exc))
+                    elif failed >= STUCK_AFTER:
+                        if failed == STUCK_AFTER:
+                            stuck.inc()
                         # Past a broker's restart: a refusal for good (no right to write
                         # the DLQ topic, say) holds this partition until someone acts.
-                        stuck.inc()
+                        # Said again every STUCK_REPEAT attempts (about 5 minutes).
                         log.error(
                             "dead letter refused again and again; nothing after it on its "
                             "partition is applied until the broker takes it",

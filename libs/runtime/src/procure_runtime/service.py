@@ -44,9 +44,19 @@ log = get_logger("procure.service")
 
 STOP_COMMIT_TIMEOUT_S = 10.0
 STOP_DRAIN_S = 3.0
-#: The longest a service's stop takes: the offsets committed, the batch in hand finished,
-#: the outbox drained, the producer closed. A deployment's grace period covers it.
-STOP_BUDGET_S = STOP_COMMIT_TIMEOUT_S + GRACEFUL_TIMEOUT_S + STOP_DRAIN_S + RELAY_STOP_TIMEOUT_S
+#: How long a stop waits for the consumer's close beyond the batch in hand (leaving the
+#: group takes a request to a coordinator that may not answer).
+CONSUMER_CLOSE_S = 5.0
+#: The longest a service's stop takes: the offsets committed, the batch in hand finished
+#: and the consumer closed, the outbox drained, the producer closed. A deployment's
+#: grace period covers it.
+STOP_BUDGET_S = (
+    STOP_COMMIT_TIMEOUT_S
+    + GRACEFUL_TIMEOUT_S
+    + CONSUMER_CLOSE_S
+    + STOP_DRAIN_S
+    + RELAY_STOP_TIMEOUT_S
+)
 
 
 class StartAborted(Exception):
@@ -168,6 +178,7 @@ class ServiceRuntime:
         # Set by the process's signal handler (`_Server`): a start waiting for the
         # database gives up at its next attempt.
         self.start_aborted = False
+        self.start_gave_up = False  # ... and it did (`StartAborted`)
         self._connect_task: asyncio.Task[None] | None = None
         self._declare_channels()
 
@@ -300,6 +311,7 @@ class ServiceRuntime:
                 if what != "kafka" and not is_transient(exc):
                     raise
                 if what == "database" and self.start_aborted:
+                    self.start_gave_up = True
                     raise StartAborted("stopped while waiting for the database") from exc
                 error = describe(exc, 300)
                 if what == "kafka":
@@ -341,8 +353,12 @@ class ServiceRuntime:
         await self.consumer.stop_parking()
         # The broker first: its stop waits for the batch in hand, whose dead letters go
         # out through the relay's producer, so that producer is closed after it.
-        with contextlib.suppress(Exception):
-            await self.broker.stop()
+        try:
+            await asyncio.wait_for(self.broker.stop(), GRACEFUL_TIMEOUT_S + CONSUMER_CLOSE_S)
+        except TimeoutError:
+            log.warning("consumer not closed in time at stop (the group coordinator away?)")
+        except Exception as exc:
+            log.warning("consumer not closed cleanly at stop", error=describe(exc, 200))
         await self.relay.stop(drain_s=self.stop_drain_s if self.broker_ready else 0.0)
         await self.offsets.stop()
         await self.db.dispose()
@@ -417,9 +433,11 @@ def _serve(runtime: ServiceRuntime, app: Any, **options: Any) -> None:
     try:
         server.run()  # a failed start exits (3), as it does under `uvicorn.run`
     except SystemExit:
-        if not runtime.start_aborted:
+        if not runtime.start_gave_up:
             raise
         log.info("stopped as asked while waiting for the database")  # no failure
+        return
+    except KeyboardInterrupt:  # Ctrl-C, after a clean shutdown (as `uvicorn.run`)
         return
     if not server.started:
         sys.exit(3)

@@ -355,7 +355,7 @@ async def receive_serials(
             serials.c.product_id == product_id,
             among(serials.c.serial, numbers, dialect_of(session)),
         )
-        .order_by(serials.c.serial)
+        .order_by(*lock_order(dialect_of(session), serials.c.serial))
         .with_for_update()
     )
     rows = (await session.execute(query)).all()

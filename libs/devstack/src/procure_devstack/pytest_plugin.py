@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from procure_devstack.hangs import Watchdog, add_to_report
 from procure_devstack.kafka import LocalKafka
 from procure_devstack.ports import free_ports
 from procure_devstack.testing import unique
@@ -153,6 +154,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     # In CI a skipped test is a failure: nothing may pass by not running. Made so here,
     # where the report is made: by the time it is logged, pytest has counted the skip.
     report = yield
+    add_to_report(item, report)
     if os.environ.get("CI") and report.skipped and report.when in ("setup", "call"):
         where = report.longrepr  # a skip's is (path, line, reason)
         if isinstance(where, tuple) and len(where) == 3:
@@ -160,3 +162,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.outcome = "failed"  # in setup (a fixture skipped, a mark): an error
         report.longrepr = f"skipped in CI: {where}"
     return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    # A test that hangs on an await reports what every task was awaiting (`hangs`).
+    with Watchdog(item):
+        return (yield)

@@ -18,6 +18,7 @@ from pydantic import AliasChoices
 
 from procure_devstack.cli import SERVICES
 from procure_notifier.sender import SmtpSettings
+from procure_runtime.service import STOP_BUDGET_S
 from procure_runtime.settings import DEFAULT_PORTS, ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,6 +162,19 @@ def test_kubernetes_manifests_deploy_every_service_with_its_port_probes_and_secr
             == docs["Deployment"]["spec"]["selector"]["matchLabels"]
         )
         assert pod["spec"]["securityContext"]["runAsUser"] == 10001  # the image's user
+
+
+def test_each_grace_period_covers_its_services_longest_stop() -> None:
+    """Killed before its stop is over, a service leaves the batch in hand to be read
+    again and the outbox's last events until its next start. The notifier's senders
+    first finish the mail in hand and say QUIT, each step up to its SMTP timeout."""
+    config = {d["kind"]: d for d in _documents(DEPLOY / "k8s" / "config.yaml")}
+    smtp = SmtpSettings.model_validate(config["ConfigMap"]["data"])
+    for service in SERVICES:
+        docs = {d["kind"]: d for d in _documents(DEPLOY / "k8s" / f"{service}.yaml")}
+        grace = docs["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        senders = 2 * smtp.timeout_s if service == "notifier" else 0
+        assert grace >= STOP_BUDGET_S + senders, service
 
 
 def _smtp_only(service: str) -> set[str]:

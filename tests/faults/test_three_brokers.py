@@ -37,14 +37,18 @@ def cluster(tmp_path: Path) -> Iterator[LocalKafkaCluster]:
             kafka.kill(i)
 
 
-async def _busiest_leader(bootstrap: str, topics: list[str]) -> int:
+async def _partitions(bootstrap: str, topics: list[str]) -> list[dict]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         described = await admin.describe_topics(topics)
     finally:
         await admin.close()
-    leaders = Counter(p["leader"] for t in described for p in t["partitions"])
+    return [p for t in described for p in t["partitions"]]
+
+
+async def _busiest_leader(bootstrap: str, topics: list[str]) -> int:
+    leaders = Counter(p["leader"] for p in await _partitions(bootstrap, topics))
     # Node 1 is where the test's own clients bootstrap from first; any other will do.
     return max((n for n in leaders if n != 1), key=lambda n: leaders[n])
 
@@ -77,17 +81,7 @@ async def test_broker_killed_mid_stream_loses_nothing_acknowledged(
     assert cluster.nodes[victim - 1].is_running()
 
     async def in_sync_everywhere() -> bool:
-        isrs = await _isrs(cluster.bootstrap, topics)
+        isrs = [p["isr"] for p in await _partitions(cluster.bootstrap, topics)]
         return bool(isrs) and all(victim in isr for isr in isrs)
 
     await eventually(in_sync_everywhere, timeout=120)
-
-
-async def _isrs(bootstrap: str, topics: list[str]) -> list[list[int]]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(topics)
-    finally:
-        await admin.close()
-    return [p["isr"] for t in described for p in t["partitions"]]

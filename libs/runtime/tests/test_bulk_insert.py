@@ -14,7 +14,6 @@ from sqlalchemy import (
     Column,
     Integer,
     LargeBinary,
-    Numeric,
     String,
     Table,
     Text,
@@ -27,6 +26,7 @@ from procure_contracts.shapes import Person
 from procure_runtime.db import (
     BigId,
     Database,
+    MoneyAmount,
     UTCDateTime,
     insert_all,
     insert_many,
@@ -47,7 +47,7 @@ things = Table(
     Column("doc", JSON, nullable=True),
     Column("person", JSON, nullable=False, default=dict),
     Column("blob", LargeBinary, nullable=False),
-    Column("price", Numeric(18, 2), nullable=False),
+    Column("price", MoneyAmount(), nullable=False),
     Column("at", UTCDateTime(), nullable=False, default=utcnow),
 )
 lines = Table(

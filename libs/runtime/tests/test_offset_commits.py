@@ -391,22 +391,30 @@ async def test_a_stop_publishes_what_the_last_commit_left_in_the_outbox(
 
 async def test_a_producer_the_broker_never_answers_is_closed_within_its_time() -> None:
     """aiokafka never gives up an idempotent producer's batch: its stop waited for ever
-    while the broker was away, and the service's stop with it."""
+    while the broker was away, and the service's stop with it. Every step of the close
+    shares one deadline, and the batches it held are failed, so nothing waits on them."""
     stopped: list[str] = []
 
+    class _Accumulator:
+        def fail_all(self, exception: Exception) -> None:
+            stopped.append("batches failed")
+
     class _Sender:
-        async def close(self) -> None:
+        async def close(self) -> None:  # its in-flight requests never answered either
             stopped.append("sender")
+            await asyncio.Event().wait()
 
     class _Client:
         async def close(self) -> None:
             stopped.append("client")
 
     class _Stuck:
-        _sender, client = _Sender(), _Client()
+        _message_accumulator, _sender, client = _Accumulator(), _Sender(), _Client()
 
         async def stop(self) -> None:
             await asyncio.Event().wait()  # the accumulator's flush, which never ends
 
-    await asyncio.wait_for(close_producer(_Stuck(), timeout=0.1), 5)  # type: ignore[arg-type]
-    assert stopped == ["sender", "client"]
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(close_producer(_Stuck(), timeout=0.5), 5)  # type: ignore[arg-type]
+    assert asyncio.get_running_loop().time() - started < 0.8  # one deadline for all
+    assert stopped == ["batches failed", "sender", "client"]

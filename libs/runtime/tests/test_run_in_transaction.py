@@ -311,3 +311,12 @@ async def test_among_takes_more_values_than_sqlite_takes_parameters(db) -> None:
             select(items.c.id).where(among(items.c.name, ["a"], db.dialect))
         )
         assert few.all() == [1]
+
+
+async def test_the_readiness_ping_does_not_wait_behind_a_write(db) -> None:
+    """On SQLite every transaction takes the write lock at BEGIN: a ping in one waited for
+    a long write (a bulk event, up to the 30 s busy timeout), and `/readyz` said the
+    database was unreachable. On PostgreSQL a SELECT 1 never waited."""
+    async with db.session() as writing:
+        await writing.execute(items.insert().values(id=1, name="held"))
+        await asyncio.wait_for(db.ping(), timeout=2)  # the write is still open

@@ -3,6 +3,7 @@ in the statements of one event, and leaves what one event at a time leaves: the 
 stock levels, holds, serials and movements (a transfer applied once, serials taken
 oldest first); a serial received twice in a run refuses neither receipt."""
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from procure_contracts.status import POStatus
 from procure_devstack import factories as f
 from procure_devstack.testing import both_ways, counted, fed_directly, record
 from procure_inventory.models import holds, movements, serials, stock
+from procure_inventory.stock import add_serials, move_serials, take_serials
 from procure_runtime.consumer import Record
 
 
@@ -288,3 +290,39 @@ async def test_tens_of_thousands_of_serials_come_in_go_out_and_come_back(
         assert await runtime.consumer.parked_count() == 0
     finally:
         await runtime.db.engine.dispose()
+
+
+async def test_a_receipt_does_not_take_a_serial_a_pick_holds_meanwhile(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """A free serial a receipt names, picked for a charge while the receipt is applied:
+    the receipt waits for the pick and leaves the serial with its charge. It read the
+    serial as free and then moved it to its own charge, over the pick's commit, so the
+    picked charge held a unit whose serial was another's (PostgreSQL)."""
+    runtime = await fed_directly("inventory", database_url("race"), tmp_path)
+    try:
+        async with runtime.transaction() as uow:
+            await add_serials(uow.session, "p-2", "loc-1", ["S9"])
+        async with runtime.transaction() as picking:
+            assert await take_serials(picking.session, "p-2", "loc-1", 1, None) == ["S9"]
+            received = receipt(8, ("ch-9", "p-2", "loc-1", 1, ["S9"]))
+            receiving = asyncio.create_task(
+                runtime.consumer.process(record("units.received", received, 0))
+            )
+            await asyncio.sleep(0.5)
+            assert not receiving.done()  # waits for the pick's lock
+            assert await move_serials(
+                picking.session,
+                "p-2",
+                ["S9"],
+                at="loc-1",
+                held_for=None,
+                to="loc-1",
+                charge_id="ch-picked",
+            )
+        await receiving
+        state = await end_state(runtime)
+    finally:
+        await runtime.db.engine.dispose()
+    assert [s[:2] + s[3:] for s in state["serials"]] == [("p-2", "S9", "ch-picked")]
+    assert ("ch-9", "p-2", "loc-1", 1) in state["holds"]  # its unit is stocked all the same

@@ -120,6 +120,11 @@ class Record:
     headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
+#: Failed publishes of one dead letter after which it counts as stuck (an error logged,
+#: `procure_dead_letters_stuck` up): about 30 s at the retry backoff's 5 s ceiling.
+STUCK_AFTER = 10
+STUCK_REPEAT = 60
+
 #: The headers a dead letter gets (spec section 4) and the runtime's own marks: an
 #: original record's header of the same name gives way to the runtime's.
 DEAD_LETTER_HEADERS = frozenset(
@@ -596,22 +601,46 @@ class Consumer:
         }
         headers = [h for h in record.headers if h[0] not in DEAD_LETTER_HEADERS]
         headers += [(k, v.encode()) for k, v in marks.items()]
-        backoff = self.settings.retry_backoff_s
-        while True:
-            try:
-                await self.publish(
-                    record.value,
-                    self.settings.topic(dlq_topic(self.settings.service)),
-                    key=record.key,
-                    headers=headers,
-                )
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # never drop: wait for the broker to come back
-                log.warning("dead-letter publish failed; retrying", error=repr(exc))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        backoff, failed = self.settings.retry_backoff_s, 0
+        stuck = metrics.DEAD_LETTERS_STUCK.labels(self.settings.service)
+        try:
+            while True:
+                try:
+                    await self.publish(
+                        record.value,
+                        self.settings.topic(dlq_topic(self.settings.service)),
+                        key=record.key,
+                        headers=headers,
+                    )
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # never drop: wait for the broker to take it
+                    failed += 1
+                    if failed >= STUCK_AFTER and (failed - STUCK_AFTER) % STUCK_REPEAT:
+                        log.debug("dead-letter publish failed; retrying", error=repr(exc))
+                    elif failed >= STUCK_AFTER:
+                        if failed == STUCK_AFTER:
+                            stuck.inc()
+                        # Past a broker's restart: a refusal for good (no right to write
+                        # the DLQ topic, say) holds this partition until someone acts.
+                        # Said again every STUCK_REPEAT attempts (about 5 minutes).
+                        log.error(
+                            "dead letter refused again and again; nothing after it on its "
+                            "partition is applied until the broker takes it",
+                            topic=record.topic,
+                            partition=record.partition,
+                            offset=record.offset,
+                            attempts=failed,
+                            error=repr(exc),
+                        )
+                    else:
+                        log.warning("dead-letter publish failed; retrying", error=repr(exc))
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            if failed >= STUCK_AFTER:
+                stuck.dec()
         metrics.DEAD_LETTERED.labels(self.settings.service, record.topic, error_type).inc()
         log.warning(
             "dead-lettered",

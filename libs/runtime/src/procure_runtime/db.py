@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NoReturn
 
 import pydantic_core
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
@@ -88,6 +90,49 @@ async def id_for_new(
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+CENT = Decimal("0.01")
+
+
+class _WholeCents(Numeric[Decimal]):
+    """SQLite's side of `MoneyAmount`: the integer goes to the driver as it is (Numeric
+    would make it a float) and comes back as stored (an INTEGER in a NUMERIC column)."""
+
+    def bind_processor(self, dialect: Any) -> None:
+        return None
+
+    def result_processor(self, dialect: Any, coltype: Any) -> None:
+        return None
+
+
+class MoneyAmount(TypeDecorator[Decimal]):
+    """A money amount, exact to the cent on both dialects: `NUMERIC(18,2)` on PostgreSQL,
+    whole cents on SQLite. SQLite has no decimal type and SQLAlchemy stored a Decimal as
+    a float there (under 16 significant digits: 99999999999999.99 came back a cent off,
+    the contract's largest amount as 10^16, beyond its bound, a 500 on the next read).
+    Rounded half away from zero on both, as PostgreSQL rounds to the column's scale."""
+
+    impl = Numeric(18, 2)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name == "sqlite":
+            return _WholeCents(18, 2)  # the column stays NUMERIC(18,2), as migrated
+        return dialect.type_descriptor(Numeric(18, 2))
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        amount = Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+        return int(amount.scaleb(2)) if dialect.name == "sqlite" else amount
+
+    def process_result_value(self, value: Any, dialect: Any) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return Decimal(int(value)).scaleb(-2)
+        return Decimal(value)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -686,6 +731,15 @@ class Database:
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                # Outside a transaction: every SQLite transaction here takes the write
+                # lock (BEGIN IMMEDIATE), so a probe waited behind any long write and the
+                # readiness check reported the database unreachable. A read needs no lock
+                # (WAL).
+                raw: Any = (await conn.get_raw_connection()).driver_connection
+                async with raw.execute("SELECT 1") as cursor:
+                    await cursor.fetchone()
+                return
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:

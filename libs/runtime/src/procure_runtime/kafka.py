@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.conn import create_conn
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from aiokafka.protocol.metadata import MetadataRequest
 from faststream.kafka import KafkaBroker
 from faststream.kafka.security import parse_security
@@ -165,25 +165,40 @@ def producer_options(settings: ServiceSettings, role: str) -> dict[str, Any]:
 
 
 async def close_producer(producer: AIOKafkaProducer, timeout: float) -> None:
-    """Stop `producer`, waiting at most `timeout` for what it still holds to be sent.
-    aiokafka never expires an idempotent producer's batch: with the broker away, its
-    `stop` waited for them for ever, and a service's stop with it (its pod killed at the
-    end of its grace period, nothing after that step closed). What was not sent is still
-    in the outbox, or was never acknowledged (a dead letter's offset is not committed)."""
+    """Stop `producer` within `timeout` (all its steps together), waiting for what it
+    still holds to be sent. aiokafka never expires an idempotent producer's batch: with
+    the broker away, its `stop` waited for them for ever, and a service's stop with it
+    (its pod killed at the end of its grace period, nothing after that step closed).
+    What was not sent is still in the outbox, or was never acknowledged (a dead
+    letter's offset is not committed)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+
+    def left() -> float:
+        return max(deadline - loop.time(), 0.05)
+
     try:
-        await asyncio.wait_for(producer.stop(), timeout)
+        await asyncio.wait_for(producer.stop(), left())
         return
     except TimeoutError:
         log.warning("producer closed with records unsent: the broker did not take them")
     except Exception as exc:
         log.warning("producer not closed cleanly", error=describe(exc, 200))
     # Its sender retries for ever, and `stop` (marked done) does not come back to it.
+    # The batches it held are failed, so nothing waits for them any more (aiokafka
+    # internals: the producer has no public way to give up).
+    with contextlib.suppress(Exception):
+        producer._message_accumulator.fail_all(KafkaError("producer closed at stop"))
     sender = getattr(producer, "_sender", None)
     with contextlib.suppress(Exception):
         if sender is not None:
-            await asyncio.wait_for(sender.close(), timeout)
+            await asyncio.wait_for(sender.close(), left())
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(producer.client.close(), timeout)
+        await asyncio.wait_for(producer.client.close(), left())
+
+
+#: How long a stop waits for the batch in hand (FastStream's graceful timeout).
+GRACEFUL_TIMEOUT_S = 10.0
 
 
 def make_broker(settings: ServiceSettings) -> KafkaBroker:
@@ -198,7 +213,7 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
         # of every topic in the cluster (bench/levers.md, lever 49).
         consumer_only=True,
         security=security_from(settings),
-        graceful_timeout=10.0,
+        graceful_timeout=GRACEFUL_TIMEOUT_S,
         logger=faststream_logger(),  # JSON like every other line of the service
         log_level=logging.DEBUG,  # one INFO line per message is too loud; ours are structured
         description=f"The {settings.service} service of the procurement platform",

@@ -21,3 +21,8 @@ HANDLER_SECONDS = Histogram(
 )
 OUTBOX_BACKLOG = Gauge("procure_outbox_backlog", "Outbox rows not yet published", ["service"])
 PARKED_NOW = Gauge("procure_parked_events", "Events waiting in the parking lot", ["service"])
+DEAD_LETTERS_STUCK = Gauge(
+    "procure_dead_letters_stuck",
+    "Dead letters the broker has refused for a while: their partitions apply nothing meanwhile",
+    ["service"],
+)

@@ -60,6 +60,32 @@ def drop_outbox_sent_at() -> None:
         batch.drop_column("sent_at")
 
 
+def money_as_cents_on_sqlite(columns: dict[str, list[str]]) -> None:
+    """The step of a service's migration made when its money columns became
+    `MoneyAmount`: on SQLite the amounts, stored as floats until then, become whole cents
+    (`{table: [column, ...]}`). PostgreSQL's NUMERIC(18,2) is unchanged. An amount a
+    float had already moved (16 significant digits or more) stays as it was read."""
+    if op.get_bind().dialect.name != "sqlite":
+        return
+    for table, names in columns.items():
+        for name in names:
+            op.execute(
+                text(
+                    f'UPDATE "{table}" SET "{name}" = CAST(ROUND("{name}" * 100) AS INTEGER) '
+                    f'WHERE "{name}" IS NOT NULL'
+                )
+            )
+
+
+def money_as_units_on_sqlite(columns: dict[str, list[str]]) -> None:
+    """`money_as_cents_on_sqlite` undone."""
+    if op.get_bind().dialect.name != "sqlite":
+        return
+    for table, names in columns.items():
+        for name in names:
+            op.execute(text(f'UPDATE "{table}" SET "{name}" = "{name}" / 100.0'))
+
+
 def parked_key_as_bytes() -> None:
     """The step of each service's migration made when the parking lot began keeping a
     record's key as bytes: it was text of at most 200 characters, so a key that is not

@@ -24,6 +24,7 @@ from procure_runtime.consumer import Consumer, EventHandlers, Record, is_transie
 from procure_runtime.db import Database
 from procure_runtime.errors import describe
 from procure_runtime.kafka import (
+    GRACEFUL_TIMEOUT_S,
     Gathering,
     ensure_topics,
     fetch_options,
@@ -33,11 +34,30 @@ from procure_runtime.kafka import (
 )
 from procure_runtime.logging import clear, configure_logging, get_logger
 from procure_runtime.offsets import OffsetCommitter
+from procure_runtime.outbox import STOP_TIMEOUT_S as RELAY_STOP_TIMEOUT_S
 from procure_runtime.outbox import OutboxRelay, write_effects
 from procure_runtime.settings import ServiceSettings, load_settings
 from procure_runtime.uow import UnitOfWork
 
 log = get_logger("procure.service")
+
+
+STOP_COMMIT_TIMEOUT_S = 10.0
+STOP_DRAIN_S = 3.0
+#: What the consumer's close takes beyond the batch in hand: leaving the group is one
+#: request, well under this normally (a coordinator that does not answer holds it up to
+#: the client's 40 s request timeout; the stop waits for it).
+CONSUMER_CLOSE_S = 5.0
+#: The longest a service's stop takes: the offsets committed, the batch in hand finished
+#: and the consumer closed, the outbox drained, the producer closed. A deployment's
+#: grace period covers it.
+STOP_BUDGET_S = (
+    STOP_COMMIT_TIMEOUT_S
+    + GRACEFUL_TIMEOUT_S
+    + CONSUMER_CLOSE_S
+    + STOP_DRAIN_S
+    + RELAY_STOP_TIMEOUT_S
+)
 
 
 class StartAborted(Exception):
@@ -153,12 +173,13 @@ class ServiceRuntime:
         # a commit while the group coordinator is away, without end: a stop then never
         # finished. Past this, what was applied since the last commit is read again by
         # the next owner and skipped by its inbox.
-        self.stop_commit_timeout_s = 10.0
+        self.stop_commit_timeout_s = STOP_COMMIT_TIMEOUT_S
         # How long a stop goes on publishing what the last commits left in the outbox.
-        self.stop_drain_s = 3.0
+        self.stop_drain_s = STOP_DRAIN_S
         # Set by the process's signal handler (`_Server`): a start waiting for the
         # database gives up at its next attempt.
         self.start_aborted = False
+        self.start_gave_up = False  # ... and it did (`StartAborted`)
         self._connect_task: asyncio.Task[None] | None = None
         self._declare_channels()
 
@@ -291,6 +312,7 @@ class ServiceRuntime:
                 if what != "kafka" and not is_transient(exc):
                     raise
                 if what == "database" and self.start_aborted:
+                    self.start_gave_up = True
                     raise StartAborted("stopped while waiting for the database") from exc
                 error = describe(exc, 300)
                 if what == "kafka":
@@ -332,6 +354,8 @@ class ServiceRuntime:
         await self.consumer.stop_parking()
         # The broker first: its stop waits for the batch in hand, whose dead letters go
         # out through the relay's producer, so that producer is closed after it.
+        # Not cut short: cancelling aiokafka's consumer in the middle of its close (leaving
+        # the group) could leave the stop waiting for ever (seen once in CI).
         with contextlib.suppress(Exception):
             await self.broker.stop()
         await self.relay.stop(drain_s=self.stop_drain_s if self.broker_ready else 0.0)
@@ -408,9 +432,11 @@ def _serve(runtime: ServiceRuntime, app: Any, **options: Any) -> None:
     try:
         server.run()  # a failed start exits (3), as it does under `uvicorn.run`
     except SystemExit:
-        if not runtime.start_aborted:
+        if not runtime.start_gave_up:
             raise
         log.info("stopped as asked while waiting for the database")  # no failure
+        return
+    except KeyboardInterrupt:  # Ctrl-C, after a clean shutdown (as `uvicorn.run`)
         return
     if not server.started:
         sys.exit(3)

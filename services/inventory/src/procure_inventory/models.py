@@ -8,14 +8,13 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Integer,
-    Numeric,
     String,
     Table,
     Text,
     false,
 )
 
-from procure_runtime.db import BigId, UTCDateTime, new_metadata, utcnow
+from procure_runtime.db import BigId, MoneyAmount, UTCDateTime, new_metadata, utcnow
 
 metadata = new_metadata()
 
@@ -46,8 +45,8 @@ products = Table(
     Column("is_inventory", Boolean, nullable=False),
     Column("subject_to_procurement", Boolean, nullable=False),
     Column("serialized", Boolean, nullable=False),
-    Column("unit_cost", Numeric(18, 2), nullable=False),
-    Column("unit_price", Numeric(18, 2), nullable=False),
+    Column("unit_cost", MoneyAmount(), nullable=False),
+    Column("unit_price", MoneyAmount(), nullable=False),
     Column("vendor_id", String(200), nullable=True, index=True),
     Column("updated_at", UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow),
 )

@@ -347,14 +347,18 @@ async def receive_serials(
     serials left with their holder, as (serial, charge id)."""
     if not numbers:
         return []
-    rows = (
-        await session.execute(
-            select(serials.c.serial, serials.c.charge_id).where(
-                serials.c.product_id == product_id,
-                among(serials.c.serial, numbers, dialect_of(session)),
-            )
+    # Locked (PostgreSQL; SQLite has one writer): a pick or a transfer of one of them
+    # committed meanwhile was overwritten by the update below, which read it as free.
+    query = (
+        select(serials.c.serial, serials.c.charge_id)
+        .where(
+            serials.c.product_id == product_id,
+            among(serials.c.serial, numbers, dialect_of(session)),
         )
-    ).all()
+        .order_by(*lock_order(dialect_of(session), serials.c.serial))
+        .with_for_update()
+    )
+    rows = (await session.execute(query)).all()
     held = {r.serial: r.charge_id for r in rows if r.charge_id is not None}
     free = sorted(r.serial for r in rows if r.charge_id is None)
     if free:
@@ -363,6 +367,7 @@ async def receive_serials(
             .where(
                 serials.c.product_id == product_id,
                 among(serials.c.serial, free, dialect_of(session)),
+                serials.c.charge_id.is_(None),
             )
             .values(location_id=location_id, charge_id=charge_id)
         )

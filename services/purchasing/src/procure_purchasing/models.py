@@ -8,13 +8,12 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Integer,
-    Numeric,
     String,
     Table,
     Text,
 )
 
-from procure_runtime.db import UTCDateTime, new_metadata, utcnow
+from procure_runtime.db import MoneyAmount, UTCDateTime, new_metadata, utcnow
 from procure_runtime.replica import replica_tables
 
 metadata = new_metadata()
@@ -25,7 +24,7 @@ procurement_settings = Table(
     "procurement_settings",
     metadata,
     Column("id", String(32), primary_key=True),  # one row: "procurement"
-    Column("approval_threshold", Numeric(18, 2), nullable=True),
+    Column("approval_threshold", MoneyAmount(), nullable=True),
     Column("purchasing_team", JSON, nullable=False),
     Column("updated_by", JSON, nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False, default=utcnow),
@@ -58,8 +57,8 @@ approvals = Table(
     Column("sales_order_id", String(200), nullable=True),
     Column("product", JSON, nullable=False),
     Column("quantity", Integer, nullable=False),
-    Column("extended_cost", Numeric(18, 2), nullable=False),
-    Column("threshold", Numeric(18, 2), nullable=False),
+    Column("extended_cost", MoneyAmount(), nullable=False),
+    Column("threshold", MoneyAmount(), nullable=False),
     Column("status", String(16), nullable=False, index=True),
     Column("requested_at", UTCDateTime(), nullable=False, default=utcnow),
     Column("decided_by", JSON, nullable=True),

@@ -134,15 +134,18 @@ async def _items(session: Any, opp_id: str) -> list[dict[str, Any]]:
             .order_by(quote_items.c.created_at, quote_items.c.id)
         )
     ).all()
-    held = (
-        await session.execute(
-            select(reservations).where(
-                reservations.c.opportunity_id == opp_id,
-                reservations.c.released.is_(False),
-                reservations.c.id.not_in(select(picked_reservations.c.id)),
+    held = sorted(  # by id, in code point order: the same listing on both databases
+        (
+            await session.execute(
+                select(reservations).where(
+                    reservations.c.opportunity_id == opp_id,
+                    reservations.c.released.is_(False),
+                    reservations.c.id.not_in(select(picked_reservations.c.id)),
+                )
             )
-        )
-    ).all()
+        ).all(),
+        key=lambda r: r.id,
+    )
     return [
         {
             "id": r.id,

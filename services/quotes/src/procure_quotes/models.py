@@ -8,14 +8,13 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Integer,
-    Numeric,
     String,
     Table,
     Text,
     UniqueConstraint,
 )
 
-from procure_runtime.db import BigId, UTCDateTime, new_metadata, utcnow
+from procure_runtime.db import BigId, MoneyAmount, UTCDateTime, new_metadata, utcnow
 from procure_runtime.replica import replica_tables
 
 metadata = new_metadata()
@@ -41,7 +40,7 @@ quote_items = Table(
     ),
     Column("product", JSON, nullable=False),
     Column("quantity", Integer, nullable=False),
-    Column("unit_price", Numeric(18, 2), nullable=False),
+    Column("unit_price", MoneyAmount(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
 )
 
@@ -109,7 +108,7 @@ charges = Table(
     Column("organization", JSON, nullable=False),
     Column("destination", JSON, nullable=False),
     Column("quantity", Integer, nullable=False),
-    Column("unit_price", Numeric(18, 2), nullable=False),
+    Column("unit_price", MoneyAmount(), nullable=False),
     # Ledger counters (monotonic; statuses are derived in domain.Ledger).
     Column("ready_direct", Integer, nullable=False, default=0),
     Column("reserved_at_routing", Integer, nullable=False, default=0),

@@ -124,7 +124,8 @@ async def faststream_loop(bootstrap: str, topic: str, payload: bytes, seconds: f
         await broker.start()
         await broker.publish(payload, topic)
         with contextlib.suppress(TimeoutError):  # the first fetch can take a while
-            await asyncio.wait_for(first.wait(), 30)
+            async with asyncio.timeout(30):
+                await first.wait()
         await asyncio.sleep(seconds)  # the window starts at the first event handled
     if len(handled) < 2:
         return {**rate(0, seconds), "ok": False}

@@ -16,6 +16,7 @@ rest), the harness clock when an HTTP action returned (`ordered`, `receipt`,
 """
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import defaultdict
@@ -162,7 +163,8 @@ class Flow:
         """Each submitted PO received in full, once receiving knows it (404 until then)."""
         while not self.stop.is_set():
             try:
-                po = await asyncio.wait_for(self._to_receive.get(), self.cadence)
+                async with asyncio.timeout(self.cadence):
+                    po = await self._to_receive.get()
             except TimeoutError:
                 continue
             lines = [
@@ -209,10 +211,9 @@ class Flow:
                 return items
 
     async def _pause(self) -> None:
-        try:
-            await asyncio.wait_for(self.stop.wait(), self.cadence)
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.cadence):
+                await self.stop.wait()
 
     def _mark(self, charge_ids: list[str], point: str) -> None:
         now = time.time()

@@ -3,6 +3,7 @@ and CPU (from /proc), and each service group's consumer lag (committed offsets a
 the end of its input topics), as time series."""
 
 import asyncio
+import contextlib
 import importlib
 import os
 import time
@@ -102,10 +103,9 @@ class Samplers:
                 if time.monotonic() - last_lag >= lag_every_s:
                     last_lag = time.monotonic()
                     await self._sample_lag(admin, ends)
-                try:
-                    await asyncio.wait_for(stop.wait(), every_s)
-                except TimeoutError:
-                    pass
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(every_s):
+                        await stop.wait()
             self.sample_processes()
         finally:
             await ends.stop()

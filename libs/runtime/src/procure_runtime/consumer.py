@@ -740,7 +740,8 @@ class Consumer:
     async def _parking_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._parking_wake.wait(), timeout=1.0)
+                async with asyncio.timeout(1.0):
+                    await self._parking_wake.wait()
             self._parking_wake.clear()
             try:
                 while await self.sweep_parked():

@@ -85,10 +85,10 @@ async def why_no_bootstrap(settings: ServiceSettings, timeout: float = 10.0) -> 
     reasons = []
     for host, port in bootstrap_hosts(settings.kafka_bootstrap_servers):
         try:
-            conn = await asyncio.wait_for(
-                create_conn(host, port, request_timeout_ms=int(timeout * 1000), **security),
-                timeout,
-            )
+            async with asyncio.timeout(timeout):
+                conn = await create_conn(
+                    host, port, request_timeout_ms=int(timeout * 1000), **security
+                )
         except Exception as exc:
             reasons.append(f"{host}:{port}: {describe(exc, 200)}")
         else:
@@ -178,7 +178,8 @@ async def close_producer(producer: AIOKafkaProducer, timeout: float) -> None:
         return max(deadline - loop.time(), 0.05)
 
     try:
-        await asyncio.wait_for(producer.stop(), left())
+        async with asyncio.timeout(left()):
+            await producer.stop()
         return
     except TimeoutError:
         log.warning("producer closed with records unsent: the broker did not take them")
@@ -192,9 +193,11 @@ async def close_producer(producer: AIOKafkaProducer, timeout: float) -> None:
     sender = getattr(producer, "_sender", None)
     with contextlib.suppress(Exception):
         if sender is not None:
-            await asyncio.wait_for(sender.close(), left())
+            async with asyncio.timeout(left()):
+                await sender.close()
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(producer.client.close(), left())
+        async with asyncio.timeout(left()):
+            await producer.client.close()
 
 
 #: How long a stop waits for the batch in hand (FastStream's graceful timeout).

@@ -95,7 +95,8 @@ class OffsetCommitter:
             for tp in offsets:
                 del self._pending[tp]
             try:
-                await asyncio.wait_for(consumer.commit(offsets), self.commit_timeout_s)
+                async with asyncio.timeout(self.commit_timeout_s):
+                    await consumer.commit(offsets)
                 self.commits += 1
             except (KafkaError, IllegalStateError, TimeoutError) as exc:
                 # A rebalance under way (CommitFailedError) or the coordinator away

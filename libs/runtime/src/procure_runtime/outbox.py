@@ -167,7 +167,8 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.idle_wait_s)
+                async with asyncio.timeout(self.idle_wait_s):
+                    await self._wake.wait()
                 await asyncio.sleep(0.005)  # let a burst of commits gather into one batch
             self._wake.clear()
 
@@ -241,8 +242,8 @@ class OutboxRelay:
         readiness check: one small request)."""
         if self._producer is None:
             return False
-        updated = self._producer.client.force_metadata_update()
-        return bool(await asyncio.wait_for(updated, timeout))
+        async with asyncio.timeout(timeout):
+            return bool(await self._producer.client.force_metadata_update())
 
     async def publish(
         self, value: bytes | None, topic: str, *, key: bytes | None, headers: Headers

@@ -338,7 +338,8 @@ class ServiceRuntime:
     async def stop(self) -> None:
         self._stopping = True  # the batch in hand commits its offsets itself
         try:
-            await asyncio.wait_for(self.offsets.flush(), timeout=self.stop_commit_timeout_s)
+            async with asyncio.timeout(self.stop_commit_timeout_s):
+                await self.offsets.flush()
         except TimeoutError:
             log.warning(
                 "offsets not committed at stop: the group coordinator did not answer; "
@@ -365,7 +366,8 @@ class ServiceRuntime:
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
         try:
-            await asyncio.wait_for(self.db.ping(), timeout=3)
+            async with asyncio.timeout(3):
+                await self.db.ping()
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unreachable ({type(exc).__name__})"

@@ -264,7 +264,8 @@ class Sender:
         self._wake.set()
         if self._task:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), self.smtp.timeout_s)
+                async with asyncio.timeout(self.smtp.timeout_s):
+                    await asyncio.shield(self._task)
             except TimeoutError:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -286,7 +287,8 @@ class Sender:
             # A whole quiet poll closes the connection.
             self.idle = True
             try:
-                await asyncio.wait_for(self._wake.wait(), self.smtp.poll_s)
+                async with asyncio.timeout(self.smtp.poll_s):
+                    await self._wake.wait()
             except TimeoutError:
                 await self._close()
             self.idle = False
@@ -369,7 +371,8 @@ class Sender:
             log.error("recipient unmailable; not retried", recipient=row.recipient, reason=reason)
             return
         try:
-            await asyncio.wait_for(self.deliver(row), self.smtp.deadline_s)
+            async with asyncio.timeout(self.smtp.deadline_s):
+                await self.deliver(row)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -451,7 +454,8 @@ class Sender:
             return
         with contextlib.suppress(Exception):
             if conn.is_connected:
-                await asyncio.wait_for(conn.quit(), self.smtp.timeout_s)
+                async with asyncio.timeout(self.smtp.timeout_s):
+                    await conn.quit()
         conn.close()
 
     async def _finish(

@@ -300,6 +300,38 @@ async def test_a_stop_does_not_wait_forever_for_the_group_coordinator(
         assert await _lag(kafka, settings) == 1  # nothing committed: read again next time
 
 
+@pytest.mark.kafka
+async def test_a_consumer_that_cannot_leave_its_group_does_not_hold_the_stop(
+    service_settings,
+) -> None:
+    """Leaving the group is a request to the coordinator; one that never answered held
+    the consumer's close, and the stop, up to the client's 40 s request timeout. The stop
+    gives up on it after `stop_consumer_timeout_s` and still closes everything after it."""
+    settings = service_settings("probe")
+    app, runtime = build(settings)
+    runtime.stop_consumer_timeout_s = 0.5
+    closing = runtime.broker.stop
+    never = asyncio.Event()
+
+    async def leave_group_unanswered(*args, **kwargs) -> None:
+        await never.wait()
+
+    async with _probe(settings) as kafka:
+        stopping = running(app, runtime)
+        await stopping.__aenter__()
+        try:
+            await kafka.publish(CREATED, f.charge_created())
+            await eventually(lambda: _applied(runtime, 1))
+            runtime.broker.stop = leave_group_unanswered  # type: ignore[method-assign]
+            started = asyncio.get_running_loop().time()
+            await asyncio.wait_for(stopping.__aexit__(None, None, None), timeout=10)
+            assert asyncio.get_running_loop().time() - started < 5
+            assert runtime.relay._producer is None  # the steps after it ran
+            assert await kafka.read_events("charge.ready", 1, timeout=10)  # nothing lost
+        finally:
+            await closing()  # the real close, so nothing is left running
+
+
 async def test_a_revoke_waits_for_the_batch_being_applied() -> None:
     """A rebalance during a batch: the partitions are given up only once the batch is done
     and its positions committed. Before, the revoke committed what was done by then and

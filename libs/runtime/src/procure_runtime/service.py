@@ -44,9 +44,9 @@ log = get_logger("procure.service")
 
 STOP_COMMIT_TIMEOUT_S = 10.0
 STOP_DRAIN_S = 3.0
-#: What the consumer's close takes beyond the batch in hand: leaving the group is one
-#: request, well under this normally (a coordinator that does not answer holds it up to
-#: the client's 40 s request timeout; the stop waits for it).
+#: How long a stop waits for the consumer's close beyond the batch in hand: leaving the
+#: group is one request, well under this normally; a coordinator that does not answer
+#: held it up to the client's 40 s request timeout.
 CONSUMER_CLOSE_S = 5.0
 #: The longest a service's stop takes: the offsets committed, the batch in hand finished
 #: and the consumer closed, the outbox drained, the producer closed. A deployment's
@@ -176,6 +176,9 @@ class ServiceRuntime:
         self.stop_commit_timeout_s = STOP_COMMIT_TIMEOUT_S
         # How long a stop goes on publishing what the last commits left in the outbox.
         self.stop_drain_s = STOP_DRAIN_S
+        # How long a stop waits for the broker's stop: the batch in hand, then the
+        # consumer's close.
+        self.stop_consumer_timeout_s = GRACEFUL_TIMEOUT_S + CONSUMER_CLOSE_S
         # Set by the process's signal handler (`_Server`): a start waiting for the
         # database gives up at its next attempt.
         self.start_aborted = False
@@ -355,10 +358,13 @@ class ServiceRuntime:
         await self.consumer.stop_parking()
         # The broker first: its stop waits for the batch in hand, whose dead letters go
         # out through the relay's producer, so that producer is closed after it.
-        # Not cut short: cancelling aiokafka's consumer in the middle of its close (leaving
-        # the group) could leave the stop waiting for ever (seen once in CI).
-        with contextlib.suppress(Exception):
-            await self.broker.stop()
+        try:
+            async with asyncio.timeout(self.stop_consumer_timeout_s):
+                await self.broker.stop()
+        except TimeoutError:
+            log.warning("consumer not closed in time at stop (the group coordinator away?)")
+        except Exception as exc:
+            log.warning("consumer not closed cleanly at stop", error=describe(exc, 200))
         await self.relay.stop(drain_s=self.stop_drain_s if self.broker_ready else 0.0)
         await self.offsets.stop()
         await self.db.dispose()

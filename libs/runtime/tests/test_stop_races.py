@@ -16,6 +16,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from procure_devstack.testing import eventually, fed_directly
 from procure_runtime.offsets import OffsetCommitter
+from procure_runtime.tasks import cancel_and_wait
 
 ROOT = Path(__file__).resolve().parents[3]
 STOPPED_WITHIN_S = 5.0
@@ -100,6 +101,51 @@ async def test_the_committer_answered_as_it_is_stopped_stops() -> None:
     assert committer.pending == {TopicPartition("a", 0): 8}  # kept: may not have landed
 
 
+async def _slow_to_stop(cleanup: asyncio.Event) -> None:
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        await cleanup.wait()  # a close that takes a while
+        raise
+
+
+async def test_a_stopped_tasks_cancel_ends_with_it() -> None:
+    cleanup = asyncio.Event()
+    task = asyncio.create_task(_slow_to_stop(cleanup))
+    await asyncio.sleep(0)
+    stopping = asyncio.create_task(cancel_and_wait(task))
+    await asyncio.sleep(0.01)
+    cleanup.set()
+    assert await stopping is None
+    assert task.cancelled()
+
+
+async def test_a_cancel_of_the_one_stopping_a_task_is_passed_on() -> None:
+    """A stop under a timeout of its caller's: the stop's wait for a background task
+    swallowed the caller's cancel (`suppress(CancelledError)`), and went on past it."""
+    task = asyncio.create_task(_slow_to_stop(asyncio.Event()))
+    await asyncio.sleep(0)
+    stopping = asyncio.create_task(cancel_and_wait(task))
+    await asyncio.sleep(0.01)
+    stopping.cancel()  # the caller's timeout
+    done, _ = await asyncio.wait({stopping}, timeout=STOPPED_WITHIN_S)
+    assert stopping in done and stopping.cancelled()
+    assert task.cancelled()  # the cancel reached the task too: nothing left running
+
+
+def _cancel_swallowed(path: Path) -> list[int]:
+    """Lines of `contextlib.suppress(asyncio.CancelledError, ...)`."""
+    tree = ast.parse(path.read_text(), str(path))
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "suppress"
+        and any(isinstance(a, ast.Attribute) and a.attr == "CancelledError" for a in node.args)
+    ]
+
+
 def _wait_for_calls(path: Path) -> list[int]:
     tree = ast.parse(path.read_text(), str(path))
     return [
@@ -112,7 +158,7 @@ def _wait_for_calls(path: Path) -> list[int]:
     ]
 
 
-def test_no_code_of_the_project_waits_with_asyncio_wait_for() -> None:
+def _sources() -> list[Path]:
     sources = [
         *ROOT.glob("libs/*/src/**/*.py"),
         *ROOT.glob("services/*/src/**/*.py"),
@@ -120,5 +166,14 @@ def test_no_code_of_the_project_waits_with_asyncio_wait_for() -> None:
         *ROOT.glob("bench/**/*.py"),
     ]
     assert len(sources) > 50  # the globs found the code
-    found = {str(p.relative_to(ROOT)): lines for p in sources if (lines := _wait_for_calls(p))}
+    return sources
+
+
+def test_no_code_of_the_project_waits_with_asyncio_wait_for() -> None:
+    found = {str(p.relative_to(ROOT)): n for p in _sources() if (n := _wait_for_calls(p))}
     assert found == {}, "use `async with asyncio.timeout(...)`: wait_for can lose a cancel"
+
+
+def test_no_code_of_the_project_swallows_a_cancel_when_it_stops_a_task() -> None:
+    found = {str(p.relative_to(ROOT)): n for p in _sources() if (n := _cancel_swallowed(p))}
+    assert found == {}, "use `procure_runtime.tasks.cancel_and_wait`"

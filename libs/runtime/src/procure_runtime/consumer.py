@@ -44,6 +44,7 @@ from procure_runtime.errors import describe
 from procure_runtime.logging import bind, get_logger
 from procure_runtime.outbox import EventTooLarge, write_effects
 from procure_runtime.settings import ServiceSettings
+from procure_runtime.tasks import cancel_and_wait
 from procure_runtime.uow import UnitOfWork
 
 log = get_logger("procure.consumer")
@@ -733,9 +734,7 @@ class Consumer:
 
     async def stop_parking(self) -> None:
         if self._parking_task:
-            self._parking_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._parking_task
+            await cancel_and_wait(self._parking_task)
 
     async def _parking_loop(self) -> None:
         while True:

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from procure_runtime.logging import get_logger
+from procure_runtime.tasks import cancel_and_wait
 
 log = get_logger("procure.offsets")
 
@@ -129,9 +130,7 @@ class OffsetCommitter:
     async def stop(self) -> None:
         """Stop the background task (`flush` first: this commits nothing)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     def listener(self) -> ConsumerRebalanceListener:

@@ -30,6 +30,7 @@ from procure_runtime.errors import Invalid, describe
 from procure_runtime.kafka import close_producer, producer_options
 from procure_runtime.logging import get_logger
 from procure_runtime.settings import ServiceSettings
+from procure_runtime.tasks import cancel_and_wait
 from procure_runtime.uow import Outgoing, UnitOfWork, deferred_rows
 
 log = get_logger("procure.outbox")
@@ -132,9 +133,7 @@ class OutboxRelay:
         outbox, for up to that long: it waited otherwise for the service's next start
         (or another instance's relay), the whole downtime of a single instance."""
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         if drain_s > 0 and self._producer is not None:
             await self._drain(drain_s)
         await self._release()

@@ -37,6 +37,7 @@ from procure_runtime.offsets import OffsetCommitter
 from procure_runtime.outbox import STOP_TIMEOUT_S as RELAY_STOP_TIMEOUT_S
 from procure_runtime.outbox import OutboxRelay, write_effects
 from procure_runtime.settings import ServiceSettings, load_settings
+from procure_runtime.tasks import cancel_and_wait
 from procure_runtime.uow import UnitOfWork
 
 log = get_logger("procure.service")
@@ -352,9 +353,8 @@ class ServiceRuntime:
         except Exception as exc:
             log.warning("offsets not committed at stop", error=repr(exc))
         if self._connect_task:
-            self._connect_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._connect_task
+            with contextlib.suppress(Exception):  # how it ended: logged where it did
+                await cancel_and_wait(self._connect_task)
         await self.consumer.stop_parking()
         # The broker first: its stop waits for the batch in hand, whose dead letters go
         # out through the relay's producer, so that producer is closed after it.

@@ -42,6 +42,7 @@ from procure_runtime.db import Database, run_alone, utcnow
 from procure_runtime.errors import describe
 from procure_runtime.logging import get_logger
 from procure_runtime.settings import SpecSettings
+from procure_runtime.tasks import cancel_and_wait
 
 log = get_logger("procure.notifier.sender")
 # From a notification queued (its row written with the event that caused it) to its mail
@@ -267,9 +268,7 @@ class Sender:
                 async with asyncio.timeout(self.smtp.timeout_s):
                     await asyncio.shield(self._task)
             except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+                await cancel_and_wait(self._task)
         await self._close()
 
     async def _loop(self) -> None:

@@ -39,7 +39,7 @@ async def _stopped_in_time(
 
 async def _waiting(event: asyncio.Event) -> bool:
     """Whether a task waits on `event` now (asyncio keeps its waiters, privately)."""
-    return bool(event._waiters)  # type: ignore[attr-defined]
+    return bool(event._waiters)
 
 
 async def test_a_relay_woken_as_it_is_stopped_stops(tmp_path: Path) -> None:
@@ -133,29 +133,34 @@ async def test_a_cancel_of_the_one_stopping_a_task_is_passed_on() -> None:
     assert task.cancelled()  # the cancel reached the task too: nothing left running
 
 
-def _cancel_swallowed(path: Path) -> list[int]:
-    """Lines of `contextlib.suppress(asyncio.CancelledError, ...)`."""
-    tree = ast.parse(path.read_text(), str(path))
-    return [
-        node.lineno
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call)
+def _swallows_a_cancel(node: ast.AST) -> bool:
+    """`contextlib.suppress(asyncio.CancelledError, ...)`"""
+    return (
+        isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
         and node.func.attr == "suppress"
         and any(isinstance(a, ast.Attribute) and a.attr == "CancelledError" for a in node.args)
-    ]
+    )
 
 
-def _wait_for_calls(path: Path) -> list[int]:
-    tree = ast.parse(path.read_text(), str(path))
-    return [
-        node.lineno
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute)
+def _is_wait_for(node: ast.AST) -> bool:
+    """`asyncio.wait_for`"""
+    return (
+        isinstance(node, ast.Attribute)
         and node.attr == "wait_for"
         and isinstance(node.value, ast.Name)
         and node.value.id == "asyncio"
-    ]
+    )
+
+
+def _found(pattern: Callable[[ast.AST], bool]) -> dict[str, list[int]]:
+    """The project's files with lines where `pattern` matches."""
+    found = {}
+    for path in _sources():
+        tree = ast.parse(path.read_text(), str(path))
+        if lines := [n.lineno for n in ast.walk(tree) if pattern(n)]:  # type: ignore[attr-defined]
+            found[str(path.relative_to(ROOT))] = lines
+    return found
 
 
 def _sources() -> list[Path]:
@@ -170,10 +175,10 @@ def _sources() -> list[Path]:
 
 
 def test_no_code_of_the_project_waits_with_asyncio_wait_for() -> None:
-    found = {str(p.relative_to(ROOT)): n for p in _sources() if (n := _wait_for_calls(p))}
-    assert found == {}, "use `async with asyncio.timeout(...)`: wait_for can lose a cancel"
+    assert _found(_is_wait_for) == {}, (
+        "use `async with asyncio.timeout(...)`: wait_for can lose a cancel"
+    )
 
 
 def test_no_code_of_the_project_swallows_a_cancel_when_it_stops_a_task() -> None:
-    found = {str(p.relative_to(ROOT)): n for p in _sources() if (n := _cancel_swallowed(p))}
-    assert found == {}, "use `procure_runtime.tasks.cancel_and_wait`"
+    assert _found(_swallows_a_cancel) == {}, "use `procure_runtime.tasks.cancel_and_wait`"

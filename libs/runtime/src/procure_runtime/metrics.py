@@ -26,3 +26,8 @@ DEAD_LETTERS_STUCK = Gauge(
     "Dead letters the broker has refused for a while: their partitions apply nothing meanwhile",
     ["service"],
 )
+INBOX_PRUNED = Counter(
+    "procure_inbox_pruned_total",
+    "Inbox rows deleted past PROCURE_INBOX_RETENTION_DAYS",
+    ["service"],
+)

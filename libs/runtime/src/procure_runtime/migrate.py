@@ -8,7 +8,13 @@ from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import Column, LargeBinary, MetaData, String, create_engine, inspect, text
 
-from procure_runtime.db import NAMING, Database, UTCDateTime, add_runtime_tables
+from procure_runtime.db import (
+    INBOX_AGE_INDEX,
+    NAMING,
+    Database,
+    UTCDateTime,
+    add_runtime_tables,
+)
 
 RUNTIME_TABLES = ("outbox", "inbox", "parked")
 
@@ -120,6 +126,19 @@ def parked_key_as_text() -> None:
     op.execute(text('UPDATE parked SET "key" = CAST("key" AS TEXT) WHERE "key" IS NOT NULL'))
     with op.batch_alter_table("parked") as batch:
         batch.alter_column("key", type_=String(200), existing_nullable=True)
+
+
+def index_inbox_by_age() -> None:
+    """The step of each service's migration made when the inbox began forgetting event
+    ids past their retention (`procure_runtime.retention`): the index its prune reads. A
+    table made since (`create_runtime_tables`) has it already: nothing to do."""
+    if INBOX_AGE_INDEX in {i["name"] for i in inspect(op.get_bind()).get_indexes("inbox")}:
+        return
+    op.create_index(INBOX_AGE_INDEX, "inbox", ["processed_at"], postgresql_using="brin")
+
+
+def drop_inbox_age_index() -> None:
+    op.drop_index(INBOX_AGE_INDEX, table_name="inbox")
 
 
 def add_outbox_sent_at() -> None:

@@ -36,6 +36,7 @@ from procure_runtime.logging import clear, configure_logging, get_logger
 from procure_runtime.offsets import OffsetCommitter
 from procure_runtime.outbox import STOP_TIMEOUT_S as RELAY_STOP_TIMEOUT_S
 from procure_runtime.outbox import OutboxRelay, write_effects
+from procure_runtime.retention import InboxPruner
 from procure_runtime.settings import ServiceSettings, load_settings
 from procure_runtime.tasks import cancel_and_wait
 from procure_runtime.uow import UnitOfWork
@@ -163,6 +164,7 @@ class ServiceRuntime:
             self.settings, self.db, metadata, self.handlers, self.relay.publish, self.relay.wake
         )
         self.offsets = OffsetCommitter(self.settings.commit_interval_ms / 1000)
+        self.inbox_pruner = InboxPruner(self.settings, self.db, metadata)
         self._stopping = False
         self.broker_ready = False
         # Why the broker is not connected yet, for /readyz: an operator tells a broker
@@ -266,6 +268,7 @@ class ServiceRuntime:
         self._connect_task = asyncio.create_task(self._connect(), name="broker-connect")
         self.relay.start()
         self.consumer.start_parking()
+        self.inbox_pruner.start()
         if self.settle_heap_on_start:
             gc_tuning.settle_heap()
 
@@ -356,6 +359,7 @@ class ServiceRuntime:
             with contextlib.suppress(Exception):  # how it ended: logged where it did
                 await cancel_and_wait(self._connect_task)
         await self.consumer.stop_parking()
+        await self.inbox_pruner.stop()
         # The broker first: its stop waits for the batch in hand, whose dead letters go
         # out through the relay's producer, so that producer is closed after it.
         try:

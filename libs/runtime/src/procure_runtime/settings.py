@@ -115,6 +115,17 @@ class ServiceSettings(SpecSettings):
     # it); a stop or a rebalance commits first. 0 = after every batch.
     commit_interval_ms: int = Field(250, ge=0, validation_alias=_env("PROCURE_COMMIT_INTERVAL_MS"))
     park_timeout_s: float = Field(600.0, validation_alias=_env("PROCURE_PARK_TIMEOUT_S"))
+    # How long the inbox remembers an applied event id (`procure_runtime.retention`): a
+    # record read again after that is applied again, so keep it longer than any record
+    # can be read again (the retention of the topics consumed; Kafka's default is 7
+    # days). 0 = for ever. At most a century: a cutoff must be a date.
+    inbox_retention_days: float = Field(
+        30.0,
+        ge=0,
+        le=36500,
+        allow_inf_nan=False,
+        validation_alias=_env("PROCURE_INBOX_RETENTION_DAYS"),
+    )
     handler_max_attempts: int = Field(5, validation_alias=_env("PROCURE_HANDLER_MAX_ATTEMPTS"))
     retry_backoff_s: float = Field(0.2, validation_alias=_env("PROCURE_RETRY_BACKOFF_S"))
     jwt_secret: SecretStr = Field(

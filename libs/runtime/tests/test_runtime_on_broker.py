@@ -589,3 +589,57 @@ async def test_a_record_too_large_to_republish_as_it_is_is_dead_lettered(
     assert dead[1].headers["x-value-omitted"] == "3000000"
     assert dead[1].headers["x-original-offset"] == "1"
     assert {d.headers["x-error-type"] for d in dead} == {"invalid-json"}
+
+
+LAST_POLL = "procure_consumer_last_poll_timestamp_seconds"
+
+
+async def test_the_last_poll_stamp_moves_while_the_consumer_polls_and_stops_while_it_is_stuck(
+    service_settings,
+) -> None:
+    """No probe shows a consumer that no longer polls (a batch that never ends, a database
+    retried without end): `/readyz` asks the database and the broker, which both answer.
+    Its poll's stamp does: it moves while the consumer is idle, stays while a batch holds
+    it, and moves again once the batch is done."""
+    import time
+
+    from prometheus_client import REGISTRY
+
+    settings = service_settings("probe")
+    app, runtime = build(settings)
+    holding, release = asyncio.Event(), asyncio.Event()
+    apply = runtime.consumer.process_batch
+
+    async def held(records):
+        holding.set()
+        await release.wait()
+        return await apply(records)
+
+    runtime.consumer.process_batch = held
+
+    def stamp() -> float:
+        return REGISTRY.get_sample_value(LAST_POLL, {"service": "probe"}) or 0.0
+
+    async def moved_past(t: float) -> bool:
+        return stamp() > t
+
+    started = time.time()
+    async with running(app, runtime) as http, _probe(settings) as kafka:
+        await eventually(lambda: moved_past(started), timeout=30)
+        idle = stamp()
+        await eventually(lambda: moved_past(idle), timeout=10)  # idle: it keeps moving
+
+        created = f.charge_created()
+        await kafka.publish(CREATED, created)
+        await asyncio.wait_for(holding.wait(), 30)
+        stuck = stamp()
+        await asyncio.sleep(1.5)  # a poll returns every 100 ms when it polls
+        assert stamp() == stuck
+        exported = (await http.get("/metrics")).text
+        line = next(x for x in exported.splitlines() if x.startswith(f"{LAST_POLL}{{"))
+        assert line.startswith(f'{LAST_POLL}{{service="probe"}} ')
+        assert float(line.split()[-1]) == stuck
+
+        release.set()
+        await eventually(lambda: moved_past(stuck), timeout=10)
+        await eventually(lambda: _rows(runtime, charges, 1), timeout=10)

@@ -31,3 +31,8 @@ INBOX_PRUNED = Counter(
     "Inbox rows deleted past PROCURE_INBOX_RETENTION_DAYS",
     ["service"],
 )
+CONSUMER_LAST_POLL = Gauge(
+    "procure_consumer_last_poll_timestamp_seconds",
+    "When the consumer's last poll returned (Unix time): one that stops moving no longer polls",
+    ["service"],
+)

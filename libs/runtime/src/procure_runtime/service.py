@@ -19,7 +19,7 @@ from sqlalchemy import MetaData
 
 from procure_contracts import CloudEvent
 from procure_contracts.registry import EventSpec, compacted, dlq_topic
-from procure_runtime import gc_tuning, migrate
+from procure_runtime import gc_tuning, metrics, migrate
 from procure_runtime.consumer import Consumer, EventHandlers, Record, is_transient
 from procure_runtime.db import Database
 from procure_runtime.errors import describe
@@ -106,7 +106,7 @@ IDLE_FETCH = (1, 500)  # (fetch_min_bytes, fetch_max_wait_ms)
 
 
 def waiting_poll(
-    max_records: int, gathering: tuple[int, int]
+    max_records: int, gathering: tuple[int, int], service: str
 ) -> Callable[[AIOKafkaConsumer], Awaitable[tuple[Any, ...]]]:
     """The batch subscriber's poll. FastStream's own polls for `batch_timeout_ms` and, when
     that found nothing, sleeps as long again, deaf to records that arrive meanwhile: with a
@@ -119,11 +119,18 @@ def waiting_poll(
     ask for any record and wait longer (`IDLE_FETCH`). An idle service then makes two
     fetch cycles a second instead of one per gathering wait, and a record after a quiet
     spell is answered the moment it arrives instead of at the end of a gathering wait. The
-    fetch in flight keeps the settings it was sent with."""
+    fetch in flight keeps the settings it was sent with.
+
+    Each poll's return is stamped (`procure_consumer_last_poll_timestamp_seconds`): a
+    poll returns at least every twice the gathering wait whether records came or not, so a
+    stamp that stops moving is a consumer that no longer polls (a batch that never ends,
+    a database retried without end, a subscriber that died), which no probe shows."""
     timeout_ms = 2 * gathering[1]
+    polled = metrics.CONSUMER_LAST_POLL.labels(service)
 
     async def get_msg(consumer: AIOKafkaConsumer) -> tuple[Any, ...]:
         fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        polled.set_to_current_time()
         fetch_with(consumer, gathering if fetched else IDLE_FETCH)
         return tuple(chain.from_iterable(fetched.values()))
 
@@ -229,7 +236,7 @@ class ServiceRuntime:
             description="Consumes: " + ", ".join(topics),
         )
         subscriber.get_msg = waiting_poll(  # type: ignore[method-assign,assignment]
-            s.consume_batch, (fetch_min_bytes, fetch_max_wait_ms)
+            s.consume_batch, (fetch_min_bytes, fetch_max_wait_ms), s.service
         )
 
         @subscriber

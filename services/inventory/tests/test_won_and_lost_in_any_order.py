@@ -163,3 +163,74 @@ async def test_a_won_after_its_loss_fails_the_units_no_longer_available(
     assert (on_hand, reserved, picked) == (6, 0, 5)
     assert state["holds"] == []
     assert ("r-1", "released", 0, None) in [tuple(r) for r in state["reservations"]]
+
+
+def _direct(procured: bool) -> ev.ChargeCreatedV1:
+    """A charge added directly to a ticket (no opportunity) listing the opportunity's
+    reservations r-1 (2 of its 3) and r-3 (deleted before)."""
+    product = f.product(id=P, inventory=True, procurement=procured)
+    listed = f.charge(product, 3, id="ch-1", reservations=[("r-1", LOC, 2), ("r-3", LOC, 1)])
+    return f.charge_created(listed)
+
+
+async def test_a_direct_charge_after_the_loss_leaves_what_it_leaves_before_it(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Before the loss, the direct charge's listed units of r-1 became its pick, and the
+    loss found nothing of them to release. After the loss, which released them, it takes
+    them back from what is available, as a won of the lost opportunity does: the same end
+    state either way (before, it failed them and quotes sent them to procurement)."""
+    created, lost = _direct(procured=True), ev.OpportunityLostV1(opportunity_id=OPP)
+    charge_first = await _applied(
+        database_url,
+        tmp_path,
+        "charge_first",
+        [("charge.created", created), ("opportunity.lost", lost)],
+    )
+    lost_first = await _applied(
+        database_url,
+        tmp_path,
+        "lost_first",
+        [("opportunity.lost", lost), ("charge.created", created)],
+    )
+    assert lost_first == charge_first
+    assert charge_first["announced"] == [
+        ("procurement.pick.failed.v1", "ch-1", 1, "r-3"),
+        ("procurement.units.picked.v1", "ch-1", 2, "r-1"),
+    ]
+    [(_, _, on_hand, reserved, picked)] = charge_first["stock"]
+    assert (on_hand, reserved, picked) == (6, 0, 2)
+    assert [tuple(r) for r in charge_first["reservations"]] == [
+        ("r-1", "picked", 2, "ch-1"),
+        ("r-2", "released", 0, None),
+        ("r-3", "released", 0, None),
+    ]
+
+
+async def test_a_direct_charge_not_procured_after_the_loss_releases_nothing_twice(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """A direct charge not subject to procurement releases its listed reservations (R3):
+    after the loss released them, there is nothing left to release, and nothing fails."""
+    created, lost = _direct(procured=False), ev.OpportunityLostV1(opportunity_id=OPP)
+    charge_first = await _applied(
+        database_url,
+        tmp_path,
+        "np_charge_first",
+        [("charge.created", created), ("opportunity.lost", lost)],
+    )
+    lost_first = await _applied(
+        database_url,
+        tmp_path,
+        "np_lost_first",
+        [("opportunity.lost", lost), ("charge.created", created)],
+    )
+    assert charge_first["announced"] == lost_first["announced"] == []
+    assert charge_first["stock"] == lost_first["stock"]
+    [(_, _, on_hand, reserved, picked)] = lost_first["stock"]
+    assert (on_hand, reserved, picked) == (6, 0, 0)
+    assert [tuple(r) for r in lost_first["reservations"]] == [
+        ("r-1", "released", 0, None),
+        ("r-2", "released", 0, None),
+        ("r-3", "released", 0, None),
+    ]

@@ -167,13 +167,14 @@ def why_not_usable(reservation: Any, claim: Claim) -> str | None:
 
 
 def retaken(reservation: Any, claim: Claim) -> bool:
-    """Whether a reservation its opportunity's loss released is taken back by a won of
-    that opportunity applied after the loss. Topics are not ordered, and the won
-    prevails (as in quotes, whichever came first): its listed units are then picked
-    from what is available, as the reservation would have given them had it come first."""
+    """Whether a reservation its opportunity's loss released is taken back by a charge
+    listing it that is applied after the loss: a won of that opportunity, or a direct
+    charge (no opportunity). Topics are not ordered, and had the charge come first the
+    reservation would have been its pick, with nothing of it left for the loss to
+    release (a won also prevails in quotes, whichever came first): its listed units are
+    then picked from what is available, as the reservation would have given them."""
     return (
-        claim.opportunity_id is not None
-        and reservation.opportunity_id == claim.opportunity_id
+        (claim.opportunity_id is None or reservation.opportunity_id == claim.opportunity_id)
         and bool(getattr(reservation, "released_on_loss", False))
         and reservation.quantity > reservation.picked
     )

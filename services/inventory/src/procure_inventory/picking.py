@@ -185,7 +185,9 @@ async def release_listed(
     reservation releases nothing of it."""
     for reservation_id, _ in per_reservation([(r.id, r.quantity) for r in charge.reservations]):
         row = await locked_reservation(uow, reservation_id)
-        if why_not_usable(row, claim) is None:
+        # Only what is still reserved: one a loss released first is usable (`retaken`)
+        # but has nothing left to release.
+        if why_not_usable(row, claim) is None and row.status == ReservationStatus.ACTIVE:
             await release(uow, row, correlation=correlation)
 
 
@@ -261,9 +263,10 @@ async def pick_reservation(
 
 
 async def _retake(uow: UnitOfWork, claim: Claim, row: Any, listed: int, correlation: str) -> None:
-    """A won applied after its opportunity's loss (`retaken`): the listed units its
-    reservation held are picked again from what is available at its location, all or
-    nothing (R7's rule for a pick from stock); what cannot be fails as any shortfall."""
+    """A won or a direct charge applied after the opportunity's loss (`retaken`): the
+    listed units its reservation held are picked again from what is available at its
+    location, all or nothing (R7's rule for a pick from stock); what cannot be fails as
+    any shortfall."""
     want = min(listed, row.quantity - row.picked)
     took = await stock.change(uow.session, row.product_id, row.location_id, picked=want)
     if took:

@@ -19,8 +19,11 @@ from procure_runtime.db import utcnow
 from procure_runtime.settings import load_settings
 
 
-async def _probe(database_url: Callable[[str], str], tmp_path: Path, **settings: Any) -> Any:
-    """The probe service fed directly (its broker never dialled)."""
+async def _applied(
+    database_url: Callable[[str], str], tmp_path: Path, n: int, **settings: Any
+) -> tuple[Any, list[Any]]:
+    """The probe service fed directly (its broker never dialled), and `n` records of
+    `charge.created` it applied."""
     values: dict[str, Any] = {
         "database_url": database_url("inbox_retention"),
         "kafka_bootstrap_servers": "127.0.0.1:9",
@@ -28,7 +31,9 @@ async def _probe(database_url: Callable[[str], str], tmp_path: Path, **settings:
     }
     _, runtime = build(load_settings("probe", **(values | settings)))
     await runtime._migrate()
-    return runtime
+    records = [record("charge.created", f.charge_created(), i) for i in range(n)]
+    await runtime.consumer.process_batch(records)
+    return runtime, records
 
 
 async def _inbox(runtime: Any) -> list[str]:
@@ -56,10 +61,8 @@ def _event_id(rec: Any) -> str:
 async def test_ids_past_their_retention_go_and_younger_ones_still_skip_their_replays(
     database_url: Callable[[str], str], tmp_path: Path
 ) -> None:
-    runtime = await _probe(database_url, tmp_path, inbox_retention_days=30)
-    records = [record("charge.created", f.charge_created(), n) for n in range(7)]
+    runtime, records = await _applied(database_url, tmp_path, 7, inbox_retention_days=30)
     try:
-        await runtime.consumer.process_batch(records)
         assert len(await _inbox(runtime)) == 7
         await _age(runtime, 31, range(0, 5), records)  # past the retention
         await _age(runtime, 29, range(5, 6), records)  # within it
@@ -81,10 +84,8 @@ async def test_ids_past_their_retention_go_and_younger_ones_still_skip_their_rep
 async def test_a_retention_of_zero_keeps_every_id(
     database_url: Callable[[str], str], tmp_path: Path
 ) -> None:
-    runtime = await _probe(database_url, tmp_path, inbox_retention_days=0)
-    records = [record("charge.created", f.charge_created(), n) for n in range(3)]
+    runtime, records = await _applied(database_url, tmp_path, 3, inbox_retention_days=0)
     try:
-        await runtime.consumer.process_batch(records)
         await _age(runtime, 3650, range(3), records)
         assert await runtime.inbox_pruner.prune() == 0
         runtime.inbox_pruner.start()
@@ -106,9 +107,7 @@ def test_a_retention_that_is_no_number_of_days_is_refused(
 async def test_a_started_service_prunes_by_itself_and_stops_its_pruner(
     database_url: Callable[[str], str], tmp_path: Path
 ) -> None:
-    runtime = await _probe(database_url, tmp_path, inbox_retention_days=1)
-    records = [record("charge.created", f.charge_created(), n) for n in range(2)]
-    await runtime.consumer.process_batch(records)
+    runtime, records = await _applied(database_url, tmp_path, 2, inbox_retention_days=1)
     await _age(runtime, 2, range(1), records)
     runtime.inbox_pruner.first_after_s = 0
     await runtime.start()  # the broker is never reached: its connect task keeps retrying

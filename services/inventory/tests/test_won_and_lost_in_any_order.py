@@ -173,6 +173,27 @@ def _direct(procured: bool) -> ev.ChargeCreatedV1:
     return f.charge_created(listed)
 
 
+async def _both_orders(
+    database_url: Callable[[str], str], tmp_path: Path, *, procured: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The end state of the direct charge applied before the loss, and after it."""
+    created, lost = _direct(procured), ev.OpportunityLostV1(opportunity_id=OPP)
+    return (
+        await _applied(
+            database_url,
+            tmp_path,
+            f"charge_first_{int(procured)}",
+            [("charge.created", created), ("opportunity.lost", lost)],
+        ),
+        await _applied(
+            database_url,
+            tmp_path,
+            f"lost_first_{int(procured)}",
+            [("opportunity.lost", lost), ("charge.created", created)],
+        ),
+    )
+
+
 async def test_a_direct_charge_after_the_loss_leaves_what_it_leaves_before_it(
     database_url: Callable[[str], str], tmp_path: Path
 ) -> None:
@@ -180,19 +201,7 @@ async def test_a_direct_charge_after_the_loss_leaves_what_it_leaves_before_it(
     loss found nothing of them to release. After the loss, which released them, it takes
     them back from what is available, as a won of the lost opportunity does: the same end
     state either way (before, it failed them and quotes sent them to procurement)."""
-    created, lost = _direct(procured=True), ev.OpportunityLostV1(opportunity_id=OPP)
-    charge_first = await _applied(
-        database_url,
-        tmp_path,
-        "charge_first",
-        [("charge.created", created), ("opportunity.lost", lost)],
-    )
-    lost_first = await _applied(
-        database_url,
-        tmp_path,
-        "lost_first",
-        [("opportunity.lost", lost), ("charge.created", created)],
-    )
+    charge_first, lost_first = await _both_orders(database_url, tmp_path, procured=True)
     assert lost_first == charge_first
     assert charge_first["announced"] == [
         ("procurement.pick.failed.v1", "ch-1", 1, "r-3"),
@@ -212,19 +221,7 @@ async def test_a_direct_charge_not_procured_after_the_loss_releases_nothing_twic
 ) -> None:
     """A direct charge not subject to procurement releases its listed reservations (R3):
     after the loss released them, there is nothing left to release, and nothing fails."""
-    created, lost = _direct(procured=False), ev.OpportunityLostV1(opportunity_id=OPP)
-    charge_first = await _applied(
-        database_url,
-        tmp_path,
-        "np_charge_first",
-        [("charge.created", created), ("opportunity.lost", lost)],
-    )
-    lost_first = await _applied(
-        database_url,
-        tmp_path,
-        "np_lost_first",
-        [("opportunity.lost", lost), ("charge.created", created)],
-    )
+    charge_first, lost_first = await _both_orders(database_url, tmp_path, procured=False)
     assert charge_first["announced"] == lost_first["announced"] == []
     assert charge_first["stock"] == lost_first["stock"]
     [(_, _, on_hand, reserved, picked)] = lost_first["stock"]

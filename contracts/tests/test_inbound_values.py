@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from procure_contracts import CloudEvent, new_event
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
-from procure_contracts.shapes import MAX_AMOUNT, ChargeSpec
+from procure_contracts.shapes import MAX_AMOUNT, ChargeSpec, Product
 from procure_devstack import factories as f
 
 EVENTS_MD = Path(__file__).parents[2] / "docs" / "events.md"
@@ -50,6 +50,55 @@ def test_an_amount_no_service_can_store_is_refused_where_it_enters(given: str) -
     assert (
         ChargeSpec.model_validate(charge_doc(unit_price=str(MAX_AMOUNT))).unit_price == MAX_AMOUNT
     )
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [("1.5" + "0" * 40, "1.500000000000"), ("0.000000000001", "0.000000000001"), ("2", "2")],
+)
+def test_an_amount_keeps_its_text_to_twelve_places_dropping_only_zeros(
+    given: str, kept: str
+) -> None:
+    product = Product.model_validate(f.product().model_dump() | {"unit_cost": given})
+    assert product.model_dump(mode="json")["unit_cost"] == kept
+    assert Decimal(kept) == Decimal(given)
+
+
+@pytest.mark.parametrize("given", ["0.0000000000001", "1." + "1" * 13, "1e-13"])
+def test_an_amount_with_more_than_twelve_places_is_refused(given: str) -> None:
+    with pytest.raises(ValidationError, match="decimal places"):
+        Product.model_validate(f.product().model_dump() | {"unit_cost": given})
+
+
+def test_every_po_number_an_event_carries_is_at_most_32_characters() -> None:
+    """Quotes keeps it in 32 characters, and no consumer may keep what another refuses."""
+    line = f.po_line(f.charge(f.product(), 1), "ln-1")
+    received = f.units_received(1, f.received_line("ln-1", "p-1", 1))
+    closed = {"po_id": "po-1", "number": "x", "line_id": "ln-1", "quantity": 0}
+    closed |= {"po_status": "Received Partial", "closed_by": f.person().model_dump()}
+    cases = [
+        (ev.POSubmittedV1, f.po_submitted(1, line).model_dump(mode="json"), ("po", "number")),
+        (ev.POCanceledV1, {"po_id": "po-1", "number": "x"}, ("number",)),
+        (ev.POLineClosedV1, closed, ("number",)),
+        (ev.UnitsReceivedV1, received.model_dump(mode="json"), ("number",)),
+        (
+            ev.ShipmentDeliveredV1,
+            f.shipment_delivered(1, f.delivered_item("it-1", "ch-1", "p-1", 1)).model_dump(
+                mode="json"
+            ),
+            ("po_number",),
+        ),
+    ]
+    for model, doc, path in cases:
+        *parents, last = path
+        node = doc
+        for key in parents:
+            node = node[key]
+        node[last] = "P" * 32
+        model.model_validate(doc)
+        node[last] = "P" * 33
+        with pytest.raises(ValidationError, match="at most 32"):
+            model.model_validate(doc)
 
 
 def test_an_event_id_longer_than_any_id_is_refused_with_its_envelope() -> None:

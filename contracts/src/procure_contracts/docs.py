@@ -6,8 +6,37 @@ python -m procure_contracts.docs > docs/events.md
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from procure_contracts.registry import REGISTRY, EventSpec
 from procure_contracts.schemas import _resolve, schema_file, schema_for
+from procure_contracts.shapes import MAX_AMOUNT, MAX_PLACES, MAX_UNITS, Id, PONumber, Serial
+
+
+def _longest(annotated: Any) -> int:
+    return int(TypeAdapter(annotated).json_schema()["maxLength"])
+
+
+def limits() -> list[str]:
+    """What the services can store: the schemas say it too, this says it in one place."""
+    return [
+        "## Limits",
+        "",
+        "A value past one of these is refused where it enters, the same on every database:",
+        "its event is dead-lettered by every service that reads it (an HTTP request",
+        "is a 422), rather than stored by one service and refused by another.",
+        "",
+        "| value | limit |",
+        "|---|---|",
+        f"| an id (`id`, `*_id`), the envelope's `id` | 1 to {_longest(Id)} characters |",
+        f"| a serial number (`serials[]`) | 1 to {_longest(Serial)} characters |",
+        f"| a PO number (`number`, `po.number`, `po_number`) | at most {_longest(PONumber)}"
+        " characters |",
+        f"| an amount | from -{MAX_AMOUNT} to {MAX_AMOUNT}, at most {MAX_PLACES} decimal"
+        " places (zeros past them are dropped) |",
+        f"| a quantity | 1 to {MAX_UNITS} |",
+        "",
+    ]
 
 
 def _type_name(schema: dict[str, Any], root: dict[str, Any]) -> str:
@@ -57,6 +86,7 @@ def render() -> str:
         "",
         "Each service also has a dead-letter topic `dlq.<service>` (see operations.md).",
         "",
+        *limits(),
     ]
     for s in REGISTRY:
         out += [

@@ -17,8 +17,10 @@ from procure_contracts.shapes import (
     NonNegative,
     Organization,
     Person,
+    PONumber,
     Product,
     Quantity,
+    Serial,
     Shape,
     Vendor,
 )
@@ -106,7 +108,7 @@ class UnitsPickedV1(Shape):
     product_id: Id | None = None
     location_id: Id
     quantity: Quantity
-    serials: list[str] = Field(default_factory=list)
+    serials: list[Serial] = Field(default_factory=list)
     reservation_id: Id | None = None
     pick_request_id: Id | None = None
 
@@ -155,7 +157,7 @@ class POShipTo(Shape):
 
 class PORef(Shape):
     id: Id
-    number: str
+    number: PONumber
     vendor: Vendor
     ship_to: POShipTo
 
@@ -181,12 +183,12 @@ class POSubmittedV1(Shape):
 
 class POCanceledV1(Shape):
     po_id: Id
-    number: str
+    number: PONumber
 
 
 class POLineClosedV1(Shape):
     po_id: Id
-    number: str
+    number: PONumber
     line_id: Id
     charge_id: Id | None = None
     quantity: NonNegative = Field(description="Units returned to the queue")
@@ -200,14 +202,14 @@ class ReceivedLine(Shape):
     product_id: Id
     quantity: Quantity
     location_id: Id | None = None
-    serials: list[str] = Field(default_factory=list)
+    serials: list[Serial] = Field(default_factory=list)
     open_after: NonNegative = Field(description="Snapshot: the line's open quantity after this")
 
 
 class UnitsReceivedV1(Shape):
     receipt_id: Id
     po_id: Id
-    number: str
+    number: PONumber
     drop_ship: bool
     po_status: POStatus
     received_by: Person
@@ -222,14 +224,14 @@ class DeliveredItem(Shape):
     product_id: Id
     quantity: Quantity
     location_id: Id | None = None
-    serials: list[str] = Field(default_factory=list)
+    serials: list[Serial] = Field(default_factory=list)
     transfer_id: Id | None = None
 
 
 class ShipmentDeliveredV1(Shape):
     delivery_id: Id
     drop_ship: bool
-    po_number: str | None = None
+    po_number: PONumber | None = None
     destination: Address
     delivered_by: Person
     items: list[DeliveredItem] = Field(min_length=1)
@@ -242,7 +244,7 @@ class CanceledItem(Shape):
     product_id: Id
     quantity: Quantity
     location_id: Id | None = None
-    serials: list[str] = Field(default_factory=list)
+    serials: list[Serial] = Field(default_factory=list)
     transfer_id: Id | None = Field(default=None, description="The reversing transfer")
     original_transfer_id: Id | None = None
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
-from procure_contracts.shapes import Person, Product, Vendor
+from procure_contracts.shapes import Person, Product, Vendor, plain
 from procure_contracts.status import POStatus
 from procure_purchasing import fulfillment
 from procure_purchasing.domain import (
@@ -200,7 +200,7 @@ async def take_units(uow: UnitOfWork, po_id: str, takes: list[Take]) -> None:
             continue
         position += 1
         line = _line(po_id, position, row.id, row.product, units[index])
-        line["unit_cost"] = str(Product.model_validate(row.product).unit_cost)
+        line["unit_cost"] = plain(Product.model_validate(row.product).unit_cost)
         lines[row.id] = line["id"]
         new_lines.append(line)
     if new_lines:

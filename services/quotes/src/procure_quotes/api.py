@@ -91,7 +91,7 @@ async def _claim(session: Any, noun: str, ids: list[str]) -> None:
 
 class OpportunityIn(Body):
     id: ClientId | None = Field(None, description=CLIENT_ID_DOC.format("opportunity"))
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=500)  # the column is 500 wide
     owner: Person
     organization: Organization
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from procure_contracts import events as ev
-from procure_contracts.shapes import Id, Quantity
+from procure_contracts.shapes import Id, Quantity, Serial
 from procure_receiving.domain import (
     NotReceivable,
     PurchaseOrder,
@@ -55,7 +55,7 @@ class ReceiptLineIn(BaseModel):
     line_id: Id
     quantity: Quantity
     location_id: Id | None = None
-    serials: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(default_factory=list)
+    serials: list[Serial] = Field(default_factory=list)
 
 
 class ReceiptIn(BaseModel):

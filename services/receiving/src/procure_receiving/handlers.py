@@ -2,6 +2,7 @@
 (locations to check receipts against, products for the `serialized` flag)."""
 
 from procure_contracts.registry import spec_for_topic
+from procure_contracts.shapes import plain
 from procure_contracts.status import POStatus
 from procure_receiving.models import metadata, po_lines, purchase_orders
 from procure_runtime import Applying, EventHandlers
@@ -56,7 +57,7 @@ async def on_po_submitted(items: list[Applying]) -> None:
                     line.sales_order_id or line.charge_id or item.event.correlationid or po.id
                 ),
                 "product": line.product,
-                "unit_cost": str(line.unit_cost),
+                "unit_cost": plain(line.unit_cost),
                 "ordered": line.quantity,
                 "received": 0,
                 "closed": False,

@@ -9,7 +9,7 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from procure_contracts import events as ev
-from procure_contracts.shapes import Address, Id, Quantity
+from procure_contracts.shapes import Address, Id, Quantity, Serial
 from procure_runtime import Conflict, Invalid, NotFound, UnknownReference
 from procure_runtime.auth import Principal, authenticated, require
 from procure_runtime.db import CLIENT_ID_DOC, ClientId, id_for_new, update_many
@@ -30,7 +30,6 @@ from procure_shipping.store import (
 router = APIRouter()
 Reader = Annotated[Principal, Depends(authenticated)]
 Shipper = Annotated[Principal, Depends(require("shipping"))]
-Serial = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class ItemIn(BaseModel):

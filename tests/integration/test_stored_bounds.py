@@ -1,0 +1,149 @@
+"""Text the services keep in bounded columns is bounded where it enters, so the same
+input has the same outcome on either database. SQLite does not bound text by its
+declared length: a PO number too long for quotes' column, a serial longer than
+inventory's key, a unit cost written with 40 decimals were stored on SQLite and
+dead-lettered on PostgreSQL (or, over HTTP, a 201 on one and a 422 on the other). Now the
+contract refuses them on both, and every column that keeps such a value is at least as
+wide as the contract allows."""
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import TypeAdapter
+from sqlalchemy import Column, String, select
+
+from procure_contracts.shapes import MAX_PLACES, PONumber, Serial
+from procure_devstack import factories as f
+from procure_devstack.testing import fed_directly, record, token
+from procure_inventory.models import serials as inventory_serials
+from procure_purchasing.models import po_lines as purchasing_lines
+from procure_purchasing.models import purchase_orders as purchasing_orders
+from procure_quotes.app import build as build_quotes
+from procure_quotes.models import charge_po_lines, opportunities
+from procure_receiving.models import po_lines, purchase_orders
+from procure_receiving.models import received_serials as receiving_serials
+from procure_runtime.consumer import Outcome, Record
+from procure_runtime.settings import load_settings
+from procure_shipping.models import deliveries
+
+
+def _max_length(annotated: Any) -> int:
+    return int(TypeAdapter(annotated).json_schema()["maxLength"])
+
+
+#: The widest text an amount's exact form takes: a sign, 16 digits, the point, the places.
+AMOUNT_TEXT = 1 + 16 + 1 + MAX_PLACES
+
+KEPT: list[tuple[Column[Any], int]] = [
+    (charge_po_lines.c.po_number, _max_length(PONumber)),
+    (purchase_orders.c.number, _max_length(PONumber)),
+    (deliveries.c.po_number, _max_length(PONumber)),
+    (purchasing_orders.c.number, _max_length(PONumber)),
+    (inventory_serials.c.serial, _max_length(Serial)),
+    (receiving_serials.c.serial, _max_length(Serial)),
+    (po_lines.c.unit_cost, AMOUNT_TEXT),
+    (purchasing_lines.c.unit_cost, AMOUNT_TEXT),
+    (opportunities.c.name, 500),  # quotes' `OpportunityIn.name`
+]
+
+
+@pytest.mark.parametrize("column, widest", KEPT, ids=lambda c: str(c))
+def test_every_column_keeping_a_bounded_value_holds_the_widest_one(
+    column: Column[Any], widest: int
+) -> None:
+    assert isinstance(column.type, String)
+    assert column.type.length is None or column.type.length >= widest
+
+
+def _edited(rec: Record, edit: Callable[[dict[str, Any]], None]) -> Record:
+    """`rec` with its event's `data` changed as a producer outside the models could."""
+    doc = json.loads(rec.value or b"")
+    edit(doc["data"])
+    return dataclasses.replace(rec, value=json.dumps(doc).encode())
+
+
+def _submitted(offset: int, edit: Callable[[dict[str, Any]], None]) -> Record:
+    line = f.po_line(f.charge(f.product(), 2, id="ch-1"), "ln-1")
+    return _edited(record("po.submitted", f.po_submitted(offset, line), offset), edit)
+
+
+def _number(value: str) -> Callable[[dict[str, Any]], None]:
+    return lambda data: data["po"].update(number=value)
+
+
+def _cost(value: str) -> Callable[[dict[str, Any]], None]:
+    return lambda data: data["lines"][0].update(unit_cost=value)
+
+
+async def _fed(runtime: Any, records: list[Record]) -> tuple[list[Outcome], list[bytes]]:
+    dead: list[bytes] = []
+
+    async def dead_letter(value: bytes, topic: str, **kw: Any) -> None:
+        dead.append(value)
+
+    runtime.consumer.publish = dead_letter  # the dead-letter topic's publisher
+    return [await runtime.consumer.process(r) for r in records], dead
+
+
+async def test_a_po_number_or_unit_cost_no_column_holds_is_refused_on_either_database(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    long_number = _submitted(1, _number("PO-" + "9" * 30))  # 33 characters
+    many_places = _submitted(2, _cost("1234567890123456." + "1" * 16))
+    widest = _submitted(3, _number("P" * 32))
+    zeros = _submitted(4, _cost("1.5" + "0" * 40))
+    runtime = await fed_directly("receiving", database_url("receiving"), tmp_path)
+    try:
+        outcomes, dead = await _fed(runtime, [long_number, many_places, widest, zeros])
+        async with runtime.db.session() as session:
+            kept = (
+                await session.execute(select(purchase_orders.c.id, purchase_orders.c.number))
+            ).all()
+            costs = (await session.execute(select(po_lines.c.po_id, po_lines.c.unit_cost))).all()
+    finally:
+        await runtime.db.engine.dispose()
+    assert outcomes == [Outcome.DEAD_LETTERED] * 2 + [Outcome.APPLIED] * 2
+    assert dead == [long_number.value, many_places.value]  # byte for byte
+    assert sorted(kept) == [("po-3", "P" * 32), ("po-4", "PO-4")]
+    # The zeros past the twelfth place are dropped: the same amount, in the column.
+    assert dict(costs)["po-4"] == "1.500000000000"
+
+
+async def test_a_serial_longer_than_inventorys_key_is_refused_on_either_database(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    def receipt(n: int, serial: str) -> Record:
+        line = f.received_line(f"ln-{n}", "p-1", 1, charge_id="ch-1", serials=[serial])
+        return record("units.received", f.units_received(n, line), n)
+
+    runtime = await fed_directly("inventory", database_url("inventory"), tmp_path)
+    try:
+        too_long = _edited(receipt(1, "S"), lambda d: d["lines"][0].update(serials=["S" * 201]))
+        outcomes, dead = await _fed(runtime, [too_long, receipt(2, "S" * 200)])
+        async with runtime.db.session() as session:
+            kept = (await session.execute(select(inventory_serials.c.serial))).scalars().all()
+    finally:
+        await runtime.db.engine.dispose()
+    assert outcomes == [Outcome.DEAD_LETTERED, Outcome.APPLIED]
+    assert dead == [too_long.value]
+    assert kept == ["S" * 200]
+
+
+async def test_an_opportunity_name_longer_than_its_column_is_a_422(tmp_path: Path) -> None:
+    """Refused by the request's model, before the service touches its database."""
+    settings = load_settings("quotes", database_url=f"sqlite+aiosqlite:///{tmp_path}/q.db")
+    app, _ = build_quotes(settings)
+    sales = {"Authorization": f"Bearer {token(settings, 'sales')}"}
+    body = {"owner": f.person().model_dump(), "organization": f.organization().model_dump()}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://quotes"
+    ) as http:
+        answer = await http.post("/opportunities", headers=sales, json={**body, "name": "N" * 501})
+    assert answer.status_code == 422
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert "name" in answer.json()["detail"]

@@ -14,10 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from pydantic import TypeAdapter
 from sqlalchemy import Column, String, select
 
-from procure_contracts.shapes import MAX_PLACES, PONumber, Serial
+from procure_contracts import events as ev
+from procure_contracts.shapes import MAX_PLACES, MAX_UNITS, PONumber, Serial
 from procure_devstack import factories as f
 from procure_devstack.testing import fed_directly, record, token
 from procure_inventory.models import serials as inventory_serials
@@ -29,7 +31,8 @@ from procure_receiving.models import po_lines, purchase_orders
 from procure_receiving.models import received_serials as receiving_serials
 from procure_runtime.consumer import Outcome, Record
 from procure_runtime.settings import load_settings
-from procure_shipping.models import deliveries
+from procure_runtime.text import NUL
+from procure_shipping.models import deliveries, ready_items
 
 
 def _max_length(annotated: Any) -> int:
@@ -80,11 +83,16 @@ def _cost(value: str) -> Callable[[dict[str, Any]], None]:
     return lambda data: data["lines"][0].update(unit_cost=value)
 
 
-async def _fed(runtime: Any, records: list[Record]) -> tuple[list[Outcome], list[bytes]]:
+async def _fed(
+    runtime: Any, records: list[Record], reasons: list[str] | None = None
+) -> tuple[list[Outcome], list[bytes]]:
+    """Each record's outcome, and the values dead-lettered (their reasons into `reasons`)."""
     dead: list[bytes] = []
 
     async def dead_letter(value: bytes, topic: str, **kw: Any) -> None:
         dead.append(value)
+        if reasons is not None:
+            reasons.append(dict(kw["headers"])["x-error-message"].decode())
 
     runtime.consumer.publish = dead_letter  # the dead-letter topic's publisher
     return [await runtime.consumer.process(r) for r in records], dead
@@ -147,3 +155,59 @@ async def test_an_opportunity_name_longer_than_its_column_is_a_422(tmp_path: Pat
     assert answer.status_code == 422
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert "name" in answer.json()["detail"]
+
+
+async def test_units_ready_past_what_a_charge_can_have_are_refused_on_either_database(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Each `charge.ready` holds at most `MAX_UNITS`, but their sum for one charge was
+    PostgreSQL's integer overflow (dead-lettered) and SQLite's stored count. Found by the
+    event fuzz (test_fuzz_events.py)."""
+
+    def ready(n: int, units: int) -> Record:
+        data = ev.ChargeReadyV1(
+            charge_id="ch-1",
+            product=f.product(id="p-1"),
+            quantity=units,
+            destination=f.address(),
+        )
+        return record("charge.ready", data, n)
+
+    runtime = await fed_directly("shipping", database_url("shipping"), tmp_path)
+    try:
+        full, over, batch = ready(1, MAX_UNITS), ready(2, 1), [ready(3, 1), ready(4, 2)]
+        outcomes, dead = await _fed(runtime, [full, over])
+        await runtime.consumer.process_batch(batch)  # each refused, alone or together
+        async with runtime.db.session() as session:
+            held = (await session.execute(select(ready_items.c.quantity))).scalars().all()
+    finally:
+        await runtime.db.engine.dispose()
+    assert outcomes == [Outcome.APPLIED, Outcome.DEAD_LETTERED]
+    assert dead == [over.value, *(r.value for r in batch)]
+    assert held == [MAX_UNITS]
+
+
+async def test_text_no_database_can_store_is_refused_on_either_database(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """U+0000 (SQLite stored it, PostgreSQL refused it in the handler) is dead-lettered
+    before any handler runs, as a request holding it is a 422; so is a lone surrogate,
+    which no UTF-8 text holds (the event's JSON parser refuses it). Found by the event
+    fuzz (test_fuzz_events.py)."""
+    pair = _submitted(1, lambda data: data["submitted_by"].update(name="Ann \U0001f600"))
+    nul = _submitted(2, _number("PO-\u0000"))
+    lone = _submitted(3, lambda data: data["submitted_by"].update(name="\ud800"))
+    runtime = await fed_directly("receiving", database_url("receiving"), tmp_path)
+    reasons: list[str] = []
+    try:
+        outcomes, dead = await _fed(runtime, [pair, nul, lone], reasons)
+        # Logged with the dead letters: no event, not the last one applied (`pair`).
+        assert structlog.contextvars.get_contextvars()["event_id"] is None
+        async with runtime.db.session() as session:
+            kept = (await session.execute(select(purchase_orders.c.id))).scalars().all()
+    finally:
+        await runtime.db.engine.dispose()
+    assert outcomes == [Outcome.APPLIED, Outcome.DEAD_LETTERED, Outcome.DEAD_LETTERED]
+    assert dead == [nul.value, lone.value]  # byte for byte
+    assert reasons[0] == NUL
+    assert kept == ["po-1"]  # a pair, as an emoji is escaped, is text like any other

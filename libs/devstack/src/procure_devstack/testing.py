@@ -332,15 +332,19 @@ def record(topic: str, data: Shape, offset: int, *, partition: int = 0) -> Recor
     return Record(spec.topic, partition, offset, key.encode(), value)
 
 
-async def fed_directly(service: str, database_url: str, data_dir: Path) -> ServiceRuntime:
+async def fed_directly(
+    service: str, database_url: str, data_dir: Path, **overrides: object
+) -> ServiceRuntime:
     """A service's runtime on `database_url`, migrated, whose consumer is handed records
-    directly (`runtime.consumer.process` / `process_batch`): its broker is never dialled."""
+    directly (`runtime.consumer.process` / `process_batch`): its broker is never dialled.
+    `overrides` are further settings (`handler_max_attempts=1`)."""
     settings = load_settings(
         service,
         database_url=database_url,
         kafka_bootstrap_servers="127.0.0.1:9",  # never dialled
         topic_prefix="t.",
         data_dir=data_dir,
+        **overrides,
     )
     _, runtime = importlib.import_module(f"procure_{service}.app").build(settings)
     await runtime._migrate()

@@ -45,6 +45,7 @@ from procure_runtime.logging import bind, get_logger
 from procure_runtime.outbox import EventTooLarge, write_effects
 from procure_runtime.settings import ServiceSettings
 from procure_runtime.tasks import cancel_and_wait
+from procure_runtime.text import unstorable_text
 from procure_runtime.uow import UnitOfWork
 
 log = get_logger("procure.consumer")
@@ -461,6 +462,17 @@ class Consumer:
         return len(applied)
 
     async def _decode(self, record: Record) -> _Decoded | Outcome:
+        # What is logged while decoding (a dead letter) is not the previous event's.
+        bind(event_id=None, correlation_id=None, type=None)
+        decoded = await self._decode_event(record)
+        # Text no database can store (U+0000, a lone surrogate) in an event this service
+        # applies: refused here, the same on every database, not by PostgreSQL in a handler
+        # (SQLite stored U+0000). One scan of the bytes unless they escape such a character.
+        if isinstance(decoded, _Decoded) and (why := unstorable_text(record.value or b"")):
+            return await self.dead_letter(record, "invalid-data", why)
+        return decoded
+
+    async def _decode_event(self, record: Record) -> _Decoded | Outcome:
         if record.value is None:  # dead-lettered as it came: with no value, not an empty one
             return await self.dead_letter(
                 record, "invalid-json", "a tombstone (no value): no event to apply"

@@ -33,6 +33,7 @@ from procure_runtime.auth import principal_from
 from procure_runtime.consumer import is_data_exception, is_transient
 from procure_runtime.errors import DomainError, Invalid, Unauthorized
 from procure_runtime.logging import get_logger
+from procure_runtime.text import NUL, unstorable_text
 
 if TYPE_CHECKING:
     from procure_runtime.service import ServiceRuntime
@@ -148,25 +149,6 @@ def _has_nul(request: Request, body: bytes) -> bool:
     )
 
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-
-
-def _has_lone_surrogate(body: bytes) -> bool:
-    """JSON can escape half of a UTF-16 surrogate pair alone (`"\\ud800"`). Python's
-    parser, which FastAPI uses, accepts it, but no UTF-8 text holds it: PostgreSQL's
-    driver, SQLite and the event serializer all failed on it (a 500 or a 503). A pair, as
-    an emoji is escaped, is one character and fine."""
-    if not _SURROGATE_ESCAPE.search(body):
-        return False
-    try:
-        json.dumps(json.loads(body), ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        return True
-    except (ValueError, RecursionError):
-        return False  # not JSON: the route's validation answers it
-    return False
-
-
 #: What answers without a token: the operations endpoints and the API's docs.
 OPEN_PATHS = frozenset(
     {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect"}
@@ -195,11 +177,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.middleware("http")
     async def _refuse_unstorable_text(request: Request, call_next: Any) -> Response:
         body = await request.body() if request.method in ("POST", "PUT", "PATCH") else b""
-        if _has_nul(request, body):
-            why = "NUL characters are not allowed"
-        elif _has_lone_surrogate(body):
-            why = "unpaired UTF-16 surrogates (\\ud800-\\udfff alone) are not allowed"
-        else:
+        why = NUL if _has_nul(request, body) else unstorable_text(body)
+        if why is None:
             return await call_next(request)
         return _unauthenticated(request) or problem(422, "invalid", "Unprocessable request", why)
 

@@ -9,6 +9,8 @@ from sqlalchemy import JSON, Row, case, cast, func, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from procure_contracts.shapes import MAX_UNITS
+from procure_runtime import Reject
 from procure_runtime.db import (
     among,
     dialect_of,
@@ -89,6 +91,8 @@ async def add_ready_many(session: AsyncSession, dialect: str, adding: list[Addin
     for charge_id, location_id, quantity, serials in adding:
         key = (charge_id, location_id or "")
         _, before, numbers = added.get(key, (location_id, 0, []))
+        if before + quantity > MAX_UNITS:
+            raise _too_many(charge_id)
         added[key] = (location_id, before + quantity, [*numbers, *serials])
     # One row per (charge, location), so no row is upserted twice in one statement.
     rows = await insert_rows(
@@ -107,7 +111,16 @@ async def add_ready_many(session: AsyncSession, dialect: str, adding: list[Addin
         ],
     )
     ids = {(row.charge_id, row.location_key): str(row.item_id) for row in rows}
+    if missing := [c for c, loc in added if (c, loc) not in ids]:
+        raise _too_many(missing[0])  # its item already held too many to take these
     return [ids[(c, loc or "")] for c, loc, _, _ in adding]
+
+
+def _too_many(charge_id: str) -> Reject:
+    """More units than any charge has (a quantity is at most `MAX_UNITS`) ready at one
+    place: events no flow makes. Refused on every database alike; PostgreSQL's integer
+    refused it (dead-lettered) where SQLite stored it."""
+    return Reject(f"charge {charge_id!r} would have over {MAX_UNITS} units ready at one place")
 
 
 @functools.cache
@@ -125,6 +138,8 @@ def _join_ready(dialect: str) -> Any:
             "quantity": table.c.quantity + stmt.excluded.quantity,
             "serials": _json_array_concat(table.c.serials, stmt.excluded.serials, dialect),
         },
+        # An item that would pass the bound is left as it is and not returned.
+        where=table.c.quantity + stmt.excluded.quantity <= MAX_UNITS,
     )
     return stmt.returning(table.c.item_id, table.c.charge_id, table.c.location_key)
 

@@ -469,6 +469,8 @@ async def on_pick_failed(uow: UnitOfWork, data: ev.PickFailedV1, event: CloudEve
     if data.charge_id not in loaded:
         raise Park(f"charge {data.charge_id} not seen yet")
     row, _ = loaded[data.charge_id]
+    if data.quantity > row.quantity:  # no pick fails for units the charge does not have
+        raise Reject(f"pick of {data.quantity} failed for charge {row.id} of {row.quantity}")
     if data.reservation_id:  # R2: the units the reservation could not cover go to procurement
         correlation = row.sales_order_id or row.id
         uow.emit(

@@ -35,6 +35,7 @@ def limits() -> list[str]:
         f"| an amount | from -{MAX_AMOUNT} to {MAX_AMOUNT}, at most {MAX_PLACES} decimal"
         " places (zeros past them are dropped) |",
         f"| a quantity | 1 to {MAX_UNITS} |",
+        "| any text, keys included | no U+0000 (`\\u0000`), no lone UTF-16 surrogate |",
         "",
     ]
 

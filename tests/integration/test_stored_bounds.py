@@ -211,3 +211,19 @@ async def test_text_no_database_can_store_is_refused_on_either_database(
     assert dead == [nul.value, lone.value]  # byte for byte
     assert reasons[0] == NUL
     assert kept == ["po-1"]  # a pair, as an emoji is escaped, is text like any other
+
+
+async def test_a_po_naming_one_line_id_twice_is_refused_on_either_database(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Consumers key a PO's lines by id: receiving's insert broke its key on PostgreSQL,
+    a handler error retried until dead-lettered. Found by the event fuzz."""
+    twice = _submitted(1, lambda data: data["lines"].append(data["lines"][0]))
+    runtime = await fed_directly("receiving", database_url("receiving"), tmp_path)
+    reasons: list[str] = []
+    try:
+        outcomes, dead = await _fed(runtime, [twice], reasons)
+    finally:
+        await runtime.db.engine.dispose()
+    assert (outcomes, dead) == ([Outcome.DEAD_LETTERED], [twice.value])
+    assert "line_id is repeated" in reasons[0]

@@ -6,7 +6,7 @@ Quantities are changes, never running totals; `*_after` fields are snapshots.
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from procure_contracts.shapes import (
     Address,
@@ -177,8 +177,17 @@ class POLine(Shape):
 
 class POSubmittedV1(Shape):
     po: PORef
-    lines: list[POLine] = Field(min_length=1)
+    lines: list[POLine] = Field(min_length=1, description="Each with a `line_id` of its own")
     submitted_by: Person
+
+    @model_validator(mode="after")
+    def _each_line_once(self) -> "POSubmittedV1":
+        # Consumers key a PO's lines by their id: a repeated one was a unique-key error
+        # in their handlers, not a refusal of the event.
+        ids = [line.line_id for line in self.lines]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a line_id is repeated: each line of a PO has its own")
+        return self
 
 
 class POCanceledV1(Shape):

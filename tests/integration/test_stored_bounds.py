@@ -9,6 +9,7 @@ wide as the contract allows."""
 import dataclasses
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from procure_contracts.shapes import MAX_PLACES, MAX_UNITS, PONumber, Serial
 from procure_devstack import factories as f
 from procure_devstack.testing import fed_directly, record, token
 from procure_inventory.models import serials as inventory_serials
+from procure_purchasing.models import charges as purchasing_charges
 from procure_purchasing.models import po_lines as purchasing_lines
 from procure_purchasing.models import purchase_orders as purchasing_orders
 from procure_quotes.app import build as build_quotes
@@ -227,3 +229,36 @@ async def test_a_po_naming_one_line_id_twice_is_refused_on_either_database(
         await runtime.db.engine.dispose()
     assert (outcomes, dead) == ([Outcome.DEAD_LETTERED], [twice.value])
     assert "line_id is repeated" in reasons[0]
+
+
+async def test_units_sent_to_procurement_past_what_a_charge_can_have_are_refused(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """As for shipping's ready units: purchasing's counters summed past PostgreSQL's
+    integer (dead-lettered there, stored by SQLite). Found by the event fuzz at 100
+    examples per topic."""
+
+    def need_order(n: int, units: int) -> Record:
+        data = ev.ChargeNeedOrderV1(
+            charge_id="ch-1",
+            product=f.product(id="p-1", unit_cost="0.00"),
+            quantity=units,
+            extended_cost=Decimal(0),
+            organization=f.organization(),
+            destination=f.address(),
+        )
+        return record("charge.need_order", data, n)
+
+    runtime = await fed_directly("purchasing", database_url("purchasing"), tmp_path)
+    try:
+        full, over, batch = need_order(1, MAX_UNITS), need_order(2, 1), [need_order(3, 1)]
+        batch.append(need_order(4, 2))
+        outcomes, dead = await _fed(runtime, [full, over])
+        await runtime.consumer.process_batch(batch)  # each refused, alone or together
+        async with runtime.db.session() as session:
+            sent = (await session.execute(select(purchasing_charges.c.sent))).scalars().all()
+    finally:
+        await runtime.db.engine.dispose()
+    assert outcomes == [Outcome.APPLIED, Outcome.DEAD_LETTERED]
+    assert dead == [over.value, *(r.value for r in batch)]
+    assert sent == [MAX_UNITS]

@@ -10,12 +10,12 @@ from sqlalchemy import select, update
 
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
-from procure_contracts.shapes import Person
+from procure_contracts.shapes import MAX_UNITS, Person
 from procure_contracts.status import ApprovalStatus
 from procure_purchasing import fulfillment
 from procure_purchasing.domain import AlreadyDecided, needs_approval
 from procure_purchasing.models import UNIT_COUNTERS, approvals, charges
-from procure_runtime import Applying, NotFound, UnitOfWork
+from procure_runtime import Applying, NotFound, Reject, UnitOfWork
 from procure_runtime.db import among_param, insert_rows, rows_affected, upsert_insert, utcnow
 
 APPROVAL_REQUESTED = spec_for_topic("approval.requested")
@@ -50,9 +50,13 @@ async def send_to_procurement(items: list[Applying]) -> None:
             }
         row["sent"] += data.quantity
         row["waiting" if waits else "queued"] += data.quantity
+        if row["sent"] > MAX_UNITS:
+            raise _too_many(data.charge_id)
     returned = await insert_rows(  # in id order, as every writer of charges takes their locks
         session, _send(dialect), [rows[charge_id] for charge_id in sorted(rows)]
     )
+    if missing := sorted(rows.keys() - {r.id for r in returned}):
+        raise _too_many(missing[0])  # its row already held too many to take these
     stored = await _described(session, dialect, returned, rows)
     for item in queued:
         fulfillment.emit_forwarded(
@@ -93,6 +97,14 @@ async def send_to_procurement(items: list[Applying]) -> None:
                 purchasing_team=settings.purchasing_team,
             ),
         )
+
+
+def _too_many(charge_id: str) -> Reject:
+    """More units sent for one charge than any charge has (a quantity is at most
+    `MAX_UNITS`): events no flow makes. Refused on every database alike; PostgreSQL's
+    integer refused them (dead-lettered) where SQLite stored the sum. Every counter of a
+    charge is a share of what was sent, so bounding `sent` bounds them all."""
+    return Reject(f"charge {charge_id!r} would have over {MAX_UNITS} units sent to procurement")
 
 
 @dataclass(frozen=True)
@@ -141,6 +153,8 @@ def _send(dialect: str) -> Any:
     stmt = stmt.on_conflict_do_update(
         index_elements=[charges.c.id],
         set_={name: charges.c[name] + stmt.excluded[name] for name in SENT},
+        # A row that would pass the bound is left as it is and not returned.
+        where=charges.c.sent + stmt.excluded.sent <= MAX_UNITS,
     )
     return stmt.returning(charges.c.id, charges.c.sales_order_id, charges.c.sent)
 

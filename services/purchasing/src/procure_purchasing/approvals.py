@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import BigInteger, cast, select, update
 
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
@@ -153,8 +153,9 @@ def _send(dialect: str) -> Any:
     stmt = stmt.on_conflict_do_update(
         index_elements=[charges.c.id],
         set_={name: charges.c[name] + stmt.excluded[name] for name in SENT},
-        # A row that would pass the bound is left as it is and not returned.
-        where=charges.c.sent + stmt.excluded.sent <= MAX_UNITS,
+        # A row that would pass the bound is left as it is and not returned. The sum is
+        # taken in 8 bytes: in the column's own 4, PostgreSQL overflows before deciding.
+        where=cast(charges.c.sent, BigInteger) + stmt.excluded.sent <= MAX_UNITS,
     )
     return stmt.returning(charges.c.id, charges.c.sales_order_id, charges.c.sent)
 

@@ -5,7 +5,7 @@ import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, Row, case, cast, func, select, update
+from sqlalchemy import JSON, BigInteger, Row, case, cast, func, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -138,8 +138,9 @@ def _join_ready(dialect: str) -> Any:
             "quantity": table.c.quantity + stmt.excluded.quantity,
             "serials": _json_array_concat(table.c.serials, stmt.excluded.serials, dialect),
         },
-        # An item that would pass the bound is left as it is and not returned.
-        where=table.c.quantity + stmt.excluded.quantity <= MAX_UNITS,
+        # An item that would pass the bound is left as it is and not returned. The sum
+        # is taken in 8 bytes: in the column's own 4, PostgreSQL overflows before deciding.
+        where=cast(table.c.quantity, BigInteger) + stmt.excluded.quantity <= MAX_UNITS,
     )
     return stmt.returning(table.c.item_id, table.c.charge_id, table.c.location_key)
 

@@ -465,9 +465,10 @@ class Consumer:
         # What is logged while decoding (a dead letter) is not the previous event's.
         bind(event_id=None, correlation_id=None, type=None)
         decoded = await self._decode_event(record)
-        # Text no database can store (U+0000, a lone surrogate) in an event this service
-        # applies: refused here, the same on every database, not by PostgreSQL in a handler
-        # (SQLite stored U+0000). One scan of the bytes unless they escape such a character.
+        # U+0000 in an event this service applies: refused here, the same on every
+        # database, not by PostgreSQL in a handler (SQLite stored it). A lone surrogate
+        # never gets this far: the event's JSON parser refuses it. One scan of the bytes
+        # unless they escape such a character.
         if isinstance(decoded, _Decoded) and (why := unstorable_text(record.value or b"")):
             return await self.dead_letter(record, "invalid-data", why)
         return decoded

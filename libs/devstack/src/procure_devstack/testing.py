@@ -338,6 +338,15 @@ async def fed_directly(
     """A service's runtime on `database_url`, migrated, whose consumer is handed records
     directly (`runtime.consumer.process` / `process_batch`): its broker is never dialled.
     `overrides` are further settings (`handler_max_attempts=1`)."""
+    _, runtime = await served_directly(service, database_url, data_dir, **overrides)
+    return runtime
+
+
+async def served_directly(
+    service: str, database_url: str, data_dir: Path, **overrides: object
+) -> tuple[Any, ServiceRuntime]:
+    """`fed_directly`, with the service's HTTP app (for `httpx.ASGITransport`): what its
+    routes write reaches the outbox, which nothing relays."""
     settings = load_settings(
         service,
         database_url=database_url,
@@ -346,9 +355,9 @@ async def fed_directly(
         data_dir=data_dir,
         **overrides,
     )
-    _, runtime = importlib.import_module(f"procure_{service}.app").build(settings)
+    app, runtime = importlib.import_module(f"procure_{service}.app").build(settings)
     await runtime._migrate()
-    return runtime
+    return app, runtime
 
 
 @contextmanager

@@ -94,6 +94,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: A count of units summed over many events (a location's stock, a line's receipts): a
+#: quantity is at most 2**31 - 1, but their sum can pass it, which PostgreSQL's INTEGER
+#: refused where SQLite stored it. 8 bytes on both: SQLite's INTEGER already is, so it
+#: stays as declared there (no table rebuild, and autogenerate sees no change).
+UNIT_SUM = BigInteger().with_variant(Integer(), "sqlite")
+
 CENT = Decimal("0.01")
 
 

@@ -6,7 +6,17 @@ from typing import Any
 
 from alembic import command, context, op
 from alembic.config import Config
-from sqlalchemy import Column, LargeBinary, MetaData, String, create_engine, inspect, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    create_engine,
+    inspect,
+    text,
+)
 
 from procure_runtime.db import (
     INBOX_AGE_INDEX,
@@ -64,6 +74,26 @@ def drop_outbox_sent_at() -> None:
     with op.batch_alter_table("outbox") as batch:
         batch.drop_index("ix_outbox_pending")
         batch.drop_column("sent_at")
+
+
+def unit_sums_in_8_bytes(columns: dict[str, list[str]]) -> None:
+    """The step of a service's migration made when its counters summed over many events
+    became `UNIT_SUM` (`{table: [column, ...]}`): PostgreSQL's INTEGER columns become
+    BIGINT (the table is rewritten); SQLite's INTEGER already holds 8 bytes."""
+    _unit_sums(columns, Integer(), BigInteger())
+
+
+def unit_sums_in_4_bytes(columns: dict[str, list[str]]) -> None:
+    """`unit_sums_in_8_bytes` undone (a sum past 2**31 - 1 makes it fail)."""
+    _unit_sums(columns, BigInteger(), Integer())
+
+
+def _unit_sums(columns: dict[str, list[str]], was: Any, becomes: Any) -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    for table, names in columns.items():
+        for name in names:
+            op.alter_column(table, name, type_=becomes, existing_type=was, existing_nullable=False)
 
 
 def money_as_cents_on_sqlite(columns: dict[str, list[str]]) -> None:

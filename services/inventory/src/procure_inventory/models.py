@@ -14,7 +14,7 @@ from sqlalchemy import (
     false,
 )
 
-from procure_runtime.db import BigId, MoneyAmount, UTCDateTime, new_metadata, utcnow
+from procure_runtime.db import UNIT_SUM, BigId, MoneyAmount, UTCDateTime, new_metadata, utcnow
 
 metadata = new_metadata()
 
@@ -58,9 +58,10 @@ stock = Table(
     metadata,
     Column("product_id", String(200), primary_key=True),
     Column("location_id", String(200), primary_key=True),
-    Column("on_hand", Integer, nullable=False, default=0),
-    Column("reserved", Integer, nullable=False, default=0),
-    Column("picked", Integer, nullable=False, default=0),
+    # Sums over every charge and receipt: 8 bytes, not a quantity's 4 (migration 0011).
+    Column("on_hand", UNIT_SUM, nullable=False, default=0),
+    Column("reserved", UNIT_SUM, nullable=False, default=0),
+    Column("picked", UNIT_SUM, nullable=False, default=0),
     # The last line of defence of R1; the code checks first and answers 409 / parks.
     CheckConstraint(
         "reserved >= 0 AND picked >= 0 AND on_hand - reserved - picked >= 0", name="r1"
@@ -74,7 +75,7 @@ holds = Table(
     Column("charge_id", String(200), primary_key=True),
     Column("product_id", String(200), primary_key=True),
     Column("location_id", String(200), primary_key=True),
-    Column("quantity", Integer, nullable=False, default=0),
+    Column("quantity", UNIT_SUM, nullable=False, default=0),  # a sum of receipts
     CheckConstraint("quantity >= 0", name="non_negative"),
 )
 

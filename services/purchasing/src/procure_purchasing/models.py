@@ -13,7 +13,7 @@ from sqlalchemy import (
     Text,
 )
 
-from procure_runtime.db import MoneyAmount, UTCDateTime, new_metadata, utcnow
+from procure_runtime.db import UNIT_SUM, MoneyAmount, UTCDateTime, new_metadata, utcnow
 from procure_runtime.replica import replica_tables
 
 metadata = new_metadata()
@@ -112,7 +112,8 @@ po_lines = Table(
     Column("product", JSON, nullable=False),
     Column("quantity", Integer, nullable=False),
     Column("unit_cost", String(40), nullable=False),  # exact decimal text, as the product has it
-    Column("received", Integer, nullable=False, default=0),
+    # Sums of every receipt and closing of the line as reported (migration 0006).
+    Column("received", UNIT_SUM, nullable=False, default=0),
     Column("closed", Boolean, nullable=False, default=False),
-    Column("closed_quantity", Integer, nullable=False, default=0),
+    Column("closed_quantity", UNIT_SUM, nullable=False, default=0),
 )

@@ -14,7 +14,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from procure_runtime.db import BigId, MoneyAmount, UTCDateTime, new_metadata, utcnow
+from procure_runtime.db import UNIT_SUM, BigId, MoneyAmount, UTCDateTime, new_metadata, utcnow
 from procure_runtime.replica import replica_tables
 
 metadata = new_metadata()
@@ -114,8 +114,9 @@ charges = Table(
     Column("reserved_at_routing", Integer, nullable=False, default=0),
     Column("sent_to_procurement", Integer, nullable=False, default=0),
     Column("picked", Integer, nullable=False, default=0),
-    Column("delivered", Integer, nullable=False, default=0),
-    Column("delivery_canceled", Integer, nullable=False, default=0),
+    # Every delivery and cancellation ever, so past a quantity's 4 bytes (migration 0011).
+    Column("delivered", UNIT_SUM, nullable=False, default=0),
+    Column("delivery_canceled", UNIT_SUM, nullable=False, default=0),
     Column("last_seq", Integer, nullable=False, default=0),
     # Billing (R17).
     Column("posted", Boolean, nullable=False, default=False),

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from procure_contracts import events as ev
 from procure_contracts.shapes import MAX_UNITS, Location
 from procure_devstack import factories as f
 from procure_devstack.testing import fed_directly, record, served_directly, token
@@ -100,21 +99,8 @@ async def test_a_charge_delivered_again_after_a_cancellation_counts_both(
         item = f.delivered_item(f"it-{n}", charge.id, charge.product.id, units, seq=n)
         return record("shipment.delivered", f.shipment_delivered(n, item), n)
 
-    canceled = ev.ShipmentCanceledV1(
-        delivery_id="dl-1",
-        canceled_by=f.person("Dee Driver"),
-        items=[
-            ev.CanceledItem(
-                item_id="it-c",
-                charge_id=charge.id,
-                seq=2,
-                product_id=charge.product.id,
-                quantity=MAX_UNITS,
-                location_id="loc-1",
-                original_transfer_id=None,
-            )
-        ],
-    )
+    item = f.canceled_item("it-c", charge.id, charge.product.id, MAX_UNITS, seq=2)
+    canceled = f.shipment_canceled(1, item)
     runtime = await fed_directly("quotes", database_url("quotes"), tmp_path)
     try:
         won = record("opportunity.won", f.opportunity_won(charge), 0)

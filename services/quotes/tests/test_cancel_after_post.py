@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from procure_contracts import events as ev
 from procure_devstack import factories as f
 from procure_devstack.testing import fed_directly, record
 from procure_quotes import ledger
@@ -20,22 +19,10 @@ async def test_a_post_committed_before_the_cancellation_locks_the_charge_is_flag
 ) -> None:
     charge = f.charge(f.product(procurement=False), 2)
     delivered = f.delivered_item("it-1", charge.id, charge.product.id, 2, transfer_id="tr-1")
-    canceled = ev.ShipmentCanceledV1(
-        delivery_id="dl-1",
-        canceled_by=f.person("Dee Driver"),
-        items=[
-            ev.CanceledItem(
-                item_id="it-2",
-                charge_id=charge.id,
-                seq=2,
-                product_id=charge.product.id,
-                quantity=2,
-                location_id="loc-1",
-                transfer_id="tr-2",
-                original_transfer_id="tr-1",
-            )
-        ],
+    item = f.canceled_item(
+        "it-2", charge.id, charge.product.id, 2, transfer_id="tr-2", original_transfer_id="tr-1"
     )
+    canceled = f.shipment_canceled(1, item)
     runtime = await fed_directly("quotes", database_url("cancel"), tmp_path)
     try:
         await runtime.consumer.process_batch(

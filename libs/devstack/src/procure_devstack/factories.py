@@ -238,6 +238,36 @@ def shipment_delivered(
     )
 
 
+def canceled_item(
+    item_id: str,
+    charge_id: str,
+    product_id: str,
+    units: int,
+    *,
+    seq: int = 2,
+    location_id: str | None = "loc-1",
+    transfer_id: str | None = None,
+    original_transfer_id: str | None = None,
+) -> ev.CanceledItem:
+    return ev.CanceledItem(
+        item_id=item_id,
+        charge_id=charge_id,
+        seq=seq,
+        product_id=product_id,
+        quantity=units,
+        location_id=location_id,
+        transfer_id=transfer_id,
+        original_transfer_id=original_transfer_id,
+    )
+
+
+def shipment_canceled(n: int, *items: ev.CanceledItem) -> ev.ShipmentCanceledV1:
+    """Delivery `dl-n` canceled: `items` go back to Ready."""
+    return ev.ShipmentCanceledV1(
+        delivery_id=f"dl-{n}", canceled_by=person("Dee Driver"), items=list(items)
+    )
+
+
 def approval_requested(
     ch: ChargeSpec, sales_order_id: str, *, purchasing_team: list[str] | None = None
 ) -> ev.ApprovalRequestedV1:

@@ -54,6 +54,8 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+#: 8 bytes on both databases. SQLite's INTEGER already is, so the type stays INTEGER there:
+#: an INTEGER PRIMARY KEY is SQLite's rowid, and autogenerate sees no change.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 INBOX_AGE_INDEX = "ix_inbox_processed_at"
 
@@ -96,9 +98,9 @@ def utcnow() -> datetime:
 
 #: A count of units summed over many events (a location's stock, a line's receipts): a
 #: quantity is at most 2**31 - 1, but their sum can pass it, which PostgreSQL's INTEGER
-#: refused where SQLite stored it. 8 bytes on both: SQLite's INTEGER already is, so it
-#: stays as declared there (no table rebuild, and autogenerate sees no change).
-UNIT_SUM = BigInteger().with_variant(Integer(), "sqlite")
+#: refused where SQLite stored it. The same 8-byte type as `BigId` (no table rebuild on
+#: SQLite); a name of its own because a count is not a key.
+UNIT_SUM = BigId
 
 CENT = Decimal("0.01")
 

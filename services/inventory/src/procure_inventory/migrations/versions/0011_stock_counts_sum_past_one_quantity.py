@@ -17,7 +17,7 @@ down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-UNIT_SUMS = {'stock': ['on_hand', 'reserved', 'picked'], 'holds': ['quantity']}
+UNIT_SUMS = {"stock": ["on_hand", "reserved", "picked"], "holds": ["quantity"]}
 
 
 def upgrade() -> None:

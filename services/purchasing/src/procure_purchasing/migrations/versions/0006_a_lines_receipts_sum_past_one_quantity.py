@@ -17,7 +17,7 @@ down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-UNIT_SUMS = {'po_lines': ['received', 'closed_quantity']}
+UNIT_SUMS = {"po_lines": ["received", "closed_quantity"]}
 
 
 def upgrade() -> None:

@@ -17,7 +17,7 @@ down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-UNIT_SUMS = {'charges': ['delivered', 'delivery_canceled']}
+UNIT_SUMS = {"charges": ["delivered", "delivery_canceled"]}
 
 
 def upgrade() -> None:

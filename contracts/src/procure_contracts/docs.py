@@ -40,6 +40,24 @@ def limits() -> list[str]:
     ]
 
 
+def publishing() -> list[str]:
+    """What a system that publishes onto the topics marked "or any system" must know."""
+    return [
+        "## Publishing from another system",
+        "",
+        "The envelope's `id` is unique across every producer, not only within its `source`.",
+        "Each service remembers the `id` of every event it has applied (its inbox, for",
+        "`PROCURE_INBOX_RETENTION_DAYS`) and skips any later event with that `id`, from",
+        "whatever `source`: that is how a redelivered event is applied once. So an outside",
+        "system must never reuse an `id`, nor count its ids from 1 as another system may;",
+        "a UUID, as every service here makes, is safe. Sending an event again under its",
+        "own `id` is safe; under a new `id` it is a new event, which each service",
+        "judges by its data (a second `opportunity.won` of a sales order that exists is",
+        'ignored: architecture.md, "Decisions where the spec is silent").',
+        "",
+    ]
+
+
 def _type_name(schema: dict[str, Any], root: dict[str, Any]) -> str:
     if "$ref" in schema:
         return schema["$ref"].rsplit("/", 1)[-1]
@@ -87,6 +105,7 @@ def render() -> str:
         "",
         "Each service also has a dead-letter topic `dlq.<service>` (see operations.md).",
         "",
+        *publishing(),
         *limits(),
     ]
     for s in REGISTRY:

@@ -167,6 +167,26 @@ async def test_an_event_delivered_twice_has_one_effect(service_settings) -> None
         assert await count(runtime, charges) == 1
 
 
+async def test_an_event_id_applied_once_is_skipped_from_any_source(service_settings) -> None:
+    """The inbox deduplicates on the envelope's `id` alone (docs/events.md, "Publishing
+    from another system"): a later event under that id is skipped even when another
+    `source` sends it with other data, then the event after it is applied."""
+    settings = service_settings("probe")
+    app, runtime = build(settings)
+    first, other, after = f.charge_created(), f.charge_created(), f.charge_created()
+    event = new_event(CREATED.type, first, source="/crm", subject=first.charge.id)
+    reused = new_event(CREATED.type, other, source="/erp", subject=other.charge.id)
+    reused = reused.model_copy(update={"id": event.id})
+    nxt = new_event(CREATED.type, after, source="/erp", subject=after.charge.id)
+    async with running(app, runtime), _probe(settings) as kafka:
+        for e in (event, reused, nxt):  # one key: one partition, in this order
+            await kafka.send_raw("charge.created", e.to_bytes(), b"one-key")
+        await eventually(lambda: _count_is(runtime, charges, 1, id=after.charge.id))
+        assert await count(runtime, charges, id=first.charge.id) == 1
+        assert await count(runtime, charges, id=other.charge.id) == 0
+        assert await count(runtime, charges) == 2
+
+
 async def _count_is(runtime, table, n, **where) -> bool:
     got = await count(runtime, table, **where)
     assert got == n, f"{table.name}: {got} != {n}"

@@ -322,23 +322,20 @@ async def test_receipt_delivery_and_cancel_leave_stock_where_it_started(inventor
     await eventually(lambda: _level_is(inventory, product_id, loc, stock(3)))
 
     original = delivery.items[0]
-    cancel = ev.ShipmentCanceledV1(
-        delivery_id=delivery.delivery_id,
+    cancel = f.shipment_canceled(
+        delivery.delivery_id,
+        f.canceled_item(
+            unique("it-"),
+            charge_id,
+            product_id,
+            2,
+            location_id=loc,
+            serials=["X1", "X2"],
+            transfer_id="tr-reversal",
+            original_transfer_id=original.transfer_id,
+        ),
         reason="customer not on site",
         canceled_by=f.person("Sam Shipper"),
-        items=[
-            ev.CanceledItem(
-                item_id=unique("it-"),
-                charge_id=charge_id,
-                seq=2,
-                product_id=product_id,
-                quantity=2,
-                location_id=loc,
-                serials=["X1", "X2"],
-                transfer_id="tr-reversal",
-                original_transfer_id=original.transfer_id,
-            )
-        ],
     )
     await inventory.kafka.publish(CANCELED, cancel)
     await eventually(lambda: _level_is(inventory, product_id, loc, stock(5, picked=2)))

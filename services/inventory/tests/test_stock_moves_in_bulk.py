@@ -176,24 +176,23 @@ def cancellation(
     n: int, of: ev.ShipmentDeliveredV1, *seqs: int, reversal: str
 ) -> ev.ShipmentCanceledV1:
     """Delivery `of` canceled, its items taking `seqs` in turn."""
-    return ev.ShipmentCanceledV1(
-        delivery_id=of.delivery_id,
-        reason="refused at the door",
-        canceled_by=f.person("Dee Driver"),
-        items=[
-            ev.CanceledItem(
-                item_id=f"it-c{n}-{i}",
-                charge_id=item.charge_id,
+    return f.shipment_canceled(
+        of.delivery_id,
+        *(
+            f.canceled_item(
+                f"it-c{n}-{i}",
+                item.charge_id,
+                item.product_id,
+                item.quantity,
                 seq=seq,
-                product_id=item.product_id,
-                quantity=item.quantity,
                 location_id=item.location_id,
                 serials=item.serials,
                 transfer_id=f"{reversal}-{i}" if item.location_id else None,
                 original_transfer_id=item.transfer_id,
             )
             for i, (item, seq) in enumerate(zip(of.items, seqs, strict=True))
-        ],
+        ),
+        reason="refused at the door",
     )
 
 

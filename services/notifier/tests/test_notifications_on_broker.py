@@ -174,19 +174,11 @@ async def test_each_trigger_reaches_exactly_its_recipients_once(
                 ),
             ],
         ),
-        "shipment.canceled": ev.ShipmentCanceledV1(
-            delivery_id="d-2",
+        "shipment.canceled": f.shipment_canceled(
+            "d-2",
+            f.canceled_item("i-3", project.id, project.product.id, 1, location_id=None),
             reason="wrong address",
             canceled_by=f.person("Shay Shipper"),
-            items=[
-                ev.CanceledItem(
-                    item_id="i-3",
-                    charge_id=project.id,
-                    seq=2,
-                    product_id=project.product.id,
-                    quantity=1,
-                )
-            ],
         ),
         "salesorder.ready_to_fulfill": ev.SalesOrderReadyToFulfillV1(
             sales_order_id=won.sales_order.id, owner=p["sam"]

@@ -44,15 +44,10 @@ def scenario() -> tuple[list[Record], list[list[Record]]]:
     ]
     decided = [f.approval_decided(c1, True), f.approval_decided(c3, False)]
     asked = [f.approval_requested(c, "so-1", purchasing_team=["pat@example.com"]) for c in (c1, c2)]
-    canceled = ev.ShipmentCanceledV1(
-        delivery_id="dl-9",
+    canceled = f.shipment_canceled(
+        9,
+        f.canceled_item("it-9", c2.id, c2.product.id, 1, location_id=None),
         reason="wrong address",
-        canceled_by=f.person("Dee Driver"),
-        items=[
-            ev.CanceledItem(
-                item_id="it-9", charge_id=c2.id, seq=2, product_id=c2.product.id, quantity=1
-            )
-        ],
     )
     runs = [
         ("charge.created", [f.charge_created(direct, sales_order_id="so-1")]),

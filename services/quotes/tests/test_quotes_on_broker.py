@@ -417,14 +417,10 @@ async def test_the_ledger_follows_events_from_every_topic_until_a_person_fulfill
         # cancel the delivery after posting: stays posted, flagged; can_fulfill false again
         await kafka.publish(
             T("shipment.canceled"),
-            ev.ShipmentCanceledV1(
-                delivery_id="d-1",
+            f.shipment_canceled(
+                "d-1",
+                f.canceled_item("it", bought.id, "p", 4, location_id=None),
                 canceled_by=approver,
-                items=[
-                    ev.CanceledItem(
-                        item_id="it", charge_id=bought.id, seq=2, product_id="p", quantity=4
-                    )
-                ],
             ),
         )
         await eventually(lambda: units_are(bought.id, {"Ready to Deliver/Ship": 4}))

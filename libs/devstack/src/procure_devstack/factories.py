@@ -246,6 +246,7 @@ def canceled_item(
     *,
     seq: int = 2,
     location_id: str | None = "loc-1",
+    serials: list[str] | None = None,
     transfer_id: str | None = None,
     original_transfer_id: str | None = None,
 ) -> ev.CanceledItem:
@@ -256,15 +257,24 @@ def canceled_item(
         product_id=product_id,
         quantity=units,
         location_id=location_id,
+        serials=serials or [],
         transfer_id=transfer_id,
         original_transfer_id=original_transfer_id,
     )
 
 
-def shipment_canceled(n: int, *items: ev.CanceledItem) -> ev.ShipmentCanceledV1:
-    """Delivery `dl-n` canceled: `items` go back to Ready."""
+def shipment_canceled(
+    n: int | str,
+    *items: ev.CanceledItem,
+    reason: str | None = None,
+    canceled_by: Person | None = None,
+) -> ev.ShipmentCanceledV1:
+    """Delivery `dl-n` (or the delivery id `n`) canceled: `items` go back to Ready."""
     return ev.ShipmentCanceledV1(
-        delivery_id=f"dl-{n}", canceled_by=person("Dee Driver"), items=list(items)
+        delivery_id=n if isinstance(n, str) else f"dl-{n}",
+        reason=reason,
+        canceled_by=canceled_by or person("Dee Driver"),
+        items=list(items),
     )
 
 

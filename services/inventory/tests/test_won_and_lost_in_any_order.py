@@ -231,3 +231,80 @@ async def test_a_direct_charge_not_procured_after_the_loss_releases_nothing_twic
         ("r-2", "released", 0, None),
         ("r-3", "released", 0, None),
     ]
+
+
+def _second_direct() -> ev.ChargeCreatedV1:
+    """Another direct charge, applied after the first claim, listing r-1's last unit."""
+    product = f.product(id=P, inventory=True)
+    return f.charge_created(f.charge(product, 1, id="ch-2", reservations=[("r-1", LOC, 1)]))
+
+
+async def _in_every_place_of_the_loss(
+    database_url: Callable[[str], str], tmp_path: Path, name: str, claims: list[tuple[str, Any]]
+) -> list[dict[str, Any]]:
+    """The end states of `claims` applied in their order, with the loss before, between
+    and after them (it comes on its own topic)."""
+    lost = ("opportunity.lost", ev.OpportunityLostV1(opportunity_id=OPP))
+    return [
+        await _applied(database_url, tmp_path, f"{name}_{at}", [*claims[:at], lost, *claims[at:]])
+        for at in range(len(claims) + 1)
+    ]
+
+
+async def test_a_reservation_a_direct_charge_took_back_after_the_loss_is_not_taken_twice(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Before the loss, the first direct charge's pick closes r-1 and releases the unit it
+    did not list, so a second charge listing it fails. After the loss, the first takes
+    back its units, and r-1 is closed the same: the second fails as well."""
+    states = await _in_every_place_of_the_loss(
+        database_url,
+        tmp_path,
+        "directs",
+        [("charge.created", _direct(True)), ("charge.created", _second_direct())],
+    )
+    assert states[1:] == states[:-1]
+    assert states[0]["announced"] == [
+        ("procurement.pick.failed.v1", "ch-1", 1, "r-3"),
+        ("procurement.pick.failed.v1", "ch-2", 1, "r-1"),
+        ("procurement.units.picked.v1", "ch-1", 2, "r-1"),
+    ]
+    [(_, _, on_hand, reserved, picked)] = states[0]["stock"]
+    assert (on_hand, reserved, picked) == (6, 0, 2)
+
+
+async def test_a_won_settled_after_its_loss_leaves_nothing_to_take_back_after_it(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """A won releases what its charges did not pick; after its loss, it prevails and takes
+    back what they listed. Either way nothing of the opportunity's reservations is left
+    for a direct charge that lists one later."""
+    won, _, _ = _events()
+    states = await _in_every_place_of_the_loss(
+        database_url,
+        tmp_path,
+        "won",
+        [("opportunity.won", won), ("charge.created", _second_direct())],
+    )
+    assert states[1:] == states[:-1]
+    assert ("procurement.pick.failed.v1", "ch-2", 1, "r-1") in states[0]["announced"]
+    [(_, _, on_hand, reserved, picked)] = states[0]["stock"]
+    assert (on_hand, reserved, picked) == (6, 0, 2)
+
+
+async def test_a_reservation_a_direct_charge_released_is_not_taken_after_the_loss(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """A direct charge not subject to procurement releases r-1 (R3); one that lists it
+    later fails. After the loss, which released r-1 first, the same: the release closed
+    it for good."""
+    states = await _in_every_place_of_the_loss(
+        database_url,
+        tmp_path,
+        "released",
+        [("charge.created", _direct(False)), ("charge.created", _second_direct())],
+    )
+    assert states[1:] == states[:-1]
+    assert states[0]["announced"] == [("procurement.pick.failed.v1", "ch-2", 1, "r-1")]
+    [(_, _, on_hand, reserved, picked)] = states[0]["stock"]
+    assert (on_hand, reserved, picked) == (6, 0, 0)

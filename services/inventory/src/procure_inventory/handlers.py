@@ -31,6 +31,7 @@ from procure_inventory.picking import (
     pick_on_request,
     release_listed,
     release_opportunity,
+    settle_won_after_loss,
 )
 from procure_runtime import Applying, EventHandlers, Park, Reject, UnitOfWork
 from procure_runtime.logging import get_logger
@@ -72,7 +73,7 @@ async def on_opportunity_won(items: list[Applying]) -> None:
     await close_opportunities(
         items[0].uow, [i.data.opportunity.id for i in kept.values()], Outcome.WON
     )
-    holding = await opportunities_holding(session, opportunity_ids)
+    holding, released_on_loss = await opportunities_holding(session, opportunity_ids)
     for item in items:
         data = item.data
         if id(item) not in kept:
@@ -85,13 +86,19 @@ async def on_opportunity_won(items: list[Applying]) -> None:
         procured = [
             c for c in data.charges if c.product.subject_to_procurement and c.id in new_charges
         ]
-        if not any(c.reservations for c in procured) and data.opportunity.id not in holding:
+        opportunity_id = data.opportunity.id
+        lost_first = opportunity_id in released_on_loss  # and the won prevails: `retaken`
+        if not any(c.reservations for c in procured) and not (
+            opportunity_id in holding or lost_first
+        ):
             continue  # nothing reserved: nothing to pick or release
         correlation = data.sales_order.id
         for charge in procured:
-            claim = Claim(charge.id, charge.product.id, charge.quote_item_id, data.opportunity.id)
+            claim = Claim(charge.id, charge.product.id, charge.quote_item_id, opportunity_id)
             await pick_listed(item.uow, claim, charge, correlation, rest_later=True)
-        await release_opportunity(item.uow, data.opportunity.id, correlation)
+        await release_opportunity(item.uow, opportunity_id, correlation)
+        if lost_first:
+            await settle_won_after_loss(item.uow, opportunity_id)
 
 
 @handlers.on(spec_for_topic("charge.created"))

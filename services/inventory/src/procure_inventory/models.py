@@ -105,6 +105,7 @@ reservations = Table(
     Column("closed_at", UTCDateTime(), nullable=True),
     # Released because its opportunity was lost: a won of that opportunity applied after
     # the loss (topics are not ordered) takes its listed units back, as if it came first.
+    # Cleared once a claim settles it (`picking._settle_loss_releases`): taken back once.
     Column("released_on_loss", Boolean, nullable=False, default=False, server_default=false()),
 )
 

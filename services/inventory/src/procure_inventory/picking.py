@@ -5,7 +5,7 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import ColumnElement, case, func, or_, select, update
 
 from procure_contracts import events as ev
 from procure_contracts.registry import spec_for_topic
@@ -130,17 +130,46 @@ async def opportunities_won(session: Any, opportunity_ids: list[str]) -> set[str
     return set(rows)
 
 
-async def opportunities_holding(session: Any, opportunity_ids: list[str]) -> set[str]:
-    """Those of the opportunities that still have an active reservation."""
-    rows = await session.scalars(
-        select(reservations.c.opportunity_id)
+async def opportunities_holding(
+    session: Any, opportunity_ids: list[str]
+) -> tuple[set[str], set[str]]:
+    """Those of the opportunities that still have an active reservation, and those with
+    one their loss released that a claim may still take back (`retaken`)."""
+    rows = await session.execute(
+        select(reservations.c.opportunity_id, reservations.c.released_on_loss)
         .where(
             reservations.c.opportunity_id.in_(set(opportunity_ids)),
-            reservations.c.status == ReservationStatus.ACTIVE,
+            or_(
+                reservations.c.status == ReservationStatus.ACTIVE,
+                reservations.c.released_on_loss.is_(True),
+            ),
         )
         .distinct()
     )
-    return set(rows)
+    active: set[str] = set()
+    released_on_loss: set[str] = set()
+    for opportunity_id, on_loss in rows:
+        (released_on_loss if on_loss else active).add(opportunity_id)
+    return active, released_on_loss
+
+
+async def _settle_loss_releases(uow: UnitOfWork, which: ColumnElement[bool]) -> None:
+    """What a loss released (of the reservations `which` selects) is no longer for anyone
+    to take back (`retaken`): the claim that settles it came. Had that claim come before
+    the loss, it would have closed the reservation (a direct charge's pick, an R3
+    release) or released what the won's charges left (`release_opportunity`), leaving
+    nothing for a later claim."""
+    await uow.session.execute(
+        update(reservations)
+        .where(which, reservations.c.released_on_loss.is_(True))
+        .values(released_on_loss=False)
+    )
+
+
+async def settle_won_after_loss(uow: UnitOfWork, opportunity_id: str) -> None:
+    """A won applied after its opportunity's loss is settled (its charges took back what
+    they listed): the rest of what the loss released stays released for good."""
+    await _settle_loss_releases(uow, reservations.c.opportunity_id == opportunity_id)
 
 
 async def release_opportunity(
@@ -185,10 +214,12 @@ async def release_listed(
     reservation releases nothing of it."""
     for reservation_id, _ in per_reservation([(r.id, r.quantity) for r in charge.reservations]):
         row = await locked_reservation(uow, reservation_id)
-        # Only what is still reserved: one a loss released first is usable (`retaken`)
-        # but has nothing left to release.
-        if why_not_usable(row, claim) is None and row.status == ReservationStatus.ACTIVE:
+        if why_not_usable(row, claim) is not None:
+            continue
+        if row.status == ReservationStatus.ACTIVE:
             await release(uow, row, correlation=correlation)
+        else:  # `retaken`: the loss released it first; nothing is left to release
+            await _settle_loss_releases(uow, reservations.c.id == row.id)
 
 
 async def pick_reservation(
@@ -218,6 +249,8 @@ async def pick_reservation(
     refused = why_not_usable(row, claim)
     if refused is None and row.status != ReservationStatus.ACTIVE:  # `retaken`
         await _retake(uow, claim, row, listed, correlation)
+        if not rest_later:  # its pick would have closed it, as below
+            await _settle_loss_releases(uow, reservations.c.id == row.id)
         return
     plan = convert(listed, None if refused else row.quantity - row.picked)
     if plan.pick:

@@ -168,3 +168,59 @@ async def test_reservations_lost_before_the_upgrade_are_taken_back_by_a_later_wo
         assert picked == 1  # r-lost's unit taken back; r-deleted's fails
     finally:
         await runtime.db.engine.dispose()
+
+
+async def test_reservations_taken_back_before_the_upgrade_are_not_taken_again(
+    database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Migration 0012: a reservation a claim took back after the loss (picked), and every
+    reservation of an opportunity won after its loss, is settled: a charge that lists one
+    after the upgrade fails, as it would have had the loss come last. One a loss released
+    and nothing claimed yet is still taken back."""
+    url = database_url("retaken_upgrade")
+    db = Database(url)
+    rows = [  # (id, opportunity, status, picked)
+        ("r-retaken", "opp-lost", "picked", 1),
+        ("r-open", "opp-lost", "released", 0),
+        ("r-won", "opp-won", "released", 0),
+    ]
+    try:
+        await migrate.upgrade(db, MIGRATIONS, "0011")
+        async with db.engine.begin() as conn:
+            await conn.execute(
+                insert(stock).values(product_id="p-1", location_id="loc-1", on_hand=9, picked=1)
+            )
+            for opp, outcome in (("opp-lost", "lost"), ("opp-won", "won")):
+                await conn.execute(insert(opportunities).values(id=opp, outcome=outcome))
+            for rid, opp, status, picked in rows:
+                await conn.execute(
+                    insert(reservations).values(
+                        id=rid,
+                        opportunity_id=opp,
+                        quote_item_id=f"qi-{rid}",
+                        product_id="p-1",
+                        location_id="loc-1",
+                        quantity=2,
+                        status=status,
+                        picked=picked,
+                        released_on_loss=True,
+                    )
+                )
+        await migrate.upgrade(db, MIGRATIONS)
+        async with db.engine.connect() as conn:
+            marks = await conn.execute(select(reservations.c.id, reservations.c.released_on_loss))
+            assert dict(marks.all()) == {"r-retaken": False, "r-open": True, "r-won": False}
+    finally:
+        await db.dispose()
+
+    runtime = await fed_directly("inventory", url, tmp_path)
+    try:
+        product = f.product(id="p-1", inventory=True)
+        for n, (rid, _, _, _) in enumerate(rows):
+            listed = f.charge(product, 1, id=f"ch-{rid}", reservations=[(rid, "loc-1", 1)])
+            await runtime.consumer.process(record("charge.created", f.charge_created(listed), n))
+        async with runtime.db.session() as session:
+            held = dict((await session.execute(select(holds.c.charge_id, holds.c.quantity))).all())
+        assert held == {"ch-r-open": 1}  # only r-open was still to take back
+    finally:
+        await runtime.db.engine.dispose()
